@@ -1,0 +1,1 @@
+//! (to be built: see the issue that owns this module)
