@@ -3,15 +3,18 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kinesis-bigquery", version, about = "Kinesis Data Streams to BigQuery, exactly once")]
+#[command(
+    name = "kinesis-bigquery",
+    version,
+    about = "Kinesis Data Streams to BigQuery, exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
-}
+enum Command {}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

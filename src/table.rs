@@ -31,7 +31,9 @@ impl TableName {
         // Project ids allow letters, digits, '-', ':' and '.' (domain-scoped); datasets and
         // tables letters, digits and '_' (tables also allow '-' and ' ' in newer releases, but
         // not '/' or '.', which would break the resource path).
-        if project.is_empty() || !project.chars().all(|c| c.is_ascii_alphanumeric() || "-:.".contains(c)) {
+        if project.is_empty()
+            || !project.chars().all(|c| c.is_ascii_alphanumeric() || "-:.".contains(c))
+        {
             return Err(fail("project must be letters, digits, '-', ':' or '.'"));
         }
         if dataset.is_empty() || !dataset.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

@@ -1,1 +1,44 @@
-//! (to be built: see the issue that owns this module)
+//! [`SourceRecord`](crate::source::SourceRecord) data (JSON) → BigQuery rows,
+//! as protobuf messages or Arrow record batches, against the live table schema.
+
+use std::str::FromStr;
+
+/// How rows travel in AppendRows: `proto_rows` or `arrow_rows` (`ROW_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RowFormat {
+    #[default]
+    Proto,
+    Arrow,
+}
+
+impl FromStr for RowFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "proto" => Ok(Self::Proto),
+            "arrow" => Ok(Self::Arrow),
+            _ => Err(format!("{s:?} is not one of: proto, arrow")),
+        }
+    }
+}
+
+/// What to do with a JSON field the table has no column for (`UNKNOWN_FIELDS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownFields {
+    /// The record goes to the dead-letter queue: nothing is silently dropped.
+    #[default]
+    Reject,
+    /// The field is dropped and the rest of the record becomes a row.
+    Ignore,
+}
+
+impl FromStr for UnknownFields {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "reject" => Ok(Self::Reject),
+            "ignore" => Ok(Self::Ignore),
+            _ => Err(format!("{s:?} is not one of: reject, ignore")),
+        }
+    }
+}

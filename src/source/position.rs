@@ -62,7 +62,9 @@ impl fmt::Display for SequenceNumber {
 /// Where a user record sits in its shard: the Kinesis record's sequence
 /// number and, for a KPL sub-record, its index in the aggregate (0 for a
 /// plain record). Ordered by sequence number, then sub-sequence number.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Position {
     pub sequence_number: SequenceNumber,
     pub sub_sequence_number: u64,
@@ -84,7 +86,10 @@ mod tests {
         let b = SequenceNumber::new("10").unwrap();
         assert!(a < b);
         assert_eq!(SequenceNumber::new("007").unwrap(), SequenceNumber::new("7").unwrap());
-        let p = |s: &str, sub| Position { sequence_number: SequenceNumber::new(s).unwrap(), sub_sequence_number: sub };
+        let p = |s: &str, sub| Position {
+            sequence_number: SequenceNumber::new(s).unwrap(),
+            sub_sequence_number: sub,
+        };
         assert!(p("10", 0) > p("9", 5));
         assert!(p("10", 1) > p("10", 0));
     }
