@@ -92,6 +92,8 @@ async fn sqs_letters_read_back_with_the_exact_envelope() -> anyhow::Result<()> {
     let queue = moto.new_queue().await?;
     let url: SinkUrl = queue.parse()?;
     let sink = dlq::open(&url, None, &moto.sdk_config())?;
+    let found = sink.check().await?;
+    assert!(found.contains("MaximumMessageSize=1048576"), "{found}");
     let sent = letters(3);
     sink.send(&sent).await?;
 
