@@ -54,8 +54,11 @@ pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecor
     let mut stream: Option<Arc<str>> = None;
     for (index, record) in event.records.iter().enumerate() {
         let parent = parent(index, record, &mut shard, &mut stream)?;
-        match kpl::unpack(&record.kinesis.data.0) {
-            Ok(Unpacked::Plain) => out.push(Ok(parent)),
+        let raw = &record.kinesis.data.0;
+        match kpl::unpack(raw) {
+            Ok(Unpacked::Plain) => {
+                out.push(Ok(SourceRecord { data: Bytes::copy_from_slice(raw), ..parent }))
+            }
             Ok(Unpacked::Aggregate(subs)) => {
                 out.extend(subs.into_iter().zip(0u64..).map(|(sub, sub_sequence_number)| {
                     Ok(SourceRecord {
@@ -67,14 +70,18 @@ pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecor
                     })
                 }))
             }
-            Err(reason) => out.push(Err(BadRecord { record: parent, reason })),
+            Err(reason) => out.push(Err(BadRecord {
+                record: SourceRecord { data: Bytes::copy_from_slice(raw), ..parent },
+                reason,
+            })),
         }
     }
     Ok(out)
 }
 
-/// The Kinesis record as one `SourceRecord` (sub-sequence number 0, its raw
-/// bytes), reusing `shard`/`stream` when they are unchanged.
+/// The Kinesis record as one `SourceRecord` (sub-sequence number 0), without
+/// its data: only plain and bad records copy the raw bytes, aggregates give
+/// each sub-record its own. Reuses `shard`/`stream` when they are unchanged.
 fn parent(
     index: usize,
     record: &KinesisEventRecord,
@@ -102,7 +109,7 @@ fn parent(
         // Exact when the event was read through `source::Event`; the
         // library's own reader gets some fractions wrong (see lambda_event.rs).
         arrival_micros: Some(kinesis.approximate_arrival_timestamp.timestamp_micros()),
-        data: Bytes::copy_from_slice(&kinesis.data.0),
+        data: Bytes::new(),
     })
 }
 
