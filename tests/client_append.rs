@@ -202,7 +202,10 @@ async fn descriptor_bytes_keep_the_column_name_option() -> anyhow::Result<()> {
         mode: Mode::Nullable as i32,
         ..Default::default()
     };
-    w.emulator.create_table(&table, kinesis_bigquery::pb::storage::TableSchema { fields: vec![column] })?;
+    w.emulator.create_table(
+        &table,
+        kinesis_bigquery::pb::storage::TableSchema { fields: vec![column] },
+    )?;
     let (mut options, mut field, mut descriptor) = (Vec::new(), Vec::new(), Vec::new());
     prost::encoding::string::encode(454_943_157, &"user-name".to_string(), &mut options);
     prost::encoding::string::encode(1, &"col_dXNlci1uYW1l".to_string(), &mut field);

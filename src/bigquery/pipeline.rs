@@ -239,8 +239,7 @@ impl Appender {
         run: &mut Run,
         deadline: Instant,
     ) -> Flow {
-        loop {
-            let Some(request) = requests.get(run.next) else { break };
+        while let Some(request) = requests.get(run.next) {
             let fits = run.inflight.is_empty()
                 || (run.inflight.len() < self.options.max_inflight_requests
                     && run.inflight_bytes.saturating_add(request.bytes)
