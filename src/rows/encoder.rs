@@ -35,6 +35,7 @@ pub struct Encoder {
     fields: Fields,
     options: EncoderOptions,
     descriptor: DescriptorProto,
+    descriptor_bytes: Vec<u8>,
     arrow: Option<ArrowParts>,
 }
 
@@ -67,6 +68,7 @@ impl Encoder {
     pub fn new(schema: &TableSchema, options: EncoderOptions) -> Result<Self, SchemaError> {
         let fields = schema::compile(schema)?;
         let descriptor = descriptor::build(&fields);
+        let descriptor_bytes = descriptor::build_bytes(&fields);
         let arrow = match options.format {
             RowFormat::Proto => None,
             RowFormat::Arrow => {
@@ -76,7 +78,7 @@ impl Encoder {
                 Some(ArrowParts { schema, schema_message, size })
             }
         };
-        Ok(Encoder { fields, options, descriptor, arrow })
+        Ok(Encoder { fields, options, descriptor, descriptor_bytes, arrow })
     }
 
     pub fn format(&self) -> RowFormat {
@@ -124,6 +126,15 @@ impl Encoder {
     /// The proto descriptor of the rows (also what Arrow rows are transposed from).
     pub fn proto_schema(&self) -> ProtoSchema {
         ProtoSchema { proto_descriptor: Some(self.descriptor.clone()) }
+    }
+
+    /// The serialized `DescriptorProto` of [`Self::proto_schema`] with the
+    /// `column_name` option set on placeholder-named fields. The typed
+    /// `ProtoSchema` cannot carry that option (prost keeps no extensions), so
+    /// a table with column names that are not proto identifiers needs a sender
+    /// that writes these bytes as `ProtoSchema.proto_descriptor` (field 1).
+    pub fn proto_descriptor_bytes(&self) -> &[u8] {
+        &self.descriptor_bytes
     }
 
     /// The Arrow schema of `arrow_rows` (None in proto mode).

@@ -51,7 +51,8 @@ pub enum RowErrorKind {
 /// empty for errors about the whole record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct RowError {
-    /// Dotted column path with array indexes, as the JSON named it.
+    /// Dotted column path with array indexes (`user.address[2].zip`), in the
+    /// table's spelling; an unknown field appears as the JSON spelled it.
     pub path: String,
     pub kind: RowErrorKind,
     pub message: String,

@@ -16,6 +16,8 @@ mod error;
 mod json;
 mod meta;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod values;
 mod wire;
 
