@@ -1,5 +1,11 @@
 //! The exactly-once delivery protocol (DESIGN.md, "Exactly-once: the
 //! invariants") and its per-shard state store.
+//!
+//! `plan` is the pure record → offset mapping, `state` what is persisted
+//! between invocations.
+
+pub mod plan;
+pub mod state;
 
 use std::str::FromStr;
 
