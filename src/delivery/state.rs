@@ -83,7 +83,15 @@ pub enum StateError {
 }
 
 impl ShardState {
-    /// The state of a shard that has never delivered anything: a fresh stream.
+    /// The state of a shard that has never delivered anything and has no
+    /// stream yet: an empty, "finalized" placeholder of 0 rows, so the first
+    /// record to be written takes the ordinary rotation path (create a stream,
+    /// persist its name, then append).
+    pub fn initial() -> Self {
+        Self { stream_end: Some(0), ..Self::new(String::new()) }
+    }
+
+    /// A state at the start of `write_stream`.
     pub fn new(write_stream: String) -> Self {
         Self {
             format: STATE_FORMAT,
@@ -123,7 +131,7 @@ impl ShardState {
         if self.next_offset < 0 || self.stream_end.is_some_and(|e| e < 0) {
             return Err(StateError::Invalid("negative offset"));
         }
-        if self.write_stream.is_empty() {
+        if self.write_stream.is_empty() && self.stream_end != Some(0) {
             return Err(StateError::Invalid("empty write stream name"));
         }
         if let Some(intent) = &self.intent {
