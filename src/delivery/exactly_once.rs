@@ -73,7 +73,10 @@ struct Run<'a, 'b> {
     /// `last_position` of the last state loaded or written: what Kinesis may
     /// be told has landed.
     durable: Option<Position>,
-    /// The exact end of `state.write_stream`, when this invocation knows it.
+    /// An offset at or after which `state.write_stream` holds no row, when
+    /// this invocation knows one: exactly the end after acknowledged appends,
+    /// a bound after an `OUT_OF_RANGE` probe. Where it equals `next_offset`
+    /// the mapping may change without colliding with an earlier attempt.
     known_end: Option<i64>,
     /// Items at or after this index are not handled in this invocation.
     limit: usize,
@@ -81,6 +84,8 @@ struct Run<'a, 'b> {
     /// Set when the records after the table-landed prefix were spilled as
     /// definitely not written: the stream ends here.
     unwritten_end: Option<i64>,
+    /// Spillover objects written in this invocation: (key path, last position).
+    spilled: Vec<(String, Position)>,
     stats: DeliveryStats,
 }
 
@@ -108,6 +113,7 @@ impl<'a, 'b> Run<'a, 'b> {
             limit: n,
             landing: vec![None; n],
             unwritten_end: None,
+            spilled: Vec::new(),
             stats: DeliveryStats::default(),
         }
     }
@@ -236,14 +242,61 @@ impl<'a, 'b> Run<'a, 'b> {
         let upto = first_bad.unwrap_or(slots.len());
         let segment: Vec<usize> =
             (0..upto).filter(|&i| matches!(slots.get(i), Some(Slot::Row { .. }))).collect();
+        if segment.is_empty() {
+            let Some(k) = first_bad else {
+                self.land_prefix(&slots, slots.len());
+                return Ok(Flow::Done);
+            };
+            if let Some((probe, upto)) = self.probe_segment(&slots, k) {
+                return self.append_round(&slots, probe, upto, Some(k), true).await;
+            }
+            // Refused records first, and no row before them to learn the
+            // stream's end from: only its row count can tell.
+            return self.resolve("new exclusion at an unknown stream end".into()).await;
+        }
+        self.append_round(&slots, segment, upto, first_bad, false).await
+    }
+
+    /// One refused record leads the mapping at `next_offset` and a row
+    /// follows it: appending the rows after it at their own offsets bounds
+    /// the stream's end — `OUT_OF_RANGE` means no row at or after the refused
+    /// record's offset, so it may leave the mapping; an acknowledgement means
+    /// an earlier attempt wrote it, and the mapping stands. Returns the
+    /// segment and where it stops.
+    fn probe_segment(&self, slots: &[Slot], k: usize) -> Option<(Vec<usize>, usize)> {
+        let at = slots.get(k)?.offset()?;
+        if at != self.state.next_offset {
+            return None;
+        }
+        let (j, next) = slots.iter().enumerate().skip(k + 1).find(|(_, s)| s.offset().is_some())?;
+        if *next != (Slot::Row { offset: at + 1, sendable: true }) {
+            return None;
+        }
+        let upto = slots
+            .iter()
+            .enumerate()
+            .skip(j)
+            .find(|(_, s)| matches!(s, Slot::Row { sendable: false, .. }))
+            .map_or(slots.len(), |(i, _)| i);
+        let segment =
+            (j..upto).filter(|&i| matches!(slots.get(i), Some(Slot::Row { .. }))).collect();
+        Some((segment, upto))
+    }
+
+    /// Appends the rows of `segment` (consecutive offsets; everything before
+    /// `upto` that is not in it is excluded, earlier, or — for a probe — the
+    /// one refused record `first_bad` right before it) and acts on the verdict.
+    async fn append_round(
+        &mut self,
+        slots: &[Slot],
+        segment: Vec<usize>,
+        upto: usize,
+        first_bad: Option<usize>,
+        probe: bool,
+    ) -> Result<Flow, GaveBack> {
+        let slots = slots.to_vec();
         let Some(first_offset) = segment.first().and_then(|&i| slots.get(i)).and_then(Slot::offset)
         else {
-            if first_bad.is_some() {
-                // A refused record first, and no row before it to learn the
-                // stream's end from: only its row count can tell.
-                return self.resolve("new exclusion at an unknown stream end".into()).await;
-            }
-            self.land_prefix(&slots, slots.len());
             return Ok(Flow::Done);
         };
         let row_lens: Vec<usize> =
@@ -274,35 +327,56 @@ impl<'a, 'b> Run<'a, 'b> {
         let sent = send::send(&mut appender, requests, self.work_deadline, self.hook()).await;
         self.deps.put_appender(appender).await;
         let outcomes = sent.map_err(crashed)?;
+        if probe && outcomes.first().is_some_and(send::is_out_of_range) {
+            // No row at or after the refused record: it may leave the mapping.
+            self.known_end = Some(first_offset - 1);
+            return Ok(Flow::Continue);
+        }
         let verdict = send::judge(&cuts, &outcomes, self.known_end);
+        // Items before this index are landed once `landed` requests are in.
+        // Before a probe's first acknowledgement its refused record is not.
         let in_table = |landed: usize| -> usize {
-            cuts.get(landed).and_then(|c| segment.get(c.rows.start)).copied().unwrap_or(upto)
+            match (landed, probe, first_bad) {
+                (0, true, Some(k)) => k,
+                _ => cuts.get(landed).and_then(|c| segment.get(c.rows.start)).copied().unwrap_or(upto),
+            }
         };
         match verdict {
             Verdict::AllIn { end } => {
                 self.stats.rows_appended += segment.len();
                 self.known_end = Some(end);
                 self.land_prefix(&slots, upto);
-                let Some(k) = first_bad else { return Ok(Flow::Done) };
+                // After a probe the refused record before the segment is in
+                // the table (an earlier attempt wrote it); the next refused
+                // one, if any, is at `upto`.
+                let next_bad = if probe { (upto < slots.len()).then_some(upto) } else { first_bad };
+                let Some(k) = next_bad else { return Ok(Flow::Done) };
                 let more = self.new_exclusions(&slots, k);
                 let positions = self.positions();
                 let next = plan::exclude(&plan::advance(&self.state, &positions, &slots, k), more);
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
-            Verdict::RowErrors { landed, offset, errors } => {
+            Verdict::RowErrors { landed, offset, errors, at_end } => {
                 let start = in_table(landed);
                 self.land_prefix(&slots, start);
-                self.known_end = Some(offset);
                 let base = cuts.get(landed).map_or(0, |c| c.rows.start);
                 let rejected: Vec<(usize, String)> = errors
                     .iter()
                     .filter_map(|e| segment.get(base + e.index).map(|&i| (i, e.message.clone())))
                     .collect();
                 if rejected.is_empty() {
-                    return self.resolve("row errors without rows".into()).await;
+                    return self.resolve("row errors name no row of the request".into()).await;
                 }
-                self.reject(&slots, start, rejected).await?;
+                if at_end {
+                    self.known_end = Some(offset);
+                    self.reject(&slots, start, rejected).await?;
+                } else {
+                    // Where the stream ends is not known, so the mapping may
+                    // not change yet: treat the rows like records the schema
+                    // refuses, and learn the end from the rows before them.
+                    self.refuse(rejected).await?;
+                }
                 Ok(Flow::Continue)
             }
             Verdict::NotWritten { landed, end, reason, error } => {
@@ -361,6 +435,29 @@ impl<'a, 'b> Run<'a, 'b> {
         let positions = self.positions();
         let next = plan::exclude(&plan::advance(&self.state, &positions, slots, start), more);
         self.write_state(next).await
+    }
+
+    /// Rows BigQuery refused where the stream's end is not known: they become
+    /// refused records (dead-lettered now, excluded once the end is known).
+    async fn refuse(&mut self, rejected: Vec<(usize, String)>) -> Result<(), GaveBack> {
+        let mut which = Vec::new();
+        let mut letters = Vec::new();
+        for (i, message) in rejected {
+            let Some(item) = self.items.get_mut(i) else { continue };
+            let Some(record) = item.record else { continue };
+            let letter = crate::dlq::DeadLetter::new(
+                record,
+                self.batch.table,
+                crate::dlq::Reason::RejectedByBigquery,
+                message,
+            );
+            item.kind = Kind::SchemaBad;
+            item.row = Vec::new();
+            item.letter = Some(letter.clone());
+            which.push(i);
+            letters.push(letter);
+        }
+        self.send_letters(which, letters).await
     }
 
     /// The stream's end is not known: finalize it for its row count, keep
@@ -494,8 +591,12 @@ impl<'a, 'b> Run<'a, 'b> {
         self.pass(Boundary::BeforeSpill)?;
         match self.deps.spill.spill(&spilled).await {
             Ok(key) => {
-                tracing::warn!(shard_id = self.batch.shard_id, key = %key, records = which.len(), "spilled");
+                let path = key.path();
+                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), "spilled");
                 self.stats.spilled += which.len();
+                if let Some(last) = spilled.last_position() {
+                    self.spilled.push((path, last.clone()));
+                }
                 for i in which {
                     if let Some(l) = self.landing.get_mut(i) {
                         *l = Some(Landing::Spill);
@@ -521,6 +622,11 @@ impl<'a, 'b> Run<'a, 'b> {
             // Rows past the end were spilled, not written: the mapping
             // restarts at the end.
             next.next_offset = end;
+        }
+        for (path, last) in &self.spilled {
+            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path) {
+                next.spills.push(path.clone());
+            }
         }
         if next == self.state {
             return Ok(());

@@ -142,6 +142,9 @@ pub(crate) fn exclusion_for(item: &Item<'_>, reason: ExclusionReason, message: S
 pub(crate) fn schema_exclusion(item: &Item<'_>) -> Exclusion {
     let (reason, message) = match &item.letter {
         Some(l) if l.reason == Reason::RowTooLarge => (ExclusionReason::RowTooLarge, l.error.clone()),
+        Some(l) if l.reason == Reason::RejectedByBigquery => {
+            (ExclusionReason::RejectedByBigquery, l.error.clone())
+        }
         Some(l) => (ExclusionReason::SchemaMismatch, l.error.clone()),
         None => (ExclusionReason::SchemaMismatch, String::new()),
     };

@@ -60,9 +60,10 @@ pub(crate) fn cut(
 pub(crate) enum Verdict {
     /// Every request is in, and the stream ends right after the last one.
     AllIn { end: i64 },
-    /// Requests `..landed` are in; request `landed`, at the stream's known
-    /// end `offset`, was refused for these rows (nothing of it was written).
-    RowErrors { landed: usize, offset: i64, errors: Vec<RowError> },
+    /// Requests `..landed` are in; request `landed` at `offset` was refused
+    /// for these rows (nothing of it was written). `at_end`: `offset` is the
+    /// stream's known end, so the rows after it may be re-mapped right away.
+    RowErrors { landed: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
     /// Requests `..landed` are in; the stream ends at `end`, so nothing from
     /// request `landed` on was written.
     NotWritten { landed: usize, end: i64, reason: SpillReason, error: String },
@@ -90,8 +91,9 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                 end = None;
                 last_error = format!("offset {} already exists", cut.offset);
             }
-            AppendOutcome::RowErrors(errors) if at_end => {
-                return Verdict::RowErrors { landed, offset: cut.offset, errors: errors.clone() };
+            AppendOutcome::RowErrors(errors) if !errors.is_empty() => {
+                let errors = errors.clone();
+                return Verdict::RowErrors { landed, offset: cut.offset, errors, at_end };
             }
             AppendOutcome::Failed(e) if at_end && !needs_resolution(e) => {
                 let reason = match e {
@@ -110,7 +112,7 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                 };
             }
             AppendOutcome::RowErrors(_) => {
-                return Verdict::Unknown { landed, error: "row errors at an unknown end".into() };
+                return Verdict::Unknown { landed, error: "row errors without rows".into() };
             }
             AppendOutcome::Failed(e) | AppendOutcome::InDoubt(e) => {
                 return Verdict::Unknown { landed, error: e.to_string() };
@@ -124,6 +126,16 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
         Some(end) if landed == cuts.len() => Verdict::AllIn { end },
         _ => Verdict::Unknown { landed, error: last_error },
     }
+}
+
+/// The request's offset is beyond the stream's end: nothing of it was
+/// written, and the stream holds no row at or after that offset.
+pub(crate) fn is_out_of_range(outcome: &AppendOutcome) -> bool {
+    use crate::pb::storage::storage_error::StorageErrorCode as S;
+    let AppendOutcome::Failed(e) = outcome else { return false };
+    e.status().is_some_and(|s| {
+        s.code == tonic::Code::OutOfRange || s.storage_code() == Some(S::OffsetOutOfRange)
+    })
 }
 
 /// Errors that say the stream is not where the state thinks (finalized by
@@ -214,14 +226,20 @@ mod tests {
     }
 
     #[test]
-    fn row_errors_need_a_known_end() {
+    fn row_errors_say_whether_the_end_is_known() {
         let c = cuts(&[2, 3], 10);
         let errs = vec![RowError { index: 1, message: "bad".into() }];
         let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::RowErrors(errs.clone())];
-        assert!(matches!(judge(&c, &o, None), Verdict::RowErrors { landed: 1, offset: 12, .. }));
+        assert!(matches!(
+            judge(&c, &o, None),
+            Verdict::RowErrors { landed: 1, offset: 12, at_end: true, .. }
+        ));
         let first = vec![AppendOutcome::RowErrors(errs), AppendOutcome::NotSent];
-        assert!(matches!(judge(&c, &first, None), Verdict::Unknown { landed: 0, .. }));
-        assert!(matches!(judge(&c, &first, Some(10)), Verdict::RowErrors { landed: 0, offset: 10, .. }));
+        assert!(matches!(judge(&c, &first, None), Verdict::RowErrors { landed: 0, at_end: false, .. }));
+        assert!(matches!(
+            judge(&c, &first, Some(10)),
+            Verdict::RowErrors { landed: 0, offset: 10, at_end: true, .. }
+        ));
     }
 
     #[test]

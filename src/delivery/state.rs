@@ -42,6 +42,13 @@ pub struct ShardState {
     /// a new stream from the first record at or beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_end: Option<i64>,
+    /// Spillover objects (their `SpillKey` paths) whose records this state
+    /// counts as landed. Only these are genuine: an invocation that spilled
+    /// and then died before its commit leaves an orphan object whose records
+    /// a retry delivers again, so `backfill` replays an object only when it
+    /// is listed here, and removes it from the list (CAS) once replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spills: Vec<String>,
 }
 
 /// Exclusions that change the record → offset mapping, persisted before any
@@ -100,6 +107,7 @@ impl ShardState {
             last_position: None,
             intent: None,
             stream_end: None,
+            spills: Vec::new(),
         }
     }
 
@@ -205,6 +213,7 @@ mod tests {
             }],
         });
         s.stream_end = Some(9);
+        s.spills = vec!["t/s/shard/1_0-2_0.ndjson.zst".into()];
         let back = ShardState::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.excluded(&pos("101", 0)).unwrap().message, "bad");
