@@ -43,3 +43,35 @@ async fn queues_are_fresh_and_deliver() -> anyhow::Result<()> {
     assert!(empty.messages().is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn harness_serves_an_emulator_with_fresh_tables() -> anyhow::Result<()> {
+    let h = common::Harness::start().await?;
+    let a = h.new_events_table()?;
+    let b = h.new_events_table()?;
+    assert_ne!(a, b);
+    assert!(h.emulator.read_rows(&a)?.is_empty());
+    let names: Vec<_> = h.emulator.table_schema(&a)?.fields.into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["event_id", "type", "user_id", "ts", "tags", "lat", "lng"]);
+
+    // A real tonic client reaches it over TCP.
+    let mut client = h.write_client().await?;
+    let stream = client
+        .get_write_stream(kinesis_bigquery::pb::storage::GetWriteStreamRequest {
+            name: format!("{}/streams/_default", a.path()),
+            view: kinesis_bigquery::pb::storage::WriteStreamView::Full as i32,
+        })
+        .await?
+        .into_inner();
+    let schema = stream.table_schema.expect("FULL view carries the table schema");
+    assert_eq!(schema.fields.len(), 7);
+    h.shutdown().await;
+    Ok(())
+}
+
+#[test]
+fn sample_event_has_the_documented_records() -> anyhow::Result<()> {
+    let event = common::sample_event()?;
+    assert_eq!(event.records.len(), 5);
+    Ok(())
+}

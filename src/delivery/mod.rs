@@ -13,6 +13,8 @@ pub use crash::{Boundary, Crash, CrashPoints};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 
+pub mod store;
+
 use std::str::FromStr;
 
 /// `WRITE_MODE`: how rows are written.

@@ -121,9 +121,7 @@ impl Moto {
         aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                credentials(),
-            ))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials()))
             .endpoint_url(&self.endpoint)
             .build()
     }

@@ -238,3 +238,84 @@ pub async fn create_stream(client: &mut Client, t: &TableName, kind: write_strea
 pub fn ids(rows: &[serde_json::Value]) -> Vec<String> {
     rows.iter().map(|r| r["id"].as_str().unwrap_or("?").to_string()).collect()
 }
+
+/// AppendRowsRequest with the writer's DescriptorProto as raw bytes, to send
+/// descriptors whose field options prost_types would drop (`column_name`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawRequest {
+    #[prost(string, tag = "1")]
+    pub write_stream: String,
+    #[prost(message, optional, tag = "4")]
+    pub proto_rows: Option<RawProtoData>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawProtoData {
+    #[prost(message, optional, tag = "1")]
+    pub writer_schema: Option<RawSchema>,
+    #[prost(message, optional, tag = "2")]
+    pub rows: Option<ProtoRows>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawSchema {
+    #[prost(bytes = "vec", tag = "1")]
+    pub proto_descriptor: Vec<u8>,
+}
+
+/// A field's descriptor bytes with `[(google.cloud.bigquery.storage.v1.column_name) = column]`.
+pub fn field_with_column_name(f: &FieldDescriptorProto, column: &str) -> Vec<u8> {
+    let mut bytes = prost::Message::encode_to_vec(f);
+    let mut options = Vec::new();
+    prost::encoding::string::encode(454_943_157, &column.to_string(), &mut options);
+    prost::encoding::bytes::encode(8, &options, &mut bytes);
+    bytes
+}
+
+/// DescriptorProto bytes from a name and raw field descriptors.
+pub fn descriptor_bytes(name: &str, fields: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::string::encode(1, &name.to_string(), &mut out);
+    for f in fields {
+        prost::encoding::bytes::encode(2, f, &mut out);
+    }
+    out
+}
+
+/// Sends raw requests on one AppendRows call and collects one response each.
+pub async fn raw_append(
+    emu: &Emulator,
+    reqs: Vec<RawRequest>,
+) -> Vec<Result<AppendRowsResponse, tonic::Status>> {
+    let channel = tonic::transport::Endpoint::from_shared(emu.grpc_endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let n = reqs.len();
+    let path = http::uri::PathAndQuery::from_static(
+        "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows",
+    );
+    let codec = tonic_prost::ProstCodec::<RawRequest, AppendRowsResponse>::default();
+    let resp = grpc.streaming(tonic::Request::new(tokio_stream::iter(reqs)), path, codec).await;
+    let mut out = Vec::new();
+    match resp {
+        Err(s) => out.push(Err(s)),
+        Ok(r) => {
+            let mut rx = r.into_inner();
+            while out.len() < n {
+                match rx.message().await {
+                    Ok(Some(m)) => out.push(Ok(m)),
+                    Ok(None) => break,
+                    Err(s) => {
+                        out.push(Err(s));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
