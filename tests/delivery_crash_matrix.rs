@@ -38,15 +38,15 @@ use tokio::time::Instant;
 use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver,
+    CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver,
     state_key,
 };
-use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
+use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter};
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadReason, BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillSink};
 use kinesis_bigquery::table::TableName;
 
@@ -157,7 +157,6 @@ fn batch_of(
     log: &[KinesisRecord],
     from: usize,
     to: usize,
-    table: &TableName,
 ) -> (Vec<Result<SourceRecord, BadRecord>>, Vec<usize>) {
     let mut records = Vec::new();
     let mut parents = Vec::new();
@@ -165,7 +164,10 @@ fn batch_of(
         for u in &k.users {
             let r = source_record(u, event_index);
             if k.corrupt {
-                records.push(Err(DeadLetter::new(&r, table, Reason::KplChecksum, "MD5 mismatch")));
+                records.push(Err(BadRecord {
+                    record: r,
+                    reason: BadReason::KplChecksum { found: "00".into(), computed: "11".into() },
+                }));
             } else {
                 records.push(Ok(r));
             }
@@ -259,7 +261,7 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
             None => rng.random_range(1..=6),
         }
         .min(arrived - checkpoint);
-        let (records, parents) = batch_of(&log, checkpoint, checkpoint + len, &table);
+        let (records, parents) = batch_of(&log, checkpoint, checkpoint + len);
         // Chaos stops after a while so every scenario drains.
         let calm = attempt >= 60;
         let crash = (!calm && rng.random_bool(0.45)).then(|| rng.random_range(0..24usize));

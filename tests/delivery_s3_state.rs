@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::{S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch, ShardState,
+    DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch, ShardState,
     WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
@@ -22,7 +22,7 @@ use kinesis_bigquery::emulator::{self, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 

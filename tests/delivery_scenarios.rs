@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
+    Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
     ShardOutcome, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
@@ -20,7 +20,7 @@ use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillReason, SpillSink};
 use kinesis_bigquery::table::TableName;
 
