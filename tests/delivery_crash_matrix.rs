@@ -278,6 +278,16 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
         }
         let batch = ShardBatch { table: &table, stream_arn: STREAM_ARN, shard_id: SHARD, records: &records };
         let outcome = deliver(batch, &deps, Instant::now() + Duration::from_secs(3)).await;
+        if std::env::var_os("DELIVERY_DEBUG").is_some() {
+            eprintln!(
+                "attempt {attempt}: batch {checkpoint}..{} crash {crash:?} faults {:?} -> {:?} {:?} {:?}",
+                checkpoint + len,
+                faults.active(),
+                outcome.gave_back,
+                outcome.records,
+                outcome.stats
+            );
+        }
         faults.clear();
         faults.set_down(false);
         tally.invocations += 1;
@@ -358,6 +368,9 @@ async fn check(
     if let Ok(text) = std::fs::read_to_string(dlq_path) {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let letter: DeadLetter = serde_json::from_str(line)?;
+            if std::env::var_os("DELIVERY_DEBUG").is_some() {
+                eprintln!("dead letter {} {:?} {}", key_of(&letter.position()), letter.reason, letter.error);
+            }
             *in_dlq.entry(key_of(&letter.position())).or_default() += 1;
         }
     }

@@ -357,10 +357,10 @@ impl<'a, 'b> Run<'a, 'b> {
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
-            Verdict::RowErrors { landed, offset, errors, at_end } => {
+            Verdict::RowErrors { landed, request, offset, errors, at_end } => {
                 let start = in_table(landed);
                 self.land_prefix(&slots, start);
-                let base = cuts.get(landed).map_or(0, |c| c.rows.start);
+                let base = cuts.get(request).map_or(0, |c| c.rows.start);
                 let rejected: Vec<(usize, String)> = errors
                     .iter()
                     .filter_map(|e| segment.get(base + e.index).map(|&i| (i, e.message.clone())))

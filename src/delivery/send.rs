@@ -51,10 +51,11 @@ pub(crate) fn cut(
 pub(crate) enum Verdict {
     /// Every request is in, and the stream ends right after the last one.
     AllIn { end: i64 },
-    /// Requests `..landed` are in; request `landed` at `offset` was refused
+    /// Requests `..landed` are in; request `request` at `offset` was refused
     /// for these rows (nothing of it was written). `at_end`: `offset` is the
-    /// stream's known end, so the rows after it may be re-mapped right away.
-    RowErrors { landed: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
+    /// stream's known end (then `request == landed`), so the rows after it
+    /// may be re-mapped right away.
+    RowErrors { landed: usize, request: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
     /// Requests `..landed` are in; the stream ends at `end`, so nothing from
     /// request `landed` on was written.
     NotWritten { landed: usize, end: i64, reason: SpillReason, error: String },
@@ -84,7 +85,7 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
             }
             AppendOutcome::RowErrors(errors) if !errors.is_empty() => {
                 let errors = errors.clone();
-                return Verdict::RowErrors { landed, offset: cut.offset, errors, at_end };
+                return Verdict::RowErrors { landed, request: i, offset: cut.offset, errors, at_end };
             }
             AppendOutcome::Failed(e) if at_end && !needs_resolution(e) => {
                 let reason = match e {
@@ -224,6 +225,11 @@ mod tests {
         assert!(matches!(
             judge(&c, &o, None),
             Verdict::RowErrors { landed: 1, offset: 12, at_end: true, .. }
+        ));
+        let late = vec![AppendOutcome::AlreadyExists, AppendOutcome::RowErrors(errs.clone())];
+        assert!(matches!(
+            judge(&c, &late, None),
+            Verdict::RowErrors { landed: 0, request: 1, offset: 12, at_end: false, .. }
         ));
         let first = vec![AppendOutcome::RowErrors(errs), AppendOutcome::NotSent];
         assert!(matches!(judge(&c, &first, None), Verdict::RowErrors { landed: 0, at_end: false, .. }));
