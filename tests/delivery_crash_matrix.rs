@@ -35,11 +35,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
+use kinesis_bigquery::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
+};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver,
-    state_key,
+    CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter};
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
@@ -227,7 +228,8 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
     let state_store = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let dlq_path = dir.path().join("dlq.ndjson");
-    let options = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let options =
+        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let encoder = Encoder::new(&encoder_schema(), options.clone())?;
     let mut deps = DeliveryDeps::new(
         world.client.clone(),
@@ -268,15 +270,27 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
         deps.crash = crash.map(|k| Arc::new(CrashPoints::at(k)));
         if !calm {
             match rng.random_range(0..10) {
-                0 => faults.fail_next("AppendRows", rng.random_range(1..=4), tonic::Code::Unavailable, "injected"),
+                0 => faults.fail_next(
+                    "AppendRows",
+                    rng.random_range(1..=4),
+                    tonic::Code::Unavailable,
+                    "injected",
+                ),
                 1 => faults.drop_after(rng.random_range(0..=2)),
                 2 => faults.write_then_drop(1),
-                3 => faults.fail_next("FinalizeWriteStream", 3, tonic::Code::Unavailable, "injected"),
+                3 => {
+                    faults.fail_next("FinalizeWriteStream", 3, tonic::Code::Unavailable, "injected")
+                }
                 4 => faults.set_down(true),
                 _ => {}
             }
         }
-        let batch = ShardBatch { table: &table, stream_arn: STREAM_ARN, shard_id: SHARD, records: &records };
+        let batch = ShardBatch {
+            table: &table,
+            stream_arn: STREAM_ARN,
+            shard_id: SHARD,
+            records: &records,
+        };
         let outcome = deliver(batch, &deps, Instant::now() + Duration::from_secs(3)).await;
         if std::env::var_os("DELIVERY_DEBUG").is_some() {
             eprintln!(
@@ -339,7 +353,8 @@ async fn check(
         Some((bytes, _)) => Some(ShardState::from_json(&bytes)?),
         None => None,
     };
-    let genuine: BTreeSet<String> = state.map(|s| s.spills.into_iter().collect()).unwrap_or_default();
+    let genuine: BTreeSet<String> =
+        state.map(|s| s.spills.into_iter().collect()).unwrap_or_default();
     let mut in_spill: BTreeMap<String, usize> = BTreeMap::new();
     let mut ends: HashMap<String, i64> = HashMap::new();
     for key in spill.list(&SpillFilter::default()).await? {
@@ -369,7 +384,12 @@ async fn check(
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let letter: DeadLetter = serde_json::from_str(line)?;
             if std::env::var_os("DELIVERY_DEBUG").is_some() {
-                eprintln!("dead letter {} {:?} {}", key_of(&letter.position()), letter.reason, letter.error);
+                eprintln!(
+                    "dead letter {} {:?} {}",
+                    key_of(&letter.position()),
+                    letter.reason,
+                    letter.error
+                );
             }
             *in_dlq.entry(key_of(&letter.position())).or_default() += 1;
         }
@@ -383,19 +403,25 @@ async fn check(
             match u.kind {
                 Kind::Good => {
                     if t + s != 1 || d != 0 {
-                        bail!("good record {key}: {t} in table, {s} in spillover, {d} dead letters");
+                        bail!(
+                            "good record {key}: {t} in table, {s} in spillover, {d} dead letters"
+                        );
                     }
                 }
                 _ => {
                     if t != 0 || s > 1 || d + s == 0 {
-                        bail!("bad record {key} ({:?}): {t} in table, {s} in spillover, {d} dead letters", u.kind);
+                        bail!(
+                            "bad record {key} ({:?}): {t} in table, {s} in spillover, {d} dead letters",
+                            u.kind
+                        );
                     }
                     tally.dead_letter_repeats += d.saturating_sub(1);
                 }
             }
         }
     }
-    let known: BTreeSet<String> = log.iter().flat_map(|k| k.users.iter().map(|u| key_of(&u.position))).collect();
+    let known: BTreeSet<String> =
+        log.iter().flat_map(|k| k.users.iter().map(|u| key_of(&u.position))).collect();
     if let Some(stray) = in_table.keys().find(|k| !known.contains(*k)) {
         bail!("row {stray} in the table is no record of the log");
     }
@@ -414,7 +440,8 @@ fn base_seed() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_lands_exactly_once_across_crashes_and_faults() -> anyhow::Result<()> {
     let base = base_seed();
-    let count: u64 = std::env::var("DELIVERY_SCENARIOS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
+    let count: u64 =
+        std::env::var("DELIVERY_SCENARIOS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let workers = 2u64;
     let mut handles = Vec::new();
     for w in 0..workers {
