@@ -6,7 +6,8 @@
 //! encoder, missing a column the table requires), records the encoder refuses
 //! (unknown field), records that are not JSON, and corrupt KPL aggregates. A
 //! simulated event source mapping delivers it in batches through
-//! `delivery::deliver` against the in-process emulator over real gRPC, with
+//! `delivery::deliver` against the in-process emulator over real gRPC (proto
+//! rows, or Arrow record batches in a third of the scenarios), with
 //! `file://` state, spillover and dead-letter queue, while:
 //! - a crash point stops an invocation at a random step boundary (state
 //!   writes, dead letters, each append request, finalize, stream creation,
@@ -228,9 +229,10 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
     let state_store = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let dlq_path = dir.path().join("dlq.ndjson");
-    let options =
-        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
-    let encoder = Encoder::new(&encoder_schema(), options.clone())?;
+    // A third of the scenarios send Arrow record batches instead of proto rows.
+    let format = if rng.random_bool(0.33) { RowFormat::Arrow } else { RowFormat::Proto };
+    let options = EncoderOptions { format, unknown_fields: UnknownFields::Reject };
+    let encoder = Encoder::new(&encoder_schema(), options)?;
     let mut deps = DeliveryDeps::new(
         world.client.clone(),
         EncoderCell::new(encoder, options),
