@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use client_support::*;
 use kinesis_bigquery::bigquery::{AppendError, AppendOutcome, RetryPolicy};
-use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::TableFieldSchema;
+use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use tonic::Code;
 
 #[tokio::test]
@@ -52,13 +52,17 @@ async fn default_stream_appends_without_offsets() -> anyhow::Result<()> {
     let w = world().await;
     let mut appender = w.appender(&w.table.default_stream(), options(8, fast_retry(3)));
     let outcomes = appender.append_all(requests(0, 5, 4, false), in_secs(10)).await;
-    assert!(outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended { offset: None })), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended { offset: None })),
+        "{outcomes:?}"
+    );
     assert_eq!(w.ids(), (0..20).collect::<Vec<_>>());
     Ok(())
 }
 
 #[tokio::test]
-async fn resending_acknowledged_requests_is_already_exists_and_writes_nothing() -> anyhow::Result<()> {
+async fn resending_acknowledged_requests_is_already_exists_and_writes_nothing() -> anyhow::Result<()>
+{
     let w = world().await;
     let stream = w.committed_stream().await;
     let mut appender = w.appender(&stream, options(8, fast_retry(3)));
@@ -98,7 +102,9 @@ async fn an_offset_beyond_the_end_fails_without_retrying() -> anyhow::Result<()>
     let stream = w.committed_stream().await;
     let mut appender = w.appender(&stream, options(1, fast_retry(5)));
     let outcomes = appender.append_all(requests(7, 2, 1, true), in_secs(10)).await;
-    let AppendOutcome::Failed(AppendError::Rejected(status)) = &outcomes[0] else { panic!("{outcomes:?}") };
+    let AppendOutcome::Failed(AppendError::Rejected(status)) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
     assert_eq!(status.code, Code::OutOfRange);
     assert!(matches!(outcomes[1], AppendOutcome::NotSent));
     assert!(w.ids().is_empty());

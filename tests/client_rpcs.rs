@@ -5,9 +5,7 @@
 mod client_support;
 
 use client_support::*;
-use kinesis_bigquery::bigquery::{
-    CommitOutcome, RpcError, WriteStreamView, write_stream,
-};
+use kinesis_bigquery::bigquery::{CommitOutcome, RpcError, WriteStreamView, write_stream};
 use kinesis_bigquery::pb::storage::storage_error::StorageErrorCode;
 use test_case::test_case;
 use tonic::Code;
@@ -47,7 +45,8 @@ async fn pending_streams_commit_atomically() -> anyhow::Result<()> {
     assert!(w.ids().is_empty(), "pending rows are invisible");
 
     // Not finalized yet: nothing is committed, with a reason per stream.
-    let CommitOutcome::NotCommitted(errors) = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?
+    let CommitOutcome::NotCommitted(errors) =
+        w.client.batch_commit(&w.table, &[pending.name.clone()]).await?
     else {
         panic!("committed an unfinalized stream");
     };
