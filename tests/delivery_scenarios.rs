@@ -331,6 +331,23 @@ async fn a_refused_first_record_with_rows_after_it_in_the_stream_is_resolved() -
 }
 
 #[tokio::test]
+async fn a_new_column_announced_by_bigquery_swaps_the_encoder() -> anyhow::Result<()> {
+    let s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.emu.add_columns(&s.table, vec![col("late", Mode::Nullable)])?;
+    let late = |seq: u64| rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","late":"z"}}"#));
+    // The warm connection learns the new schema from its next response
+    // (`updated_schema`); the record that needs it is refused until then.
+    let out = s.run(&[good(2), late(3)]).await;
+    assert_eq!(out.records, vec![TABLE, DLQ]);
+    let out = s.run(&[late(4)]).await;
+    assert_eq!(out.records, vec![TABLE], "the encoder now knows `late`");
+    let row = s.emu.read_rows(&s.table)?.into_iter().last().unwrap();
+    assert_eq!(row.get("late").and_then(|v| v.as_str()), Some("z"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn bigquery_down_spills_in_doubt_records_with_their_offsets() -> anyhow::Result<()> {
     let s = setup(WriteMode::ExactlyOnce).await?;
     s.run(&[good(1)]).await;
