@@ -188,3 +188,49 @@ async fn a_deadline_already_past_sends_nothing() -> anyhow::Result<()> {
     assert!(w.ids().is_empty());
     Ok(())
 }
+
+/// A column that is not a proto identifier travels through the `column_name` field
+/// option, which only the serialized-descriptor form of the writer schema keeps.
+#[tokio::test]
+async fn descriptor_bytes_keep_the_column_name_option() -> anyhow::Result<()> {
+    use kinesis_bigquery::bigquery::WriterSchema;
+    let w = world().await;
+    let table = table_name();
+    let column = TableFieldSchema {
+        name: "user-name".into(),
+        r#type: Type::String as i32,
+        mode: Mode::Nullable as i32,
+        ..Default::default()
+    };
+    w.emulator.create_table(
+        &table,
+        kinesis_bigquery::pb::storage::TableSchema { fields: vec![column] },
+    )?;
+    let (mut options, mut field, mut descriptor) = (Vec::new(), Vec::new(), Vec::new());
+    prost::encoding::string::encode(454_943_157, &"user-name".to_string(), &mut options);
+    prost::encoding::string::encode(1, &"col_dXNlci1uYW1l".to_string(), &mut field);
+    prost::encoding::int32::encode(3, &1, &mut field); // number
+    prost::encoding::int32::encode(4, &1, &mut field); // LABEL_OPTIONAL
+    prost::encoding::int32::encode(5, &9, &mut field); // TYPE_STRING
+    prost::encoding::bytes::encode(8, &options, &mut field);
+    prost::encoding::string::encode(1, &"Row".to_string(), &mut descriptor);
+    prost::encoding::bytes::encode(2, &field, &mut descriptor);
+
+    let mut appender = kinesis_bigquery::bigquery::Appender::new(
+        w.client.clone(),
+        table.default_stream(),
+        WriterSchema::ProtoDescriptorBytes(descriptor),
+        options_for_test(),
+    );
+    let mut row = Vec::new();
+    prost::encoding::string::encode(1, &"ada".to_string(), &mut row);
+    let outcomes = appender.append_all(vec![request(None, vec![row])], in_secs(10)).await;
+    assert_eq!(kinds(&outcomes), ["ok"], "{outcomes:?}");
+    let rows = w.emulator.read_rows(&table)?;
+    assert_eq!(rows, vec![serde_json::json!({"user-name": "ada"})]);
+    Ok(())
+}
+
+fn options_for_test() -> kinesis_bigquery::bigquery::AppenderOptions {
+    options(4, fast_retry(3))
+}

@@ -46,7 +46,7 @@ async fn pending_streams_commit_atomically() -> anyhow::Result<()> {
 
     // Not finalized yet: nothing is committed, with a reason per stream.
     let CommitOutcome::NotCommitted(errors) =
-        w.client.batch_commit(&w.table, &[pending.name.clone()]).await?
+        w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?
     else {
         panic!("committed an unfinalized stream");
     };
@@ -54,11 +54,11 @@ async fn pending_streams_commit_atomically() -> anyhow::Result<()> {
     assert!(w.ids().is_empty());
 
     assert_eq!(w.client.finalize_write_stream(&pending.name).await?, 10);
-    let outcome = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?;
+    let outcome = w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?;
     assert!(matches!(outcome, CommitOutcome::Committed { .. }), "{outcome:?}");
     assert_eq!(w.ids(), (0..10).collect::<Vec<_>>());
     // A second commit of the same stream changes nothing.
-    let again = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?;
+    let again = w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?;
     let CommitOutcome::NotCommitted(errors) = again else { panic!("committed twice") };
     assert_eq!(errors[0].code, StorageErrorCode::StreamAlreadyCommitted as i32);
     assert_eq!(w.ids().len(), 10);
