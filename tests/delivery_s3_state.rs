@@ -70,7 +70,7 @@ async fn deps(
         EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut d = DeliveryDeps::new(
         client.clone(),
-        EncoderCell::new(Encoder::new(&schema(), options.clone())?, options),
+        EncoderCell::new(Encoder::new(&schema(), options)?, options),
         store,
         Arc::new(FileSpill::new(dir.join("spill"))),
         Arc::new(FileDeadLetter::new(dir.join("dlq.ndjson"))),

@@ -152,7 +152,7 @@ async fn setup(mode: WriteMode) -> anyhow::Result<Setup> {
         EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut deps = DeliveryDeps::new(
         client,
-        EncoderCell::new(Encoder::new(&encoder_schema(), options.clone())?, options),
+        EncoderCell::new(Encoder::new(&encoder_schema(), options)?, options),
         state.clone(),
         spill.clone(),
         Arc::new(FileDeadLetter::new(dlq.clone())),

@@ -100,7 +100,12 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
 
     let mut grpc_stop = stopped.clone();
     let grpc = tokio::spawn(async move {
+        // The real service advertises large HTTP/2 windows; h2's 64 KiB default would make
+        // every multi-MB AppendRows wait on WINDOW_UPDATE round trips and understate
+        // client throughput in benchmarks.
         let result = tonic::transport::Server::builder()
+            .initial_stream_window_size(8 * 1024 * 1024)
+            .initial_connection_window_size(32 * 1024 * 1024)
             .add_service(WriteRoutes::new(service))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
