@@ -201,13 +201,19 @@ fn encode_message(cx: &mut Ctx, fields: &Fields, out: &mut Vec<u8>) -> R<()> {
     let mut first = true;
     let mut hint = 0;
     loop {
+        let key_at = cx.r.pos();
         let found = {
             let Some(key) = cx.r.next_key(&mut first, &mut cx.scratch)? else { break };
-            fields.find(key.as_bytes(), hint).ok_or_else(|| key.to_owned())
+            // A key that matched a column is that column's (UTF-8) name; others
+            // are checked here.
+            fields.find(key, hint).ok_or_else(|| std::str::from_utf8(key).map(str::to_owned))
         };
         let i = match found {
             Ok(i) => i,
-            Err(name) => {
+            Err(Err(_)) => {
+                return Err(JsonError { offset: key_at, what: "invalid UTF-8 in key" }.into());
+            }
+            Err(Ok(name)) => {
                 if cx.unknown == UnknownFields::Reject {
                     return fail(RowErrorKind::UnknownField, "the table has no such column")
                         .at(|| Seg::Name(name));
@@ -387,12 +393,19 @@ fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()>
         }
         Ty::String(max) => match kind {
             Kind::String => {
-                let s = cx.r.read_str(&mut cx.scratch)?;
-                if *max > 0 && s.len() > *max as usize && s.chars().count() > *max as usize {
-                    let s = s.to_owned();
-                    return invalid(OutOfRange, ty, &s, &format!("longer than max_length {max}"));
+                let s = cx.r.read_str_bytes(&mut cx.scratch)?;
+                if *max > 0 && s.len() > *max as usize {
+                    let text = String::from_utf8_lossy(s);
+                    if text.chars().count() > *max as usize {
+                        return invalid(
+                            OutOfRange,
+                            ty,
+                            &text,
+                            &format!("longer than max_length {max}"),
+                        );
+                    }
                 }
-                put_bytes(out, &f.key, s.as_bytes());
+                put_bytes(out, &f.key, s);
             }
             // JsonStreamWriter turns integers and booleans into their text, not doubles.
             Kind::Number => {
