@@ -133,9 +133,17 @@ fn quick() -> RetryPolicy {
 }
 
 async fn setup(mode: WriteMode) -> anyhow::Result<Setup> {
+    setup_with(mode, table_schema(), encoder_schema()).await
+}
+
+async fn setup_with(
+    mode: WriteMode,
+    table_schema: TableSchema,
+    encoder_schema: TableSchema,
+) -> anyhow::Result<Setup> {
     let table = TableName::new("p", "scen", &format!("t{}", uuid::Uuid::new_v4().simple()))?;
     let emu = emulator::start(EmulatorConfig {
-        tables: vec![(table.clone(), table_schema())],
+        tables: vec![(table.clone(), table_schema)],
         ..Default::default()
     })
     .await?;
@@ -152,7 +160,7 @@ async fn setup(mode: WriteMode) -> anyhow::Result<Setup> {
         EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut deps = DeliveryDeps::new(
         client,
-        EncoderCell::new(Encoder::new(&encoder_schema(), options)?, options),
+        EncoderCell::new(Encoder::new(&encoder_schema, options)?, options),
         state.clone(),
         spill.clone(),
         Arc::new(FileDeadLetter::new(dlq.clone())),
@@ -393,5 +401,20 @@ async fn at_least_once_writes_the_default_stream_and_dead_letters_rejects() -> a
     let out = s.run(&[good(5)]).await;
     s.emu.faults().set_down(false);
     assert_eq!(out.records, vec![RecordOutcome::Landed(Landing::Spill)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn columns_that_are_not_proto_identifiers_land_through_proto_rows() -> anyhow::Result<()> {
+    // The real column name travels in the descriptor's `column_name` field option,
+    // which only survives when the appender sends the encoder's descriptor bytes.
+    let schema =
+        TableSchema { fields: vec![col("key", Mode::Required), col("user-name", Mode::Nullable)] };
+    let s = setup_with(WriteMode::ExactlyOnce, schema.clone(), schema).await?;
+    let out = s.run(&[rec(1, r#"{"key":"k1","user-name":"ada"}"#)]).await;
+    assert_eq!(out.records, vec![TABLE]);
+    let rows = s.emu.read_rows(&s.table)?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["user-name"], "ada");
     Ok(())
 }

@@ -10,9 +10,10 @@ use super::WriteMode;
 use super::crash::CrashPoints;
 use super::store::StateStore;
 use crate::batch::BatchLimits;
-use crate::bigquery::{Appender, AppenderOptions, TableSchema, WriteClient};
+use crate::bigquery::{
+    Appender, AppenderOptions, TableSchema, WriteClient, WriterSchema as ClientWriterSchema,
+};
 use crate::dlq::DeadLetterSink;
-use crate::pb::storage::append_rows_request::{ArrowData, ProtoData, Rows};
 use crate::rows::{Encoder, EncoderOptions, SchemaError, WriterSchema};
 use crate::spill::SpillSink;
 
@@ -51,11 +52,17 @@ impl EncoderCell {
     }
 }
 
-/// The `rows` oneof carrying only the writer schema, as the appender wants it.
-pub(crate) fn writer_schema_rows(encoder: &Encoder) -> Rows {
+/// The writer schema the appender sends on each connection's first request.
+///
+/// Proto descriptors travel as the encoder's own bytes: prost's typed
+/// `DescriptorProto` drops field options, and with them the `column_name`
+/// extension that columns whose names are not proto identifiers need.
+pub(crate) fn writer_schema_of(encoder: &Encoder) -> ClientWriterSchema {
     match encoder.writer_schema() {
-        WriterSchema::Proto(s) => Rows::ProtoRows(ProtoData { writer_schema: Some(s), rows: None }),
-        WriterSchema::Arrow(s) => Rows::ArrowRows(ArrowData { writer_schema: Some(s), rows: None }),
+        WriterSchema::Proto(_) => {
+            ClientWriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())
+        }
+        WriterSchema::Arrow(s) => ClientWriterSchema::Arrow(s),
     }
 }
 
@@ -118,7 +125,7 @@ impl DeliveryDeps {
             Appender::new(
                 self.client.clone(),
                 stream.to_string(),
-                writer_schema_rows(encoder),
+                writer_schema_of(encoder),
                 self.appender.clone(),
             )
         })
@@ -129,7 +136,7 @@ impl DeliveryDeps {
     pub(crate) async fn put_appender(&self, mut appender: Appender) {
         if let Some(schema) = appender.updated_schema() {
             match self.encoder.replace(&schema) {
-                Ok(fresh) => appender.set_writer_schema(writer_schema_rows(&fresh)),
+                Ok(fresh) => appender.set_writer_schema(writer_schema_of(&fresh)),
                 Err(e) => tracing::warn!(error = %e, "updated table schema cannot be encoded for"),
             }
         }
