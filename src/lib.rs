@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod dlq;
 pub mod emulator;
 pub mod handler;
+pub mod metrics;
 pub mod pb;
 pub mod rows;
 pub mod source;
