@@ -17,3 +17,10 @@ pub use env::{
 };
 pub use error::{ConfigError, Problem};
 pub use log_filter::{LEVELS, LogFilter};
+
+/// Whether the process runs under Lambda (the platform sets
+/// `AWS_LAMBDA_RUNTIME_API` for custom runtimes), so the binary can pick
+/// `lambda` mode without a subcommand, as a `bootstrap` must.
+pub fn in_lambda_runtime() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty())
+}
