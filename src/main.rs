@@ -39,6 +39,8 @@ enum Command {
     },
     /// Validate the configuration and reach the table, bucket(s) and queue.
     Check,
+    /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
+    Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,10 @@ fn main() -> ExitCode {
                 invoke(&event, Duration::from_secs(timeout_secs), started).await
             }
             Command::Check => check_command().await,
+            Command::Emulator(args) => {
+                kinesis_bigquery::emulator::cli::serve(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {
