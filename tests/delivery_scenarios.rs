@@ -9,10 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
+use kinesis_bigquery::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
+};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
+    Boundary, CrashPoints, DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch,
     ShardOutcome, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
@@ -20,7 +22,7 @@ use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillReason, SpillSink};
 use kinesis_bigquery::table::TableName;
 
@@ -28,21 +30,48 @@ const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/scenarios";
 const SHARD: &str = "shardId-000000000002";
 
 fn col(name: &str, mode: Mode) -> TableFieldSchema {
-    TableFieldSchema { name: name.into(), r#type: Type::String as i32, mode: mode as i32, ..Default::default() }
+    TableFieldSchema {
+        name: name.into(),
+        r#type: Type::String as i32,
+        mode: mode as i32,
+        ..Default::default()
+    }
 }
 
 /// The table requires `must`; the encoder thinks it optional, so a record
-/// without it encodes and BigQuery rejects the row.
+/// without it encodes and BigQuery rejects the row. `opt` (last, so the
+/// field numbers of the others do not move) lets a test take a column out of
+/// the encoder's view, as an older container's schema would.
 fn table_schema() -> TableSchema {
-    TableSchema { fields: vec![col("key", Mode::Required), col("must", Mode::Required)] }
+    TableSchema {
+        fields: vec![
+            col("key", Mode::Required),
+            col("must", Mode::Required),
+            col("opt", Mode::Nullable),
+        ],
+    }
 }
 
 fn encoder_schema() -> TableSchema {
+    TableSchema {
+        fields: vec![
+            col("key", Mode::Required),
+            col("must", Mode::Nullable),
+            col("opt", Mode::Nullable),
+        ],
+    }
+}
+
+/// The encoder's view without `opt`.
+fn older_schema() -> TableSchema {
     TableSchema { fields: vec![col("key", Mode::Required), col("must", Mode::Nullable)] }
 }
 
 fn pos(seq: u64) -> Position {
-    Position { sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(), sub_sequence_number: 0 }
+    Position {
+        sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(),
+        sub_sequence_number: 0,
+    }
 }
 
 fn rec(seq: u64, json: &str) -> Result<SourceRecord, BadRecord> {
@@ -70,6 +99,11 @@ fn rejected(seq: u64) -> Result<SourceRecord, BadRecord> {
 /// The encoder refuses it (unknown field).
 fn unknown_field(seq: u64) -> Result<SourceRecord, BadRecord> {
     rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","extra":1}}"#))
+}
+
+/// Good for a schema with `opt`; an unknown field for one without.
+fn with_opt(seq: u64) -> Result<SourceRecord, BadRecord> {
+    rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","opt":"y"}}"#))
 }
 
 fn not_json(seq: u64) -> Result<SourceRecord, BadRecord> {
@@ -100,17 +134,22 @@ fn quick() -> RetryPolicy {
 
 async fn setup(mode: WriteMode) -> anyhow::Result<Setup> {
     let table = TableName::new("p", "scen", &format!("t{}", uuid::Uuid::new_v4().simple()))?;
-    let emu = emulator::start(EmulatorConfig { tables: vec![(table.clone(), table_schema())], ..Default::default() })
-        .await?;
-    let client = WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-        .await?
-        .with_unary_retry(quick())
-        .with_rpc_timeout(Duration::from_secs(2));
+    let emu = emulator::start(EmulatorConfig {
+        tables: vec![(table.clone(), table_schema())],
+        ..Default::default()
+    })
+    .await?;
+    let client =
+        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
+            .await?
+            .with_unary_retry(quick())
+            .with_rpc_timeout(Duration::from_secs(2));
     let dir = tempfile::tempdir()?;
     let state = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let dlq = dir.path().join("dlq.ndjson");
-    let options = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let options =
+        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut deps = DeliveryDeps::new(
         client,
         EncoderCell::new(Encoder::new(&encoder_schema(), options.clone())?, options),
@@ -152,7 +191,8 @@ impl Setup {
     }
 
     async fn state(&self) -> ShardState {
-        let (bytes, _) = self.state.load(&state_key(&self.table, ARN, SHARD)).await.unwrap().unwrap();
+        let (bytes, _) =
+            self.state.load(&state_key(&self.table, ARN, SHARD)).await.unwrap().unwrap();
         ShardState::from_json(&bytes).unwrap()
     }
 }
@@ -247,20 +287,87 @@ async fn a_refused_record_first_is_settled_by_a_probe_not_a_rotation() -> anyhow
 }
 
 #[tokio::test]
+async fn a_record_an_earlier_attempt_wrote_stays_in_the_table_when_the_schema_now_refuses_it()
+-> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    // Attempt 1 knows `opt`: appends records 2..4, then dies after the answers.
+    s.deps.crash = Some(Arc::new(CrashPoints::at(1)));
+    let crashed = s.run(&[with_opt(2), good(3), good(4)]).await;
+    assert!(
+        matches!(&crashed.gave_back, Some(GaveBack::Crashed(c)) if c.contains("AfterAppendRound")),
+        "{crashed:?}"
+    );
+    s.deps.crash = None;
+    // The retry runs where the schema view lacks `opt`: record 2 is refused
+    // now, but the stream's row count shows an earlier attempt wrote it.
+    s.deps.encoder.replace(&older_schema())?;
+    let out = s.run(&[with_opt(2)]).await;
+    assert_eq!(out.records, vec![TABLE], "{out:?}");
+    assert_eq!(out.stats.finalizes, 1);
+    // The rest of the batch, and one more: 3 and 4 are below the row count,
+    // 5 goes to a new stream.
+    let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
+    assert_eq!(out.records, vec![EARLIER, TABLE, TABLE, TABLE], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_first_record_with_rows_after_it_in_the_stream_is_resolved() -> anyhow::Result<()>
+{
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.deps.crash = Some(Arc::new(CrashPoints::at(1)));
+    s.run(&[with_opt(2), good(3), good(4)]).await;
+    s.deps.crash = None;
+    s.deps.encoder.replace(&older_schema())?;
+    // The probe appends record 3 at its offset: ALREADY_EXISTS, so the
+    // mapping stands and the stream's row count settles it.
+    let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
+    assert_eq!(out.records, vec![TABLE; 4], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_column_announced_by_bigquery_swaps_the_encoder() -> anyhow::Result<()> {
+    let s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.emu.add_columns(&s.table, vec![col("late", Mode::Nullable)])?;
+    let late = |seq: u64| rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","late":"z"}}"#));
+    // The warm connection learns the new schema from its next response
+    // (`updated_schema`); the record that needs it is refused until then.
+    let out = s.run(&[good(2), late(3)]).await;
+    assert_eq!(out.records, vec![TABLE, DLQ]);
+    let out = s.run(&[late(4)]).await;
+    assert_eq!(out.records, vec![TABLE], "the encoder now knows `late`");
+    let row = s.emu.read_rows(&s.table)?.into_iter().last().unwrap();
+    assert_eq!(row.get("late").and_then(|v| v.as_str()), Some("z"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn bigquery_down_spills_in_doubt_records_with_their_offsets() -> anyhow::Result<()> {
     let s = setup(WriteMode::ExactlyOnce).await?;
     s.run(&[good(1)]).await;
     s.emu.faults().set_down(true);
     let out = s.run(&[good(2), not_json(3), good(4)]).await;
     s.emu.faults().set_down(false);
-    assert_eq!(out.records, vec![RecordOutcome::Landed(Landing::Spill), DLQ, RecordOutcome::Landed(Landing::Spill)]);
+    assert_eq!(
+        out.records,
+        vec![RecordOutcome::Landed(Landing::Spill), DLQ, RecordOutcome::Landed(Landing::Spill)]
+    );
     let keys_listed = s.spill.list(&SpillFilter::default()).await?;
     assert_eq!(keys_listed.len(), 1);
     let spilled = s.spill.read(&keys_listed[0]).await?;
     assert_eq!(spilled.reason, SpillReason::InDoubt);
     let st = s.state().await;
     assert_eq!(spilled.write_stream.as_deref(), Some(st.write_stream.as_str()));
-    assert_eq!(spilled.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![Some(1), Some(2)]);
+    assert_eq!(
+        spilled.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
     assert_eq!(st.spills, vec![keys_listed[0].path()]);
     assert_eq!((st.next_offset, st.last_position.clone()), (3, Some(pos(4))));
     // BigQuery is back: the next record finds the stream short (the in-doubt
@@ -278,7 +385,10 @@ async fn at_least_once_writes_the_default_stream_and_dead_letters_rejects() -> a
     assert_eq!(out.records, vec![TABLE, DLQ, DLQ, TABLE]);
     assert_eq!(s.keys(), keys(&[1, 4]));
     assert_eq!(s.letters().len(), 2);
-    assert!(s.state.load(&state_key(&s.table, ARN, SHARD)).await?.is_none(), "no state in at-least-once");
+    assert!(
+        s.state.load(&state_key(&s.table, ARN, SHARD)).await?.is_none(),
+        "no state in at-least-once"
+    );
     s.emu.faults().set_down(true);
     let out = s.run(&[good(5)]).await;
     s.emu.faults().set_down(false);

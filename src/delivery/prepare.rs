@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::RequestLimits;
 use super::plan::Kind;
 use super::state::{Exclusion, ExclusionReason};
+use crate::batch::BatchLimits;
 use crate::dlq::{DeadLetter, Reason};
 use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
 use crate::source::{Position, SourceRecord};
@@ -31,7 +31,10 @@ pub(crate) struct Item<'a> {
 pub(crate) enum Input<'a> {
     Record(&'a SourceRecord),
     /// The source could not make a record of it; the letter says why.
-    Bad { position: Position, letter: DeadLetter },
+    Bad {
+        position: Position,
+        letter: Box<DeadLetter>,
+    },
 }
 
 /// The batch, prepared.
@@ -48,7 +51,7 @@ pub(crate) struct Prepared<'a> {
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
     table: &TableName,
 ) -> Prepared<'a> {
     let mut items: Vec<Item<'a>> = inputs
@@ -61,7 +64,7 @@ pub(crate) fn prepare<'a>(
                 record: None,
                 kind: Kind::PureBad,
                 row: Vec::new(),
-                letter: Some(letter),
+                letter: Some(*letter),
             },
         })
         .collect();
@@ -83,13 +86,13 @@ fn encode_one<'a>(
     index: usize,
     record: &'a SourceRecord,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
     table: &TableName,
 ) -> Item<'a> {
     let mut row = Vec::new();
     let result = encoder.encode(&record.data, &RecordMeta::from(record), &mut row);
     let (kind, letter) = match result {
-        Ok(()) if encoder.request_bytes(std::iter::once(row.len())) > limits.max_bytes => {
+        Ok(()) if encoder.row_bytes(row.len()) > limits.max_bytes => {
             let message = format!(
                 "encoded row is {} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
                 row.len(),
@@ -134,14 +137,20 @@ fn letter_for_row_error(
 }
 
 /// The intent entry for a record that leaves the mapping.
-pub(crate) fn exclusion_for(item: &Item<'_>, reason: ExclusionReason, message: String) -> Exclusion {
+pub(crate) fn exclusion_for(
+    item: &Item<'_>,
+    reason: ExclusionReason,
+    message: String,
+) -> Exclusion {
     Exclusion { position: item.position.clone(), reason, message }
 }
 
 /// The intent entry for a `SchemaBad` item.
 pub(crate) fn schema_exclusion(item: &Item<'_>) -> Exclusion {
     let (reason, message) = match &item.letter {
-        Some(l) if l.reason == Reason::RowTooLarge => (ExclusionReason::RowTooLarge, l.error.clone()),
+        Some(l) if l.reason == Reason::RowTooLarge => {
+            (ExclusionReason::RowTooLarge, l.error.clone())
+        }
         Some(l) if l.reason == Reason::RejectedByBigquery => {
             (ExclusionReason::RejectedByBigquery, l.error.clone())
         }

@@ -6,9 +6,11 @@ use std::ops::Range;
 
 use tokio::time::Instant;
 
-use super::RequestLimits;
 use super::crash::{self, Boundary, Crash, CrashPoints};
-use crate::bigquery::{AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError};
+use crate::batch::{self, BatchLimits, Piece};
+use crate::bigquery::{
+    AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError,
+};
 use crate::rows::Encoder;
 use crate::spill::SpillReason;
 
@@ -26,33 +28,24 @@ impl Cut {
     }
 }
 
-/// Cuts rows of these lengths, starting at `first_offset`, into requests
-/// under `limits`. Every row fits alone (larger ones were dead-lettered when
-/// they were encoded).
+/// Cuts rows of these encoded lengths, starting at `first_offset`, into
+/// requests under `limits` (the micro-batcher's cut). Rows too large for a
+/// request were dead-lettered when they were encoded; one that slipped
+/// through still gets a request of its own, for BigQuery to refuse.
 pub(crate) fn cut(
     row_lens: &[usize],
     first_offset: i64,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
 ) -> Vec<Cut> {
-    let base = encoder.request_bytes(std::iter::empty());
-    let mut cuts = Vec::new();
-    let mut start = 0;
-    let mut bytes = base;
-    for (i, &len) in row_lens.iter().enumerate() {
-        let row = encoder.request_bytes(std::iter::once(len)).saturating_sub(base);
-        let full = i - start >= limits.max_rows.max(1) || (i > start && bytes + row > limits.max_bytes);
-        if full {
-            cuts.push(Cut { offset: first_offset + start as i64, rows: start..i });
-            start = i;
-            bytes = base;
-        }
-        bytes += row;
-    }
-    if start < row_lens.len() {
-        cuts.push(Cut { offset: first_offset + start as i64, rows: start..row_lens.len() });
-    }
-    cuts
+    batch::cut(row_lens.iter().map(|&l| encoder.row_bytes(l)), limits)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Request(rows) => rows,
+            Piece::TooLarge { index, .. } => index..index + 1,
+        })
+        .map(|rows| Cut { offset: first_offset + rows.start as i64, rows })
+        .collect()
 }
 
 /// What a round proves.
@@ -60,10 +53,11 @@ pub(crate) fn cut(
 pub(crate) enum Verdict {
     /// Every request is in, and the stream ends right after the last one.
     AllIn { end: i64 },
-    /// Requests `..landed` are in; request `landed` at `offset` was refused
+    /// Requests `..landed` are in; request `request` at `offset` was refused
     /// for these rows (nothing of it was written). `at_end`: `offset` is the
-    /// stream's known end, so the rows after it may be re-mapped right away.
-    RowErrors { landed: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
+    /// stream's known end (then `request == landed`), so the rows after it
+    /// may be re-mapped right away.
+    RowErrors { landed: usize, request: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
     /// Requests `..landed` are in; the stream ends at `end`, so nothing from
     /// request `landed` on was written.
     NotWritten { landed: usize, end: i64, reason: SpillReason, error: String },
@@ -93,7 +87,13 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
             }
             AppendOutcome::RowErrors(errors) if !errors.is_empty() => {
                 let errors = errors.clone();
-                return Verdict::RowErrors { landed, offset: cut.offset, errors, at_end };
+                return Verdict::RowErrors {
+                    landed,
+                    request: i,
+                    offset: cut.offset,
+                    errors,
+                    at_end,
+                };
             }
             AppendOutcome::Failed(e) if at_end && !needs_resolution(e) => {
                 let reason = match e {
@@ -101,7 +101,12 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                     e if e.class() == Class::Permanent => SpillReason::Rejected,
                     _ => SpillReason::RetriesExhausted,
                 };
-                return Verdict::NotWritten { landed, end: cut.offset, reason, error: e.to_string() };
+                return Verdict::NotWritten {
+                    landed,
+                    end: cut.offset,
+                    reason,
+                    error: e.to_string(),
+                };
             }
             AppendOutcome::NotSent if at_end => {
                 return Verdict::NotWritten {
@@ -118,7 +123,10 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                 return Verdict::Unknown { landed, error: e.to_string() };
             }
             AppendOutcome::NotSent => {
-                return Verdict::Unknown { landed, error: "not sent after an unresolved append".into() };
+                return Verdict::Unknown {
+                    landed,
+                    error: "not sent after an unresolved append".into(),
+                };
             }
         }
     }
@@ -212,7 +220,10 @@ mod tests {
     #[test]
     fn all_appended_proves_the_end() {
         let c = cuts(&[2, 3], 10);
-        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::Appended { offset: Some(12) }];
+        let o = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::Appended { offset: Some(12) },
+        ];
         assert!(matches!(judge(&c, &o, None), Verdict::AllIn { end: 15 }));
     }
 
@@ -229,13 +240,24 @@ mod tests {
     fn row_errors_say_whether_the_end_is_known() {
         let c = cuts(&[2, 3], 10);
         let errs = vec![RowError { index: 1, message: "bad".into() }];
-        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::RowErrors(errs.clone())];
+        let o = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::RowErrors(errs.clone()),
+        ];
         assert!(matches!(
             judge(&c, &o, None),
             Verdict::RowErrors { landed: 1, offset: 12, at_end: true, .. }
         ));
+        let late = vec![AppendOutcome::AlreadyExists, AppendOutcome::RowErrors(errs.clone())];
+        assert!(matches!(
+            judge(&c, &late, None),
+            Verdict::RowErrors { landed: 0, request: 1, offset: 12, at_end: false, .. }
+        ));
         let first = vec![AppendOutcome::RowErrors(errs), AppendOutcome::NotSent];
-        assert!(matches!(judge(&c, &first, None), Verdict::RowErrors { landed: 0, at_end: false, .. }));
+        assert!(matches!(
+            judge(&c, &first, None),
+            Verdict::RowErrors { landed: 0, at_end: false, .. }
+        ));
         assert!(matches!(
             judge(&c, &first, Some(10)),
             Verdict::RowErrors { landed: 0, offset: 10, at_end: true, .. }
@@ -250,7 +272,9 @@ mod tests {
             AppendOutcome::Failed(failed(tonic::Code::PermissionDenied)),
         ];
         match judge(&c, &o, None) {
-            Verdict::NotWritten { landed: 1, end: 12, reason, .. } => assert_eq!(reason, SpillReason::Rejected),
+            Verdict::NotWritten { landed: 1, end: 12, reason, .. } => {
+                assert_eq!(reason, SpillReason::Rejected)
+            }
             v => panic!("{v:?}"),
         }
         let lost = vec![
@@ -258,10 +282,14 @@ mod tests {
             AppendOutcome::InDoubt(failed(tonic::Code::Unavailable)),
         ];
         assert!(matches!(judge(&c, &lost, None), Verdict::Unknown { landed: 1, .. }));
-        let finalized = vec![AppendOutcome::Failed(failed(tonic::Code::OutOfRange)), AppendOutcome::NotSent];
+        let finalized =
+            vec![AppendOutcome::Failed(failed(tonic::Code::OutOfRange)), AppendOutcome::NotSent];
         assert!(matches!(judge(&c, &finalized, Some(10)), Verdict::Unknown { landed: 0, .. }));
         let down = vec![AppendOutcome::NotSent, AppendOutcome::NotSent];
         assert!(matches!(judge(&c, &down, None), Verdict::Unknown { landed: 0, .. }));
-        assert!(matches!(judge(&c, &down, Some(10)), Verdict::NotWritten { landed: 0, end: 10, .. }));
+        assert!(matches!(
+            judge(&c, &down, Some(10)),
+            Verdict::NotWritten { landed: 0, end: 10, .. }
+        ));
     }
 }
