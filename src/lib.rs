@@ -15,11 +15,13 @@
 pub mod backfill;
 pub mod batch;
 pub mod bigquery;
+pub mod check;
 pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod emulator;
 pub mod handler;
+pub mod metrics;
 pub mod pb;
 pub mod rows;
 pub mod sink_url;
