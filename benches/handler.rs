@@ -45,10 +45,8 @@ struct World {
 
 impl World {
     fn start() -> anyhow::Result<Self> {
-        let emulator_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
+        let emulator_rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let table: TableName = "bench.handler.events".parse()?;
         let schema = emulator::parse_bq_schema(SCHEMA)?;
         let emulator = emulator_rt.block_on(emulator::start(EmulatorConfig {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use super::append::Limits;
 use super::errors::EmulatorError;
@@ -107,9 +107,14 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
             .initial_stream_window_size(8 * 1024 * 1024)
             .initial_connection_window_size(32 * 1024 * 1024)
             .add_service(WriteRoutes::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            })
+            // Small AppendRows responses must not wait out Nagle's delay (~40 ms), as the
+            // real front end does not make them.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                },
+            )
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "emulator gRPC server failed");
