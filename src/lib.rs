@@ -17,6 +17,7 @@ pub mod batch;
 pub mod bigquery;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod dlq;
 pub mod emulator;
 pub mod handler;

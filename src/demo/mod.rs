@@ -1,0 +1,3 @@
+//! The `demo` command (see generate.rs).
+
+pub mod generate;
