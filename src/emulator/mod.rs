@@ -1,1 +1,33 @@
-//! (to be built: see the issue that owns this module)
+//! A local BigQuery: the Storage Write gRPC service (`BigQueryWrite`, all six
+//! RPCs), a REST subset of BigQuery v2 (tables and `tabledata.list`), and
+//! deterministic fault injection — for tests, and for users through
+//! `kinesis-bigquery emulator`.
+//!
+//! It behaves like the service on every path the client uses (fact sheet
+//! `storage-write-api.md` §1–§5): stream types and visibility, offsets,
+//! writer-schema checks, BigQuery's value checks with per-row errors,
+//! the request size limit, finalize/commit/flush, `updated_schema` and the
+//! idle timeout. State is in memory.
+
+mod append;
+mod arrow_rows;
+mod errors;
+mod faults;
+mod grpc;
+mod proto_rows;
+mod proto_schema;
+mod rest;
+pub mod schema_json;
+mod server;
+mod store;
+pub mod values;
+
+pub use errors::{
+    EmulatorError, Failure, STORAGE_ERROR_TYPE_URL, storage_error_in, storage_error_of,
+};
+pub use faults::{FaultSpec, Faults, code_from_name};
+pub use grpc::ROUTING_HEADER;
+pub use schema_json::{SchemaJsonError, parse_bq_schema, to_bq_schema_json};
+pub use server::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_REQUEST_BYTES, Emulator, EmulatorConfig, start,
+};
