@@ -14,10 +14,16 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
+    Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Emulator(args) => kinesis_bigquery::emulator::cli::serve(args).await?,
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 
 mod append;
 mod arrow_rows;
+pub mod cli;
 mod errors;
 mod faults;
 mod grpc;

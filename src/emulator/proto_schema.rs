@@ -297,3 +297,64 @@ pub fn kind_name(k: &Kind) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scalar rows of fact sheet §4.1, both what is accepted and what is not.
+    #[test]
+    fn accepted_proto_types_follow_the_docs_table() {
+        use Kind as K;
+        let accepts: &[(Type, &[Kind])] = &[
+            (Type::Bool, &[K::Bool, K::Int32, K::Int64, K::Uint32, K::Uint64]),
+            (Type::Bytes, &[K::Bytes, K::String]),
+            (Type::Int64, &[K::Int32, K::Int64, K::Uint32, K::Sint64, K::Sfixed32]),
+            (Type::Double, &[K::Double, K::Float]),
+            (Type::String, &[K::String]),
+            (
+                Type::Numeric,
+                &[
+                    K::Int32,
+                    K::Int64,
+                    K::Uint32,
+                    K::Uint64,
+                    K::Double,
+                    K::Float,
+                    K::String,
+                    K::Bytes,
+                ],
+            ),
+            (Type::Bignumeric, &[K::Int64, K::String, K::Bytes]),
+            (Type::Timestamp, &[K::Int64, K::Int32, K::Uint32]),
+            (Type::Date, &[K::Int32, K::Int64, K::String]),
+            (Type::Datetime, &[K::String, K::Int64]),
+            (Type::Time, &[K::String, K::Int64]),
+            (Type::Geography, &[K::String]),
+            (Type::Json, &[K::String]),
+            (Type::Interval, &[K::String]),
+        ];
+        for (t, kinds) in accepts {
+            for k in *kinds {
+                assert!(compatible(*t, k), "{t:?} should take {k:?}");
+            }
+        }
+        let refuses: &[(Type, &[Kind])] = &[
+            (Type::Bool, &[K::String, K::Double]),
+            (Type::Bytes, &[K::Int64]),
+            (Type::Int64, &[K::Uint64, K::String, K::Double, K::Bool]),
+            (Type::Double, &[K::Int64, K::String]),
+            (Type::String, &[K::Bytes, K::Int64]),
+            (Type::Timestamp, &[K::String, K::Uint64, K::Double]),
+            (Type::Date, &[K::Double, K::Bytes]),
+            (Type::Datetime, &[K::Int32]),
+            (Type::Json, &[K::Bytes]),
+            (Type::Struct, &[K::String]),
+        ];
+        for (t, kinds) in refuses {
+            for k in *kinds {
+                assert!(!compatible(*t, k), "{t:?} should refuse {k:?}");
+            }
+        }
+    }
+}

@@ -1,5 +1,29 @@
 //! [`SourceRecord`](crate::source::SourceRecord) data (JSON) → BigQuery rows,
 //! as protobuf messages or Arrow record batches, against the live table schema.
+//!
+//! The [`Encoder`] is built once per table schema ([`schema`] compiles it,
+//! [`descriptor`] and [`arrow`] derive the writer schemas) and encodes each
+//! record straight from JSON bytes to proto wire bytes ([`json`] reads,
+//! [`encode`] walks, [`values`] parses each type). A record that cannot
+//! become a row is a [`RowError`] naming the field; the coercion table is
+//! `docs/coercions.md`.
+
+mod arrow;
+mod descriptor;
+mod encode;
+mod encoder;
+mod error;
+mod json;
+mod meta;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod values;
+mod wire;
+
+pub use encoder::{Encoder, EncoderOptions, WriterSchema};
+pub use error::{EncodeError, RowError, RowErrorKind, SchemaError};
+pub use meta::RecordMeta;
 
 use std::str::FromStr;
 

@@ -1,0 +1,421 @@
+//! Encoded rows → one Arrow record batch → IPC messages for `arrow_rows`
+//! (fact sheet §5: an encapsulated Schema message once per connection, one
+//! encapsulated RecordBatch message per request, no footer, no compression).
+//!
+//! The Arrow path starts from the proto rows [`Encoder::encode`](super::Encoder::encode)
+//! produced: coercion and validation happened there, so both formats accept
+//! exactly the same records, and this step is a mechanical transpose of
+//! already-normalised values into columns.
+//!
+//! Type mapping (fact sheet §5, Google's samples): BOOL bool, INT64 int64,
+//! FLOAT64 float64, NUMERIC decimal128(38, 9), BIGNUMERIC decimal256(76, 38),
+//! STRING/GEOGRAPHY/JSON/INTERVAL utf8, BYTES binary, DATE date32, TIME
+//! time64[us], DATETIME timestamp[us] without zone, TIMESTAMP timestamp[us, UTC],
+//! STRUCT and RANGE struct, REPEATED list.
+
+use std::sync::Arc;
+
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Decimal256Type, Float64Type, Int64Type, Time64MicrosecondType,
+    TimestampMicrosecondType,
+};
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer, i256};
+use arrow_ipc::writer::{
+    DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message,
+};
+use arrow_schema::{
+    ArrowError, DataType, Field as ArrowField, Fields as ArrowFields, Schema, SchemaRef, TimeUnit,
+};
+
+use super::schema::{Field, Fields, Mode, Ty};
+use super::values::{decimal, time};
+use super::wire::{WireReader, WireValue};
+
+/// The Arrow schema of the table.
+pub(crate) fn schema(fields: &Fields) -> SchemaRef {
+    Arc::new(Schema::new(arrow_fields(fields)))
+}
+
+fn arrow_fields(fields: &Fields) -> ArrowFields {
+    fields.fields.iter().map(arrow_field).collect()
+}
+
+fn arrow_field(f: &Field) -> ArrowField {
+    let elem = element_type(&f.ty);
+    let dt = if f.mode == Mode::Repeated {
+        DataType::List(Arc::new(ArrowField::new_list_field(elem, true)))
+    } else {
+        elem
+    };
+    ArrowField::new(&f.name, dt, f.mode != Mode::Required)
+}
+
+fn element_type(ty: &Ty) -> DataType {
+    match ty {
+        Ty::Bool => DataType::Boolean,
+        Ty::Int64 => DataType::Int64,
+        Ty::Float64 => DataType::Float64,
+        Ty::String(_) | Ty::Geography | Ty::Json | Ty::Interval => DataType::Utf8,
+        Ty::Bytes(_) => DataType::Binary,
+        Ty::Decimal(d) if d.big => DataType::Decimal256(76, 38),
+        Ty::Decimal(_) => DataType::Decimal128(38, 9),
+        Ty::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Ty::DateTime => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Ty::Date => DataType::Date32,
+        Ty::Time => DataType::Time64(TimeUnit::Microsecond),
+        Ty::Struct(sub) | Ty::Range(sub) => DataType::Struct(arrow_fields(sub)),
+    }
+}
+
+/// The IPC-encapsulated Schema message (`ArrowSchema.serialized_schema`).
+pub(crate) fn schema_message(schema: &Schema) -> Vec<u8> {
+    let options = IpcWriteOptions::default();
+    let mut tracker = DictionaryTracker::new(false);
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+        schema,
+        &mut tracker,
+        &options,
+    );
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_message(&mut out, encoded, &options);
+    out
+}
+
+/// Why rows could not be transposed: they were not produced by this encoder.
+pub(crate) struct Foreign {
+    pub index: usize,
+    pub why: &'static str,
+}
+
+/// Rows → one IPC-encapsulated RecordBatch message.
+pub(crate) fn batch_message(
+    fields: &Fields,
+    schema: &SchemaRef,
+    rows: &[&[u8]],
+) -> Result<Vec<u8>, BatchError> {
+    let mut cols: Vec<Col> = fields.fields.iter().map(Col::new).collect();
+    let mut present = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        push_message(&mut cols, fields, row, &mut present)
+            .map_err(|why| BatchError::Foreign(Foreign { index, why }))?;
+    }
+    let arrays = cols
+        .into_iter()
+        .zip(&fields.fields)
+        .map(|(c, f)| c.finish_ref(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    let options = IpcWriteOptions::default();
+    let mut tracker = DictionaryTracker::new(false);
+    let mut context = IpcWriteContext::default();
+    let (_dicts, encoded) =
+        IpcDataGenerator::default().encode(&batch, &mut tracker, &options, &mut context)?;
+    let mut out = Vec::new();
+    write_message(&mut out, encoded, &options)?;
+    Ok(out)
+}
+
+pub(crate) enum BatchError {
+    Foreign(Foreign),
+    Arrow(ArrowError),
+}
+
+impl From<ArrowError> for BatchError {
+    fn from(e: ArrowError) -> Self {
+        BatchError::Arrow(e)
+    }
+}
+
+/// One column being built: its values (for REPEATED, the elements) and, for
+/// REPEATED, the list offsets.
+struct Col {
+    valid: Vec<bool>,
+    values: Values,
+    /// REPEATED: list offsets (starting at 0) and elements in the current row.
+    list: Option<(Vec<i32>, i32)>,
+}
+
+enum Values {
+    Bool(Vec<bool>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    F64(Vec<f64>),
+    Bin { offsets: Vec<i32>, data: Vec<u8> },
+    D128(Vec<i128>),
+    D256(Vec<i256>),
+    Struct(Vec<Col>),
+}
+
+impl Col {
+    fn new(f: &Field) -> Self {
+        let values = match &f.ty {
+            Ty::Bool => Values::Bool(Vec::new()),
+            Ty::Int64 | Ty::Timestamp | Ty::Time | Ty::DateTime => Values::I64(Vec::new()),
+            Ty::Date => Values::I32(Vec::new()),
+            Ty::Float64 => Values::F64(Vec::new()),
+            Ty::String(_) | Ty::Bytes(_) | Ty::Geography | Ty::Json | Ty::Interval => {
+                Values::Bin { offsets: vec![0], data: Vec::new() }
+            }
+            Ty::Decimal(d) if d.big => Values::D256(Vec::new()),
+            Ty::Decimal(_) => Values::D128(Vec::new()),
+            Ty::Struct(sub) | Ty::Range(sub) => {
+                Values::Struct(sub.fields.iter().map(Col::new).collect())
+            }
+        };
+        let list = (f.mode == Mode::Repeated).then(|| (vec![0], 0));
+        Col { valid: Vec::new(), values, list }
+    }
+
+    /// Appends one value slot (an element, for REPEATED).
+    fn push(&mut self, ty: &Ty, v: WireValue, present: &mut Vec<bool>) -> Result<(), &'static str> {
+        const BAD: &str = "wire type does not match the column";
+        match (&mut self.values, v) {
+            (Values::Bool(vals), WireValue::Varint(x)) => vals.push(x != 0),
+            (Values::I64(vals), WireValue::Varint(x)) => vals.push(match ty {
+                Ty::Time => time::time_to_micros(&time::unpack_time(x as i64)?),
+                Ty::DateTime => time::datetime_to_micros(&time::unpack_datetime(x as i64)?),
+                _ => x as i64,
+            }),
+            (Values::I32(vals), WireValue::Varint(x)) => {
+                vals.push(i32::try_from(x as i64).map_err(|_| BAD)?)
+            }
+            (Values::F64(vals), WireValue::Fixed64(x)) => vals.push(f64::from_bits(x)),
+            (Values::Bin { offsets, data }, WireValue::Bytes(b)) => {
+                data.extend_from_slice(b);
+                offsets.push(i32::try_from(data.len()).map_err(|_| "column larger than 2 GiB")?);
+            }
+            (Values::D128(vals), WireValue::Bytes(b)) => {
+                let v =
+                    decimal::from_wire(b).and_then(|v| v.to_i128()).ok_or("bad NUMERIC bytes")?;
+                vals.push(v);
+            }
+            (Values::D256(vals), WireValue::Bytes(b)) => {
+                vals.push(decimal::from_wire(b).ok_or("bad BIGNUMERIC bytes")?)
+            }
+            (Values::Struct(children), WireValue::Bytes(b)) => {
+                let (Ty::Struct(sub) | Ty::Range(sub)) = ty else { return Err(BAD) };
+                push_message(children, sub, b, present)?;
+            }
+            _ => return Err(BAD),
+        }
+        self.valid.push(true);
+        Ok(())
+    }
+
+    /// Appends a null slot (for REPEATED columns: nothing; the row's list
+    /// is closed by [`Col::end_row`]).
+    fn push_null(&mut self, ty: &Ty) {
+        self.valid.push(false);
+        match &mut self.values {
+            Values::Bool(v) => v.push(false),
+            Values::I64(v) => v.push(0),
+            Values::I32(v) => v.push(0),
+            Values::F64(v) => v.push(0.0),
+            Values::Bin { offsets, .. } => offsets.push(offsets.last().copied().unwrap_or(0)),
+            Values::D128(v) => v.push(0),
+            Values::D256(v) => v.push(i256::ZERO),
+            Values::Struct(children) => {
+                if let Ty::Struct(sub) | Ty::Range(sub) = ty {
+                    for (c, f) in children.iter_mut().zip(&sub.fields) {
+                        c.end_row(f, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes this column for one row (or struct slot): a REPEATED column
+    /// records its list length; a scalar not seen becomes null.
+    fn end_row(&mut self, f: &Field, seen: bool) {
+        match &mut self.list {
+            Some((offsets, n)) => {
+                let last = offsets.last().copied().unwrap_or(0);
+                offsets.push(last + *n);
+                *n = 0;
+            }
+            None if !seen => self.push_null(&f.ty),
+            None => {}
+        }
+    }
+
+    fn finish_values(&self, ty: &Ty) -> Result<ArrayRef, ArrowError> {
+        let nulls = if self.valid.iter().all(|&v| v) {
+            None
+        } else {
+            Some(NullBuffer::from(self.valid.clone()))
+        };
+        let dt = element_type(ty);
+        Ok(match &self.values {
+            Values::Bool(v) => {
+                Arc::new(BooleanArray::new(BooleanBuffer::from(v.as_slice()), nulls))
+            }
+            Values::I64(v) => {
+                let buf = ScalarBuffer::from(v.clone());
+                match ty {
+                    Ty::Timestamp => Arc::new(
+                        PrimitiveArray::<TimestampMicrosecondType>::try_new(buf, nulls)?
+                            .with_timezone("UTC"),
+                    ),
+                    Ty::DateTime => {
+                        Arc::new(PrimitiveArray::<TimestampMicrosecondType>::try_new(buf, nulls)?)
+                    }
+                    Ty::Time => {
+                        Arc::new(PrimitiveArray::<Time64MicrosecondType>::try_new(buf, nulls)?)
+                    }
+                    _ => Arc::new(PrimitiveArray::<Int64Type>::try_new(buf, nulls)?),
+                }
+            }
+            Values::I32(v) => Arc::new(PrimitiveArray::<Date32Type>::try_new(
+                ScalarBuffer::from(v.clone()),
+                nulls,
+            )?),
+            Values::F64(v) => Arc::new(PrimitiveArray::<Float64Type>::try_new(
+                ScalarBuffer::from(v.clone()),
+                nulls,
+            )?),
+            Values::Bin { offsets, data } => {
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.clone()));
+                let data = Buffer::from(data.as_slice());
+                if dt == DataType::Binary {
+                    Arc::new(BinaryArray::try_new(offsets, data, nulls)?)
+                } else {
+                    Arc::new(StringArray::try_new(offsets, data, nulls)?)
+                }
+            }
+            Values::D128(v) => Arc::new(
+                PrimitiveArray::<Decimal128Type>::try_new(ScalarBuffer::from(v.clone()), nulls)?
+                    .with_precision_and_scale(38, 9)?,
+            ),
+            Values::D256(v) => Arc::new(
+                PrimitiveArray::<Decimal256Type>::try_new(ScalarBuffer::from(v.clone()), nulls)?
+                    .with_precision_and_scale(76, 38)?,
+            ),
+            Values::Struct(children) => {
+                let (Ty::Struct(sub) | Ty::Range(sub)) = ty else {
+                    return Err(ArrowError::SchemaError(
+                        "struct values for a non-struct column".into(),
+                    ));
+                };
+                let arrays = children
+                    .iter()
+                    .zip(&sub.fields)
+                    .map(|(c, f)| c.finish_ref(f))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(StructArray::try_new_with_length(
+                    arrow_fields(sub),
+                    arrays,
+                    nulls,
+                    self.valid.len(),
+                )?)
+            }
+        })
+    }
+
+    fn finish_ref(&self, f: &Field) -> Result<ArrayRef, ArrowError> {
+        let elem = self.finish_values(&f.ty)?;
+        match &self.list {
+            None => Ok(elem),
+            Some((offsets, _)) => {
+                let item = Arc::new(ArrowField::new_list_field(element_type(&f.ty), true));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.clone()));
+                Ok(Arc::new(ListArray::try_new(item, offsets, elem, None)?))
+            }
+        }
+    }
+}
+
+/// Reads one message's fields into `cols` (one per field of `fields`).
+/// `present` is scratch, reused across calls.
+fn push_message(
+    cols: &mut [Col],
+    fields: &Fields,
+    bytes: &[u8],
+    present: &mut Vec<bool>,
+) -> Result<(), &'static str> {
+    let base = present.len();
+    present.resize(base + cols.len(), false);
+    let mut r = WireReader::new(bytes);
+    while let Some((number, v)) = r.next()? {
+        let i = (number as usize).checked_sub(1).ok_or("field number 0")?;
+        let (Some(col), Some(f)) = (cols.get_mut(i), fields.fields.get(i)) else {
+            return Err("unknown field number");
+        };
+        match &mut col.list {
+            Some((_, n)) => *n += 1,
+            None => {
+                let slot = present.get_mut(base + i).ok_or("unknown field number")?;
+                if std::mem::replace(slot, true) {
+                    return Err("field repeated in a row");
+                }
+            }
+        }
+        col.push(&f.ty, v, present)?;
+    }
+    for (i, (col, f)) in cols.iter_mut().zip(&fields.fields).enumerate() {
+        let seen = present.get(base + i).copied().unwrap_or(false);
+        col.end_row(f, seen);
+    }
+    present.truncate(base);
+    Ok(())
+}
+
+/// An upper bound on the Arrow bytes of one row, from its proto length: the
+/// fixed-width slots of a row of nulls plus the proto bytes times the worst
+/// Arrow-bytes-per-proto-byte ratio of any repeated element (a present proto
+/// value takes at least 2 bytes: key and one value byte).
+pub(crate) struct SizeModel {
+    pub fixed_row: usize,
+    pub ratio: usize,
+    pub batch_overhead: usize,
+}
+
+impl SizeModel {
+    pub(crate) fn new(fields: &Fields) -> Self {
+        let mut ratio = 1;
+        let mut nodes = 0;
+        let fixed_row = slots(fields, &mut ratio, &mut nodes);
+        // IPC framing: continuation, length, flatbuffer header per field node
+        // and buffer (16 bytes each in the flatbuffer), up to 63 bytes of
+        // 64-byte alignment padding per buffer (arrow-ipc default alignment),
+        // three buffers per node at most, plus the message header.
+        let batch_overhead = 1024 + nodes * (16 + 3 * (16 + 64));
+        SizeModel { fixed_row, ratio, batch_overhead }
+    }
+
+    pub(crate) fn row_bound(&self, proto_len: usize) -> usize {
+        self.fixed_row + self.ratio * proto_len
+    }
+}
+
+fn slot_of(ty: &Ty, ratio: &mut usize, nodes: &mut usize) -> usize {
+    1 + match ty {
+        Ty::Bool => 1,
+        Ty::Int64 | Ty::Timestamp | Ty::Time | Ty::DateTime | Ty::Float64 => 8,
+        Ty::Date => 4,
+        Ty::String(_) | Ty::Bytes(_) | Ty::Geography | Ty::Json | Ty::Interval => 4,
+        Ty::Decimal(d) if d.big => 32,
+        Ty::Decimal(_) => 16,
+        Ty::Struct(sub) | Ty::Range(sub) => slots(sub, ratio, nodes),
+    }
+}
+
+fn slots(fields: &Fields, ratio: &mut usize, nodes: &mut usize) -> usize {
+    let mut total = 0;
+    for f in &fields.fields {
+        *nodes += 1;
+        let slot = slot_of(&f.ty, ratio, nodes);
+        if f.mode == Mode::Repeated {
+            *nodes += 1;
+            *ratio = (*ratio).max((slot + 4).div_ceil(2));
+            total += 4;
+        } else {
+            total += slot;
+        }
+    }
+    total
+}

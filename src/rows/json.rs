@@ -1,0 +1,542 @@
+//! A small zero-copy JSON pull reader over `&[u8]` (RFC 8259), for the
+//! encoder's hot path: the encoder walks the table schema and asks for the
+//! next key or value, so no JSON tree is ever built.
+//!
+//! Guarantees: every byte it accepts is valid JSON and valid UTF-8 (strings
+//! are checked, including those it skips); strings without escapes come back
+//! borrowed from the input; it never recurses (skipping nested values keeps
+//! an explicit stack, capped at [`MAX_DEPTH`]) and never panics.
+
+/// Nesting cap for skipped or captured values; serde_json's default
+/// recursion limit is 128, so anything it parses passes here.
+pub(crate) const MAX_DEPTH: usize = 512;
+
+/// Where and why the input is not JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct JsonError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+/// The kind of the next value, seen without consuming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Object,
+    Array,
+    String,
+    Number,
+    Bool,
+    Null,
+}
+
+impl Kind {
+    /// How the JSON type reads in an error message (`got a string`).
+    pub(crate) fn article(self) -> &'static str {
+        match self {
+            Kind::Object => "an object",
+            Kind::Array => "an array",
+            Kind::String => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "a boolean",
+            Kind::Null => "null",
+        }
+    }
+}
+
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+type Res<T> = Result<T, JsonError>;
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn err<T>(&self, what: &'static str) -> Res<T> {
+        Err(JsonError { offset: self.pos, what })
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.buf.get(self.pos) {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn peek_byte(&mut self) -> Res<u8> {
+        self.skip_ws();
+        match self.buf.get(self.pos) {
+            Some(&b) => Ok(b),
+            None => self.err("unexpected end of input"),
+        }
+    }
+
+    /// The kind of the next value (whitespace skipped, nothing consumed).
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Res<Kind> {
+        Ok(match self.peek_byte()? {
+            b'{' => Kind::Object,
+            b'[' => Kind::Array,
+            b'"' => Kind::String,
+            b'-' | b'0'..=b'9' => Kind::Number,
+            b't' | b'f' => Kind::Bool,
+            b'n' => Kind::Null,
+            _ => return self.err("expected a JSON value"),
+        })
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Res<()> {
+        match self.buf.get(self.pos..self.pos + word.len()) {
+            Some(s) if s == word => {
+                self.pos += word.len();
+                Ok(())
+            }
+            _ => self.err("invalid literal"),
+        }
+    }
+
+    pub(crate) fn read_null(&mut self) -> Res<()> {
+        self.skip_ws();
+        self.literal(b"null")
+    }
+
+    pub(crate) fn read_bool(&mut self) -> Res<bool> {
+        match self.peek_byte()? {
+            b't' => self.literal(b"true").map(|()| true),
+            b'f' => self.literal(b"false").map(|()| false),
+            _ => self.err("expected a boolean"),
+        }
+    }
+
+    /// A number's exact text, checked against the JSON grammar.
+    pub(crate) fn read_number(&mut self) -> Res<&'a str> {
+        self.skip_ws();
+        let start = self.pos;
+        let b = self.buf;
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        let mut i = start;
+        if at(i) == b'-' {
+            i += 1;
+        }
+        match at(i) {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while at(i).is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            _ => {
+                self.pos = i;
+                return self.err("invalid number");
+            }
+        }
+        if at(i) == b'.' {
+            i += 1;
+            if !at(i).is_ascii_digit() {
+                self.pos = i;
+                return self.err("invalid number: digit expected after '.'");
+            }
+            while at(i).is_ascii_digit() {
+                i += 1;
+            }
+        }
+        if matches!(at(i), b'e' | b'E') {
+            i += 1;
+            if matches!(at(i), b'+' | b'-') {
+                i += 1;
+            }
+            if !at(i).is_ascii_digit() {
+                self.pos = i;
+                return self.err("invalid number: digit expected in exponent");
+            }
+            while at(i).is_ascii_digit() {
+                i += 1;
+            }
+        }
+        self.pos = i;
+        // Only ASCII digits, signs, '.', 'e' were accepted above.
+        match b.get(start..i).map(std::str::from_utf8) {
+            Some(Ok(s)) => Ok(s),
+            _ => self.err("invalid number"),
+        }
+    }
+
+    /// A string's contents: borrowed from the input when it has no escapes,
+    /// else decoded into `scratch` (cleared first).
+    #[inline]
+    pub(crate) fn read_str<'s>(&mut self, scratch: &'s mut String) -> Res<&'s str>
+    where
+        'a: 's,
+    {
+        if self.peek_byte()? != b'"' {
+            return self.err("expected a string");
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let (end, ascii, escaped) = self.scan_plain();
+        match self.buf.get(end) {
+            Some(b'"') if !escaped => {
+                let raw = self.buf.get(start..end).unwrap_or_default();
+                self.pos = end + 1;
+                if ascii {
+                    // SAFETY-free: ASCII is UTF-8; from_utf8 on ASCII is a fast pass.
+                    return std::str::from_utf8(raw).or_else(|_| self.err("invalid UTF-8"));
+                }
+                std::str::from_utf8(raw).or_else(|_| self.err("invalid UTF-8 in string"))
+            }
+            _ => {
+                scratch.clear();
+                self.pos = start;
+                self.decode_escaped(scratch)?;
+                Ok(scratch.as_str())
+            }
+        }
+    }
+
+    /// Scans from `pos` to the first `"`, `\` or control byte. Returns its
+    /// index, whether everything before it was ASCII, and whether it is an
+    /// escape (or control byte) rather than the closing quote.
+    #[inline]
+    fn scan_plain(&self) -> (usize, bool, bool) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let b = self.buf;
+        let mut i = self.pos;
+        let mut ascii = true;
+        // Eight bytes at a time: stop at a chunk holding a quote, backslash or
+        // control byte; note non-ASCII bytes and go on.
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut arr = [0u8; 8];
+            arr.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(arr);
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let slash = x ^ (ONES * u64::from(b'\\'));
+            let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+            let ctrl = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+            if has_zero(quote) | has_zero(slash) | ctrl != 0 {
+                break;
+            }
+            if x & HIGH != 0 {
+                ascii = false;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'"' => return (i, ascii, false),
+                b'\\' | 0..=0x1f => return (i, ascii, true),
+                0x80.. => ascii = false,
+                _ => {}
+            }
+            i += 1;
+        }
+        (i, ascii, true)
+    }
+
+    /// Decodes a string body with escapes from `pos` (after the opening
+    /// quote) through the closing quote.
+    fn decode_escaped(&mut self, out: &mut String) -> Res<()> {
+        let mut bytes = std::mem::take(out).into_bytes();
+        loop {
+            let (end, _, escaped) = self.scan_plain();
+            bytes.extend_from_slice(self.buf.get(self.pos..end).unwrap_or_default());
+            self.pos = end;
+            match self.buf.get(end) {
+                Some(b'"') if !escaped => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape(&mut bytes)?;
+                }
+                Some(_) => return self.err("control character in string"),
+                None => return self.err("unterminated string"),
+            }
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => {
+                *out = s;
+                Ok(())
+            }
+            Err(_) => self.err("invalid UTF-8 in string"),
+        }
+    }
+
+    fn escape(&mut self, out: &mut Vec<u8>) -> Res<()> {
+        let Some(&c) = self.buf.get(self.pos) else { return self.err("unterminated escape") };
+        self.pos += 1;
+        let simple = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    if self.buf.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        return self.err("unpaired surrogate");
+                    }
+                    self.pos += 2;
+                    let lo = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return self.err("unpaired surrogate");
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return self.err("unpaired surrogate");
+                } else {
+                    hi
+                };
+                let Some(ch) = char::from_u32(cp) else { return self.err("invalid escape") };
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                return Ok(());
+            }
+            _ => return self.err("invalid escape"),
+        };
+        out.push(simple);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Res<u32> {
+        let Some(h) = self.buf.get(self.pos..self.pos + 4) else {
+            return self.err("short \\u escape");
+        };
+        let mut v = 0u32;
+        for &d in h {
+            let n = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return self.err("invalid \\u escape"),
+            };
+            v = (v << 4) | u32::from(n);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Consumes `{`.
+    pub(crate) fn begin_object(&mut self) -> Res<()> {
+        if self.peek_byte()? != b'{' {
+            return self.err("expected an object");
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// The next key of an object (and its `:`), or `None` at `}`. `first`
+    /// tracks whether a comma is due; start it at `true`.
+    #[inline]
+    pub(crate) fn next_key<'s>(
+        &mut self,
+        first: &mut bool,
+        scratch: &'s mut String,
+    ) -> Res<Option<&'s str>>
+    where
+        'a: 's,
+    {
+        let b = self.peek_byte()?;
+        if b == b'}' {
+            self.pos += 1;
+            return Ok(None);
+        }
+        if !*first {
+            if b != b',' {
+                return self.err("expected ',' or '}'");
+            }
+            self.pos += 1;
+        }
+        *first = false;
+        let key = self.read_str(scratch)?;
+        if self.peek_byte()? != b':' {
+            return self.err("expected ':'");
+        }
+        self.pos += 1;
+        Ok(Some(key))
+    }
+
+    /// Consumes `[`.
+    pub(crate) fn begin_array(&mut self) -> Res<()> {
+        if self.peek_byte()? != b'[' {
+            return self.err("expected an array");
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Whether another element follows (consuming its `,`), or `false` at `]`.
+    #[inline]
+    pub(crate) fn next_element(&mut self, first: &mut bool) -> Res<bool> {
+        let b = self.peek_byte()?;
+        if b == b']' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if !*first {
+            if b != b',' {
+                return self.err("expected ',' or ']'");
+            }
+            self.pos += 1;
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    /// Skips one value of any kind, checking it fully, and returns its text.
+    pub(crate) fn skip_value(&mut self) -> Res<&'a [u8]> {
+        self.skip_ws();
+        let start = self.pos;
+        // Open containers: true = object, false = array. Each entry also
+        // remembers whether the container is still empty.
+        let mut stack: Vec<(bool, bool)> = Vec::new();
+        let mut scratch = String::new();
+        loop {
+            // At a value position.
+            match self.peek()? {
+                Kind::Object | Kind::Array => {
+                    if stack.len() >= MAX_DEPTH {
+                        return self.err("nested too deeply");
+                    }
+                    let obj = self.peek()? == Kind::Object;
+                    self.pos += 1;
+                    stack.push((obj, true));
+                }
+                Kind::String => {
+                    self.read_str(&mut scratch)?;
+                }
+                Kind::Number => {
+                    self.read_number()?;
+                }
+                Kind::Bool => {
+                    self.read_bool()?;
+                }
+                Kind::Null => self.read_null()?,
+            }
+            // Close finished containers, then move to the next value position.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return Ok(self.buf.get(start..self.pos).unwrap_or_default());
+                };
+                let (obj, ref mut first) = *top;
+                let more = if obj {
+                    self.next_key(first, &mut scratch)?.is_some()
+                } else {
+                    self.next_element(first)?
+                };
+                if more {
+                    break;
+                }
+                stack.pop();
+            }
+        }
+    }
+
+    /// After the top-level value: only whitespace may remain.
+    pub(crate) fn finish(&mut self) -> Res<()> {
+        self.skip_ws();
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            self.err("trailing data after the JSON value")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip_all(s: &[u8]) -> Res<usize> {
+        let mut r = Reader::new(s);
+        let v = r.skip_value()?.len();
+        r.finish()?;
+        Ok(v)
+    }
+
+    #[test]
+    fn skips_and_validates_like_serde() {
+        let ok: &[&str] = &[
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"a":[1,2,{"b":null}],"c":"x\u00e9\n","d":-0.5e+3,"e":true}"#,
+            r#" [ 1 , "two" , [ ] , { } ] "#,
+            r#""\ud83d\ude00""#,
+            "\"caf\u{e9} \u{1F600}\"",
+        ];
+        for s in ok {
+            assert!(serde_json::from_str::<serde_json::Value>(s).is_ok());
+            assert!(skip_all(s.as_bytes()).is_ok(), "{s}");
+        }
+        let bad: &[&[u8]] = &[
+            b"{",
+            b"[1,]",
+            b"{\"a\" 1}",
+            b"{\"a\":1,}",
+            b"01",
+            b"1.",
+            b"-",
+            b"\"\\ud800\"",
+            b"\"\\x\"",
+            b"\"a\nb\"",
+            b"\"\xff\"",
+            b"tru",
+            b"[1] x",
+            b"{\"a\":1}}",
+            b"nul",
+        ];
+        for s in bad {
+            assert!(skip_all(s).is_err(), "{}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn strings_borrow_or_decode() {
+        let mut scratch = String::new();
+        let mut r = Reader::new(br#""plain text that is longer than eight""#);
+        assert_eq!(r.read_str(&mut scratch).unwrap(), "plain text that is longer than eight");
+        let mut r = Reader::new(br#""tab\tquote\" slash\/ \u00e9\ud83d\ude00""#);
+        assert_eq!(r.read_str(&mut scratch).unwrap(), "tab\tquote\" slash/ \u{e9}\u{1F600}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000);
+        assert!(skip_all(deep.as_bytes()).is_err());
+        let ok = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert!(skip_all(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn object_iteration() {
+        let mut r = Reader::new(br#"{"a": 1, "b" : [true, null]}"#);
+        let mut scratch = String::new();
+        r.begin_object().unwrap();
+        let mut first = true;
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some("a"));
+        assert_eq!(r.read_number().unwrap(), "1");
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some("b"));
+        r.begin_array().unwrap();
+        let mut f2 = true;
+        assert!(r.next_element(&mut f2).unwrap());
+        assert!(r.read_bool().unwrap());
+        assert!(r.next_element(&mut f2).unwrap());
+        assert_eq!(r.peek().unwrap(), Kind::Null);
+        r.read_null().unwrap();
+        assert!(!r.next_element(&mut f2).unwrap());
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), None);
+        r.finish().unwrap();
+    }
+}

@@ -1,0 +1,245 @@
+//! Exact decimal text → NUMERIC/BIGNUMERIC unscaled integers and their wire
+//! bytes (fact sheet §4.2: `value × 10^scale`, scale 9 or 38, two's-complement
+//! little-endian, minimal length as Java's `BigInteger.toByteArray()` reversed).
+//!
+//! Never goes through `f64`: JSON numbers are parsed from their text, so
+//! `0.1` is exactly one tenth.
+
+use arrow_buffer::i256;
+
+use crate::rows::schema::DecimalSpec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DecError {
+    Syntax,
+    IntDigits,
+    FracDigits,
+    Range,
+}
+
+/// Parses `[+-]digits[.digits][(e|E)[+-]digits]` (a JSON number, or the
+/// BigDecimal string forms `.5` and `5.`) into the unscaled wire integer.
+/// Digits past the column's scale must be zeros, unless `round` (HALF_UP, as
+/// JsonStreamWriter does for JSON numbers).
+pub(crate) fn parse(s: &str, spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let neg = match b.first() {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let int_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let int = b.get(int_start..i).unwrap_or_default();
+    let mut frac: &[u8] = &[];
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let fs = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        frac = b.get(fs..i).unwrap_or_default();
+    }
+    if int.is_empty() && frac.is_empty() {
+        return Err(DecError::Syntax);
+    }
+    let mut exp: i64 = 0;
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let eneg = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let es = i;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            // Saturate: any exponent past this is out of range either way.
+            exp = (exp * 10 + i64::from(d - b'0')).min(1 << 40);
+            i += 1;
+        }
+        if i == es {
+            return Err(DecError::Syntax);
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+    if i != b.len() {
+        return Err(DecError::Syntax);
+    }
+    let len = int.len() + frac.len();
+    let digit = |k: i64| -> u8 {
+        let Ok(k) = usize::try_from(k) else { return 0 };
+        let d = if k < int.len() { int.get(k) } else { frac.get(k - int.len()) };
+        d.map_or(0, |d| d - b'0')
+    };
+    let Some(first) = (0..len).find(|&k| digit(k as i64) != 0) else {
+        return Ok(i256::ZERO);
+    };
+    let first = first as i64;
+    // The point sits before digit index `point`.
+    let point = int.len() as i64 + exp;
+    if point - first > i64::from(spec.int_digits) {
+        return Err(DecError::IntDigits);
+    }
+    let scale = i64::from(spec.scale);
+    let end = point + scale; // first dropped digit index
+    let dropped_nonzero = (end.max(first)..len as i64).any(|k| digit(k) != 0);
+    if dropped_nonzero && !round {
+        return Err(DecError::FracDigits);
+    }
+    let ten = i256::from_i128(10);
+    let mut v = i256::ZERO;
+    let mut k = first;
+    while k < end {
+        let d = i256::from_i128(i128::from(digit(k)));
+        let next =
+            v.checked_mul(ten).and_then(|x| if neg { x.checked_sub(d) } else { x.checked_add(d) });
+        v = next.ok_or(DecError::Range)?;
+        k += 1;
+    }
+    if round && digit(end) >= 5 {
+        let one = i256::ONE;
+        v = if neg { v.checked_sub(one) } else { v.checked_add(one) }.ok_or(DecError::Range)?;
+    }
+    for _ in spec.scale..spec.wire_scale {
+        v = v.checked_mul(ten).ok_or(DecError::Range)?;
+    }
+    if !spec.big && (v > max_numeric() || v < max_numeric().wrapping_neg()) {
+        return Err(DecError::Range);
+    }
+    Ok(v)
+}
+
+/// 10^38 − 1: NUMERIC's unscaled bound (±99999999999999999999999999999.999999999).
+fn max_numeric() -> i256 {
+    i256::from_i128(99_999_999_999_999_999_999_999_999_999_999_999_999)
+}
+
+/// Whether a BIGNUMERIC fits Arrow's decimal256(76, 38): |unscaled| < 10^76.
+pub(crate) fn fits_decimal256(v: i256) -> bool {
+    let max = i256::from_i128(10).checked_pow(76).unwrap_or(i256::MAX);
+    v < max && v > max.wrapping_neg()
+}
+
+/// The minimal two's-complement little-endian bytes (at least one).
+pub(crate) fn to_wire(v: i256, out: &mut Vec<u8>) -> usize {
+    let bytes = v.to_le_bytes();
+    let mut n = bytes.len();
+    while n > 1 {
+        let (top, below) = (bytes.get(n - 1).copied(), bytes.get(n - 2).copied().unwrap_or(0));
+        let redundant = match top {
+            Some(0x00) => below & 0x80 == 0,
+            Some(0xFF) => below & 0x80 != 0,
+            _ => false,
+        };
+        if !redundant {
+            break;
+        }
+        n -= 1;
+    }
+    out.extend_from_slice(bytes.get(..n).unwrap_or_default());
+    n
+}
+
+/// Wire bytes → unscaled integer (sign-extended); `None` if longer than 32 bytes.
+pub(crate) fn from_wire(b: &[u8]) -> Option<i256> {
+    if b.is_empty() || b.len() > 32 {
+        return None;
+    }
+    let fill = if b.last().is_some_and(|&x| x & 0x80 != 0) { 0xFF } else { 0x00 };
+    let mut full = [fill; 32];
+    full.get_mut(..b.len())?.copy_from_slice(b);
+    Some(i256::from_le_bytes(full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMERIC: DecimalSpec =
+        DecimalSpec { wire_scale: 9, scale: 9, int_digits: 29, big: false };
+    const BIG: DecimalSpec = DecimalSpec { wire_scale: 38, scale: 38, int_digits: 39, big: true };
+
+    fn n(s: &str) -> Result<i256, DecError> {
+        parse(s, NUMERIC, false)
+    }
+
+    #[test]
+    fn numeric_values() {
+        assert_eq!(n("1"), Ok(i256::from_i128(1_000_000_000)));
+        assert_eq!(n("-1.5"), Ok(i256::from_i128(-1_500_000_000)));
+        assert_eq!(n("0.1"), Ok(i256::from_i128(100_000_000)));
+        assert_eq!(n("1e3"), Ok(i256::from_i128(1_000_000_000_000)));
+        assert_eq!(n("12.5E-1"), Ok(i256::from_i128(1_250_000_000)));
+        assert_eq!(n(".5"), Ok(i256::from_i128(500_000_000)));
+        assert_eq!(n("0.0000000010000"), Ok(i256::from_i128(1)));
+        assert_eq!(n("-0"), Ok(i256::ZERO));
+        assert_eq!(n("99999999999999999999999999999.999999999"), Ok(max_numeric()));
+        assert_eq!(n("100000000000000000000000000000"), Err(DecError::IntDigits));
+        assert_eq!(n("0.0000000001"), Err(DecError::FracDigits));
+        assert_eq!(parse("0.0000000015", NUMERIC, true), Ok(i256::from_i128(2)));
+        assert_eq!(parse("-0.0000000015", NUMERIC, true), Ok(i256::from_i128(-2)));
+        assert_eq!(parse("1e-100", NUMERIC, true), Ok(i256::ZERO));
+        assert_eq!(n("1e999999999999999"), Err(DecError::IntDigits));
+        for bad in ["", "-", "1.2.3", "1e", "abc", "1 ", "0x10", "."] {
+            assert_eq!(n(bad), Err(DecError::Syntax), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bignumeric_edges() {
+        let max = "578960446186580977117854925043439539266.34992332820282019728792003956564819967";
+        let min = "-578960446186580977117854925043439539266.34992332820282019728792003956564819968";
+        assert_eq!(parse(max, BIG, false), Ok(i256::MAX));
+        assert_eq!(parse(min, BIG, false), Ok(i256::MIN));
+        let over = "578960446186580977117854925043439539266.34992332820282019728792003956564819968";
+        assert_eq!(parse(over, BIG, false), Err(DecError::Range));
+        assert!(!fits_decimal256(i256::MAX));
+        let v = parse(
+            "99999999999999999999999999999999999999.99999999999999999999999999999999999999",
+            BIG,
+            false,
+        );
+        assert!(fits_decimal256(v.unwrap()));
+    }
+
+    #[test]
+    fn wire_bytes_are_minimal_twos_complement() {
+        let w = |v: i128| {
+            let mut out = vec![];
+            to_wire(i256::from_i128(v), &mut out);
+            out
+        };
+        assert_eq!(w(0), vec![0]);
+        assert_eq!(w(1), vec![1]);
+        assert_eq!(w(-1), vec![0xFF]);
+        assert_eq!(w(127), vec![0x7F]);
+        assert_eq!(w(128), vec![0x80, 0x00]);
+        assert_eq!(w(-128), vec![0x80]);
+        assert_eq!(w(-129), vec![0x7F, 0xFF]);
+        assert_eq!(w(1_000_000_000), vec![0x00, 0xCA, 0x9A, 0x3B]);
+        for v in [0i128, 1, -1, 128, -129, i128::MAX, i128::MIN] {
+            assert_eq!(from_wire(&w(v)), Some(i256::from_i128(v)));
+        }
+        let mut out = vec![];
+        to_wire(i256::MIN, &mut out);
+        assert_eq!(out.len(), 32);
+        assert_eq!(from_wire(&out), Some(i256::MIN));
+    }
+}

@@ -1,0 +1,101 @@
+//! Per-type value parsing: the text of one JSON value → the integer, float
+//! or bytes BigQuery stores. Pure functions; the encoder decides which JSON
+//! kinds reach which parser (docs/coercions.md has the full table).
+
+pub(crate) mod decimal;
+pub(crate) mod time;
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// An integer: optional sign, ASCII digits, within i64. JSON numbers with a
+/// fraction or exponent are refused (JsonStreamWriter refuses doubles for
+/// INT64); strings may carry a leading `+` as `Long.parseLong` allows.
+pub(crate) fn parse_i64(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Why a FLOAT64 text was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FloatError {
+    Syntax,
+    Overflow,
+}
+
+/// A decimal number (JSON grammar, plus a leading `+` or `.` in strings) or,
+/// in strings only, `NaN`, `Infinity`, `-Infinity` (`+Infinity`). Finite text
+/// that overflows f64 is refused rather than stored as infinity.
+pub(crate) fn parse_f64(s: &str, from_string: bool) -> Result<f64, FloatError> {
+    if from_string {
+        match s {
+            "NaN" => return Ok(f64::NAN),
+            "Infinity" | "+Infinity" => return Ok(f64::INFINITY),
+            "-Infinity" => return Ok(f64::NEG_INFINITY),
+            _ => {}
+        }
+        // Rust's parser also takes "inf"/"nan" spellings: only digits get through.
+        let ok =
+            s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+                && s.bytes().any(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(FloatError::Syntax);
+        }
+    }
+    let v: f64 = s.parse().map_err(|_| FloatError::Syntax)?;
+    if v.is_finite() { Ok(v) } else { Err(FloatError::Overflow) }
+}
+
+/// Standard or URL-safe alphabet, padding optional (product decision; Java's
+/// writer takes no base64 at all, Go's protojson takes both alphabets).
+pub(crate) fn decode_base64(s: &str, out: &mut Vec<u8>) -> bool {
+    const CFG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(false);
+    const STD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CFG);
+    const URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CFG);
+    let url = s.bytes().any(|b| b == b'-' || b == b'_');
+    let engine = if url { &URL } else { &STD };
+    engine.decode_vec(s, out).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_i64("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64("+42"), Some(42));
+        assert_eq!(parse_i64("9223372036854775808"), None);
+        for bad in ["", "-", "1.0", "1e3", " 1", "0x1", "１"] {
+            assert_eq!(parse_i64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(parse_f64("1.5e3", false), Ok(1500.0));
+        assert!(parse_f64("NaN", true).unwrap().is_nan());
+        assert_eq!(parse_f64("-Infinity", true), Ok(f64::NEG_INFINITY));
+        assert_eq!(parse_f64("inf", true), Err(FloatError::Syntax));
+        assert_eq!(parse_f64("1e999", false), Err(FloatError::Overflow));
+        assert_eq!(parse_f64(".5", true), Ok(0.5));
+    }
+
+    #[test]
+    fn base64_both_alphabets() {
+        let mut out = vec![];
+        assert!(decode_base64("+/8=", &mut out));
+        assert_eq!(out, [0xfb, 0xff]);
+        out.clear();
+        assert!(decode_base64("-_8", &mut out));
+        assert_eq!(out, [0xfb, 0xff]);
+        out.clear();
+        assert!(!decode_base64("a", &mut out));
+        assert!(!decode_base64("a b=", &mut out));
+    }
+}

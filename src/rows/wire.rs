@@ -1,0 +1,145 @@
+//! Protobuf wire-format writing and reading for the row bytes we produce
+//! (protobuf encoding spec: varints, fixed64, length-delimited).
+
+use super::schema::Key;
+
+#[inline]
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+pub(crate) fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+}
+
+#[inline]
+pub(crate) fn put_key(out: &mut Vec<u8>, key: &Key) {
+    out.extend_from_slice(key.as_slice());
+}
+
+/// Key, length and bytes of a length-delimited field.
+#[inline]
+pub(crate) fn put_bytes(out: &mut Vec<u8>, key: &Key, bytes: &[u8]) {
+    put_key(out, key);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Starts a length-delimited field whose length is not known yet: one byte
+/// is reserved, [`end_len`] widens it if the body turns out longer.
+#[inline]
+pub(crate) fn begin_len(out: &mut Vec<u8>, key: &Key) -> usize {
+    put_key(out, key);
+    out.push(0);
+    out.len()
+}
+
+#[inline]
+pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize) {
+    let len = out.len() - body_start;
+    if len < 0x80 {
+        if let Some(b) = out.get_mut(body_start - 1) {
+            *b = len as u8;
+        }
+        return;
+    }
+    let mut prefix = Vec::with_capacity(10);
+    put_varint(&mut prefix, len as u64);
+    let at = body_start - 1;
+    out.splice(at..body_start, prefix);
+}
+
+/// One field read back from row bytes.
+pub(crate) enum WireValue<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+}
+
+/// Reads fields in order; `None` at the end, `Err` on malformed bytes.
+pub(crate) struct WireReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> WireReader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        WireReader { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub(crate) fn next(&mut self) -> Result<Option<(u32, WireValue<'a>)>, &'static str> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| "field number too large")?;
+        let value = match key & 7 {
+            0 => WireValue::Varint(self.varint()?),
+            1 => {
+                let b = self.buf.get(self.pos..self.pos + 8).ok_or("truncated fixed64")?;
+                self.pos += 8;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                WireValue::Fixed64(u64::from_le_bytes(a))
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
+                let end = self.pos.checked_add(len).ok_or("length too large")?;
+                let b = self.buf.get(self.pos..end).ok_or("truncated bytes")?;
+                self.pos = end;
+                WireValue::Bytes(b)
+            }
+            _ => return Err("unsupported wire type"),
+        };
+        Ok(Some((number, value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_backpatched_lengths() {
+        for v in [0u64, 1, 127, 128, 300, u64::MAX] {
+            let mut out = vec![];
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v));
+            let mut r = WireReader { buf: &out, pos: 0 };
+            assert_eq!(r.varint(), Ok(v));
+        }
+        let key = Key::new(3, 2);
+        for n in [0usize, 127, 128, 20_000] {
+            let mut out = vec![9];
+            let at = begin_len(&mut out, &key);
+            out.extend(std::iter::repeat_n(7u8, n));
+            end_len(&mut out, at);
+            let mut r = WireReader::new(out.get(1..).unwrap());
+            match r.next().unwrap() {
+                Some((3, WireValue::Bytes(b))) => assert_eq!(b.len(), n),
+                _ => panic!("bad field"),
+            }
+            assert!(r.next().unwrap().is_none());
+        }
+    }
+}
