@@ -1,0 +1,180 @@
+//! The vocabulary of appending: one request in, one outcome out.
+//!
+//! An [`AppendOutcome`] says, for one AppendRows request, whether its rows are
+//! in the stream, are certainly not, or nobody knows (in doubt). The delivery
+//! protocol builds its exactly-once decisions on exactly these distinctions,
+//! so no outcome claims more than the service said.
+
+use crate::pb::storage::append_rows_request::Rows;
+use crate::pb::storage::{AppendRowsRequest, RowError as PbRowError};
+
+use super::error::AppendError;
+use super::retry::RetryPolicy;
+
+/// One AppendRows request, before the connection decides whether it is the first
+/// (which carries `write_stream` and the writer schema).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendRequest {
+    /// Row offset of the first row; `None` on `_default` (offsets are not allowed there).
+    pub offset: Option<i64>,
+    /// The rows, without `writer_schema`: the appender adds it when needed.
+    pub rows: Rows,
+    /// Rows in `rows`, to check `row_errors` indexes.
+    pub row_count: usize,
+    /// Serialized size of the request, for the in-flight byte bound.
+    pub bytes: usize,
+}
+
+/// What became of one request.
+#[derive(Clone, Debug)]
+pub enum AppendOutcome {
+    /// Acknowledged; `offset` is where it landed (unset on `_default`).
+    Appended { offset: Option<i64> },
+    /// Offset streams only: the service already holds rows at this offset, so an
+    /// earlier attempt wrote exactly these rows (DESIGN.md invariant 3).
+    AlreadyExists,
+    /// Nothing of this request was written; these rows are bad. Indexes are into it.
+    RowErrors(Vec<RowError>),
+    /// Definitely not written: the service answered with a permanent error, or with a
+    /// transient one after the retry budget ran out.
+    Failed(AppendError),
+    /// Sent, but no definitive answer came: it may or may not be in the stream.
+    InDoubt(AppendError),
+    /// Never sent (an earlier request did not succeed, or the deadline came first).
+    NotSent,
+}
+
+impl AppendOutcome {
+    /// Whether the request's rows are known to be in the stream.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Appended { .. } | Self::AlreadyExists)
+    }
+}
+
+/// A row the service rejected (`AppendRowsResponse.row_errors`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    /// 0-based index of the row within its request.
+    pub index: usize,
+    /// The service's explanation, e.g. which field is wrong.
+    pub message: String,
+}
+
+impl RowError {
+    /// Checks the service's index against the request; `None` if it is out of range.
+    pub(crate) fn from_pb(e: &PbRowError, row_count: usize) -> Option<Self> {
+        let index = usize::try_from(e.index).ok().filter(|&i| i < row_count)?;
+        Some(Self { index, message: e.message.clone() })
+    }
+}
+
+/// The writer schema of a connection's first request.
+pub type WriterSchemaRows = Rows;
+
+/// Bounds and retry behaviour of one [`super::Appender`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppenderOptions {
+    /// Requests sent and not yet answered. 1 disables pipelining.
+    pub max_inflight_requests: usize,
+    /// Bytes sent and not yet answered (a single larger request still goes alone).
+    pub max_inflight_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for AppenderOptions {
+    /// Java's per-connection in-flight limits: 1000 requests, 100 MiB (fact sheet §2.8).
+    fn default() -> Self {
+        Self {
+            max_inflight_requests: 1000,
+            max_inflight_bytes: 100 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Builds the wire request; the first on a connection names the stream and carries
+/// the writer schema, later ones omit both (fact sheet §2.3).
+pub(crate) fn wire_request(
+    request: &AppendRequest,
+    first: Option<(&str, &WriterSchemaRows)>,
+) -> Result<AppendRowsRequest, AppendError> {
+    let mut rows = request.rows.clone();
+    let mut write_stream = String::new();
+    if let Some((stream, schema)) = first {
+        write_stream = stream.to_string();
+        match (&mut rows, schema) {
+            (Rows::ProtoRows(data), Rows::ProtoRows(s)) => {
+                data.writer_schema.clone_from(&s.writer_schema)
+            }
+            (Rows::ArrowRows(data), Rows::ArrowRows(s)) => {
+                data.writer_schema.clone_from(&s.writer_schema)
+            }
+            _ => return Err(AppendError::FormatMismatch),
+        }
+    }
+    Ok(AppendRowsRequest {
+        write_stream,
+        offset: request.offset,
+        rows: Some(rows),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::storage::append_rows_request::{ArrowData, ProtoData};
+    use crate::pb::storage::{ArrowSchema, ProtoRows, ProtoSchema};
+
+    fn proto(rows: Vec<Vec<u8>>) -> Rows {
+        Rows::ProtoRows(ProtoData {
+            writer_schema: None,
+            rows: Some(ProtoRows { serialized_rows: rows }),
+        })
+    }
+
+    fn schema() -> Rows {
+        Rows::ProtoRows(ProtoData {
+            writer_schema: Some(ProtoSchema { proto_descriptor: None }),
+            rows: None,
+        })
+    }
+
+    #[test]
+    fn first_request_carries_stream_and_schema() {
+        let req =
+            AppendRequest { offset: Some(7), rows: proto(vec![vec![1]]), row_count: 1, bytes: 3 };
+        let first = wire_request(&req, Some(("s", &schema()))).unwrap();
+        assert_eq!(first.write_stream, "s");
+        assert_eq!(first.offset, Some(7));
+        let Some(Rows::ProtoRows(d)) = first.rows else { panic!() };
+        assert!(d.writer_schema.is_some());
+        assert_eq!(d.rows.unwrap().serialized_rows, vec![vec![1]]);
+
+        let later = wire_request(&req, None).unwrap();
+        assert_eq!(later.write_stream, "");
+        let Some(Rows::ProtoRows(d)) = later.rows else { panic!() };
+        assert!(d.writer_schema.is_none());
+    }
+
+    #[test]
+    fn format_mismatch_is_refused() {
+        let req = AppendRequest { offset: None, rows: proto(vec![]), row_count: 0, bytes: 0 };
+        let arrow = Rows::ArrowRows(ArrowData {
+            writer_schema: Some(ArrowSchema { serialized_schema: vec![1] }),
+            rows: None,
+        });
+        assert!(matches!(
+            wire_request(&req, Some(("s", &arrow))),
+            Err(AppendError::FormatMismatch)
+        ));
+    }
+
+    #[test]
+    fn row_error_indexes_are_checked() {
+        let e = |index| PbRowError { index, code: 1, message: "bad".into() };
+        assert_eq!(RowError::from_pb(&e(2), 3), Some(RowError { index: 2, message: "bad".into() }));
+        assert_eq!(RowError::from_pb(&e(3), 3), None);
+        assert_eq!(RowError::from_pb(&e(-1), 3), None);
+    }
+}
