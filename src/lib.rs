@@ -23,6 +23,7 @@ pub mod emulator;
 pub mod handler;
 pub mod pb;
 pub mod rows;
+pub mod sink_url;
 pub mod source;
 pub mod spill;
 pub mod table;

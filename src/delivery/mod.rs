@@ -1,6 +1,8 @@
 //! The exactly-once delivery protocol (DESIGN.md, "Exactly-once: the
 //! invariants") and its per-shard state store.
 
+pub mod store;
+
 use std::str::FromStr;
 
 /// `WRITE_MODE`: how rows are written.
