@@ -82,8 +82,20 @@ pub async fn deps(
         dlq,
         encoder: EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject },
         limits: BatchLimits::new(7, 1 << 20, Duration::ZERO).unwrap(),
-        appender: AppenderOptions { retry: RetryPolicy::none(), ..AppenderOptions::default() },
+        appender: AppenderOptions { retry: fast_retry(), ..AppenderOptions::default() },
         append_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Retries transient failures a few times without real waiting.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        initial_delay: Duration::from_millis(5),
+        throttled_initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        jitter: false,
+        ..RetryPolicy::default()
     }
 }
 
