@@ -49,7 +49,7 @@ pub fn record(shard: &str, i: u64, data: Vec<u8>) -> SourceRecord {
 pub fn event(id: &str, i: u64) -> String {
     serde_json::json!({
         "event_id": id,
-        "type": if i % 2 == 0 { "click" } else { "view" },
+        "type": if i.is_multiple_of(2) { "click" } else { "view" },
         "user_id": 1000 + i,
         "ts": "2026-11-26T08:00:00.123456Z",
         "tags": ["a", "b"],
