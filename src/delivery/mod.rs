@@ -1,5 +1,17 @@
 //! The exactly-once delivery protocol (DESIGN.md, "Exactly-once: the
 //! invariants") and its per-shard state store.
+//!
+//! (Work in progress: the drivers are declared once the client, rows and
+//! sinks branches they build on are merged.)
+
+pub mod crash;
+pub mod outcome;
+pub mod plan;
+pub mod state;
+
+pub use crash::{Boundary, Crash, CrashPoints};
+pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
+pub use state::{ShardState, state_key};
 
 pub mod store;
 

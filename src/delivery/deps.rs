@@ -1,0 +1,165 @@
+//! What `deliver` needs, built once per container (cold start) and shared
+//! by every invocation: the BigQuery client, the encoder (swapped when the
+//! service announces a new table schema), the three seams, and the limits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::WriteMode;
+use super::crash::CrashPoints;
+use super::store::StateStore;
+use crate::bigquery::{Appender, AppenderOptions, TableSchema, WriteClient};
+use crate::dlq::DeadLetterSink;
+use crate::pb::storage::append_rows_request::{ArrowData, ProtoData, Rows};
+use crate::rows::{Encoder, EncoderOptions, SchemaError, WriterSchema};
+use crate::spill::SpillSink;
+
+/// How rows are cut into AppendRows requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Rows per request (`BATCH_MAX_ROWS`).
+    pub max_rows: usize,
+    /// Serialized bytes per request (`BATCH_MAX_BYTES`); a row that alone
+    /// exceeds it is dead-lettered as too large.
+    pub max_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    /// AppendRows rejects requests over 10 MiB ("AppendRows request too large:
+    /// … limit 10485760", fact sheet §3); 9 MiB leaves room for the envelope,
+    /// as `gcp-bigquery-client` does.
+    fn default() -> Self {
+        Self { max_rows: 50_000, max_bytes: 9 * 1024 * 1024 }
+    }
+}
+
+/// The current encoder, replaced when an AppendRows response carries
+/// `updated_schema` (fact sheet §2.6). Invocations take a snapshot; rows
+/// encoded with an older snapshot stay valid (schema changes only add
+/// NULLABLE columns or relax modes).
+pub struct EncoderCell {
+    current: RwLock<Arc<Encoder>>,
+    options: EncoderOptions,
+}
+
+impl EncoderCell {
+    pub fn new(encoder: Encoder, options: EncoderOptions) -> Self {
+        Self { current: RwLock::new(Arc::new(encoder)), options }
+    }
+
+    pub fn snapshot(&self) -> Arc<Encoder> {
+        match self.current.read() {
+            Ok(e) => Arc::clone(&e),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Builds an encoder for `schema` and makes it current.
+    ///
+    /// # Errors
+    /// The schema cannot be encoded for; the old encoder stays.
+    pub fn replace(&self, schema: &TableSchema) -> Result<Arc<Encoder>, SchemaError> {
+        let fresh = Arc::new(Encoder::new(schema, self.options.clone())?);
+        match self.current.write() {
+            Ok(mut e) => *e = Arc::clone(&fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&fresh),
+        }
+        Ok(fresh)
+    }
+}
+
+/// The `rows` oneof carrying only the writer schema, as the appender wants it.
+pub(crate) fn writer_schema_rows(encoder: &Encoder) -> Rows {
+    match encoder.writer_schema() {
+        WriterSchema::Proto(s) => Rows::ProtoRows(ProtoData { writer_schema: Some(s), rows: None }),
+        WriterSchema::Arrow(s) => Rows::ArrowRows(ArrowData { writer_schema: Some(s), rows: None }),
+    }
+}
+
+/// Everything `deliver` uses. Fields are public so the handler (and tests)
+/// build it from `Config`; [`DeliveryDeps::new`] fills the defaults.
+pub struct DeliveryDeps {
+    pub client: WriteClient,
+    pub encoder: EncoderCell,
+    pub state: Arc<dyn StateStore>,
+    pub spill: Arc<dyn SpillSink>,
+    pub dlq: Arc<dyn DeadLetterSink>,
+    pub mode: WriteMode,
+    pub limits: RequestLimits,
+    pub appender: AppenderOptions,
+    /// Time kept before the invocation deadline for what follows a failed
+    /// append: finalize, spill, the state commit.
+    pub spill_reserve: Duration,
+    /// Append/resolve rounds per invocation before the rest is spilled: each
+    /// round removes at least one record or rotates once, so this bounds a
+    /// pathological batch, not a normal one.
+    pub max_rounds: usize,
+    /// Test hook; `None` in production.
+    pub crash: Option<Arc<CrashPoints>>,
+    /// One appender (one AppendRows connection) per write stream, kept warm
+    /// across invocations of this container.
+    appenders: tokio::sync::Mutex<HashMap<String, Appender>>,
+}
+
+impl DeliveryDeps {
+    pub fn new(
+        client: WriteClient,
+        encoder: EncoderCell,
+        state: Arc<dyn StateStore>,
+        spill: Arc<dyn SpillSink>,
+        dlq: Arc<dyn DeadLetterSink>,
+        mode: WriteMode,
+    ) -> Self {
+        Self {
+            client,
+            encoder,
+            state,
+            spill,
+            dlq,
+            mode,
+            limits: RequestLimits::default(),
+            appender: AppenderOptions::default(),
+            spill_reserve: Duration::from_secs(2),
+            max_rounds: 16,
+            crash: None,
+            appenders: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The warm appender of `stream`, or a new one.
+    pub(crate) async fn take_appender(&self, stream: &str, encoder: &Encoder) -> Appender {
+        let cached = self.appenders.lock().await.remove(stream);
+        cached.unwrap_or_else(|| {
+            Appender::new(
+                self.client.clone(),
+                stream.to_string(),
+                writer_schema_rows(encoder),
+                self.appender.clone(),
+            )
+        })
+    }
+
+    /// Returns an appender for reuse; when the service announced a new table
+    /// schema, swaps the encoder and gives the appender the new writer schema.
+    pub(crate) async fn put_appender(&self, mut appender: Appender) {
+        if let Some(schema) = appender.updated_schema() {
+            match self.encoder.replace(&schema) {
+                Ok(fresh) => appender.set_writer_schema(writer_schema_rows(&fresh)),
+                Err(e) => tracing::warn!(error = %e, "updated table schema cannot be encoded for"),
+            }
+        }
+        let stream = appender.write_stream().to_string();
+        self.appenders.lock().await.insert(stream, appender);
+    }
+
+    /// Drops every warm connection (a crashed container loses them all).
+    pub(crate) async fn forget_appenders(&self) {
+        self.appenders.lock().await.clear();
+    }
+
+    /// Forgets the appender of a stream that is finalized or abandoned.
+    pub(crate) async fn drop_appender(&self, stream: &str) {
+        self.appenders.lock().await.remove(stream);
+    }
+}

@@ -1,0 +1,193 @@
+//! A shard batch → the items the protocol works on: sorted by position,
+//! duplicates folded, every record encoded once and classified for the
+//! mapping ([`Kind`]), with the dead letter ready for every bad one.
+
+use bytes::Bytes;
+
+use super::RequestLimits;
+use super::plan::Kind;
+use super::state::{Exclusion, ExclusionReason};
+use crate::dlq::{DeadLetter, Reason};
+use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
+use crate::source::{Position, SourceRecord};
+use crate::table::TableName;
+
+/// One record of the batch as the protocol sees it.
+pub(crate) struct Item<'a> {
+    /// Index into the batch's records.
+    pub index: usize,
+    pub position: Position,
+    /// The record, when it came out of the source whole (not a corrupt KPL
+    /// aggregate).
+    pub record: Option<&'a SourceRecord>,
+    pub kind: Kind,
+    /// The encoded row (empty unless `kind` is `Good`).
+    pub row: Vec<u8>,
+    /// The dead letter for a bad record (`PureBad`, `SchemaBad`).
+    pub letter: Option<DeadLetter>,
+}
+
+/// One input record before encoding.
+pub(crate) enum Input<'a> {
+    Record(&'a SourceRecord),
+    /// The source could not make a record of it; the letter says why.
+    Bad { position: Position, letter: DeadLetter },
+}
+
+/// The batch, prepared.
+pub(crate) struct Prepared<'a> {
+    /// Ascending by position, one per distinct position.
+    pub items: Vec<Item<'a>>,
+    /// Batch indexes of repeated positions, with the item they repeat: they
+    /// share its outcome (Kinesis never repeats a record within a batch; this
+    /// keeps the mapping sound if one ever did).
+    pub repeats: Vec<(usize, usize)>,
+}
+
+/// Encodes and classifies every input.
+pub(crate) fn prepare<'a>(
+    inputs: Vec<(usize, Input<'a>)>,
+    encoder: &Encoder,
+    limits: &RequestLimits,
+    table: &TableName,
+) -> Prepared<'a> {
+    let mut items: Vec<Item<'a>> = inputs
+        .into_iter()
+        .map(|(index, input)| match input {
+            Input::Record(record) => encode_one(index, record, encoder, limits, table),
+            Input::Bad { position, letter } => Item {
+                index,
+                position,
+                record: None,
+                kind: Kind::PureBad,
+                row: Vec::new(),
+                letter: Some(letter),
+            },
+        })
+        .collect();
+    items.sort_by(|a, b| a.position.cmp(&b.position).then(a.index.cmp(&b.index)));
+    let mut repeats = Vec::new();
+    let mut kept: Vec<Item<'a>> = Vec::with_capacity(items.len());
+    for item in items {
+        match kept.last() {
+            Some(prev) if prev.position == item.position => {
+                repeats.push((item.index, kept.len() - 1));
+            }
+            _ => kept.push(item),
+        }
+    }
+    Prepared { items: kept, repeats }
+}
+
+fn encode_one<'a>(
+    index: usize,
+    record: &'a SourceRecord,
+    encoder: &Encoder,
+    limits: &RequestLimits,
+    table: &TableName,
+) -> Item<'a> {
+    let mut row = Vec::new();
+    let result = encoder.encode(&record.data, &RecordMeta::from(record), &mut row);
+    let (kind, letter) = match result {
+        Ok(()) if encoder.request_bytes(std::iter::once(row.len())) > limits.max_bytes => {
+            let message = format!(
+                "encoded row is {} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
+                row.len(),
+                limits.max_bytes
+            );
+            row = Vec::new();
+            (Kind::SchemaBad, Some(DeadLetter::new(record, table, Reason::RowTooLarge, message)))
+        }
+        Ok(()) => (Kind::Good, None),
+        Err(e) => {
+            row = Vec::new();
+            let kind = if bad_by_bytes(&record.data) { Kind::PureBad } else { Kind::SchemaBad };
+            (kind, Some(letter_for_row_error(record, table, &e, kind)))
+        }
+    };
+    Item { index, position: record.position.clone(), record: Some(record), kind, row, letter }
+}
+
+/// Whether the bytes alone rule the record out under every schema: not JSON,
+/// or JSON that is not an object. Checked apart from the encoder, which may
+/// stop at a schema error before it reaches a syntax error.
+fn bad_by_bytes(data: &Bytes) -> bool {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(data) {
+        Err(_) => true,
+        Ok(_) => data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{'),
+    }
+}
+
+fn letter_for_row_error(
+    record: &SourceRecord,
+    table: &TableName,
+    e: &RowError,
+    kind: Kind,
+) -> DeadLetter {
+    let reason = match (kind, e.kind) {
+        (Kind::PureBad, _) | (_, RowErrorKind::InvalidJson) => Reason::InvalidJson,
+        (_, RowErrorKind::UnknownField) => Reason::UnknownField,
+        _ => Reason::SchemaMismatch,
+    };
+    let letter = DeadLetter::new(record, table, reason, e.to_string());
+    if e.path.is_empty() { letter } else { letter.with_field_path(e.path.clone()) }
+}
+
+/// The intent entry for a record that leaves the mapping.
+pub(crate) fn exclusion_for(item: &Item<'_>, reason: ExclusionReason, message: String) -> Exclusion {
+    Exclusion { position: item.position.clone(), reason, message }
+}
+
+/// The intent entry for a `SchemaBad` item.
+pub(crate) fn schema_exclusion(item: &Item<'_>) -> Exclusion {
+    let (reason, message) = match &item.letter {
+        Some(l) if l.reason == Reason::RowTooLarge => (ExclusionReason::RowTooLarge, l.error.clone()),
+        Some(l) if l.reason == Reason::RejectedByBigquery => {
+            (ExclusionReason::RejectedByBigquery, l.error.clone())
+        }
+        Some(l) => (ExclusionReason::SchemaMismatch, l.error.clone()),
+        None => (ExclusionReason::SchemaMismatch, String::new()),
+    };
+    exclusion_for(item, reason, message)
+}
+
+/// The dead letter for an item the intent excludes: its own letter if it
+/// has one, else one from the intent's recorded reason (it encodes now, but
+/// an earlier attempt decided, and the mapping must not change).
+pub(crate) fn letter_for_excluded(
+    item: &Item<'_>,
+    exclusion: Option<&Exclusion>,
+    table: &TableName,
+) -> Option<DeadLetter> {
+    if let Some(l) = &item.letter {
+        return Some(l.clone());
+    }
+    let record = item.record?;
+    let (reason, message) = match exclusion {
+        Some(e) => (
+            match e.reason {
+                ExclusionReason::SchemaMismatch => Reason::SchemaMismatch,
+                ExclusionReason::RowTooLarge => Reason::RowTooLarge,
+                ExclusionReason::RejectedByBigquery => Reason::RejectedByBigquery,
+            },
+            e.message.clone(),
+        ),
+        None => (Reason::SchemaMismatch, String::new()),
+    };
+    Some(DeadLetter::new(record, table, reason, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_alone_decide_only_syntax_and_shape() {
+        for bad in [&b"{"[..], b"not json", b"[1,2]", b"42", b"", b"{\"a\":1} x"] {
+            assert!(bad_by_bytes(&Bytes::copy_from_slice(bad)), "{bad:?}");
+        }
+        for ok in [&b"{}"[..], b" {\"a\": [1, {\"b\": null}]}\n"] {
+            assert!(!bad_by_bytes(&Bytes::copy_from_slice(ok)), "{ok:?}");
+        }
+    }
+}

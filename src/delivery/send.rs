@@ -1,0 +1,267 @@
+//! One append round: the rows of consecutive offsets cut into AppendRows
+//! requests, sent through the appender, and the answers judged into what the
+//! protocol may conclude about the stream's end (DESIGN.md, invariants 3, 6).
+
+use std::ops::Range;
+
+use tokio::time::Instant;
+
+use super::RequestLimits;
+use super::crash::{self, Boundary, Crash, CrashPoints};
+use crate::bigquery::{AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError};
+use crate::rows::Encoder;
+use crate::spill::SpillReason;
+
+/// One request of a round: the rows `rows` (indexes into the round's rows)
+/// at `offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cut {
+    pub offset: i64,
+    pub rows: Range<usize>,
+}
+
+impl Cut {
+    pub fn end(&self) -> i64 {
+        self.offset + self.rows.len() as i64
+    }
+}
+
+/// Cuts rows of these lengths, starting at `first_offset`, into requests
+/// under `limits`. Every row fits alone (larger ones were dead-lettered when
+/// they were encoded).
+pub(crate) fn cut(
+    row_lens: &[usize],
+    first_offset: i64,
+    encoder: &Encoder,
+    limits: &RequestLimits,
+) -> Vec<Cut> {
+    let base = encoder.request_bytes(std::iter::empty());
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    let mut bytes = base;
+    for (i, &len) in row_lens.iter().enumerate() {
+        let row = encoder.request_bytes(std::iter::once(len)).saturating_sub(base);
+        let full = i - start >= limits.max_rows.max(1) || (i > start && bytes + row > limits.max_bytes);
+        if full {
+            cuts.push(Cut { offset: first_offset + start as i64, rows: start..i });
+            start = i;
+            bytes = base;
+        }
+        bytes += row;
+    }
+    if start < row_lens.len() {
+        cuts.push(Cut { offset: first_offset + start as i64, rows: start..row_lens.len() });
+    }
+    cuts
+}
+
+/// What a round proves.
+#[derive(Clone, Debug)]
+pub(crate) enum Verdict {
+    /// Every request is in, and the stream ends right after the last one.
+    AllIn { end: i64 },
+    /// Requests `..landed` are in; request `landed` at `offset` was refused
+    /// for these rows (nothing of it was written). `at_end`: `offset` is the
+    /// stream's known end, so the rows after it may be re-mapped right away.
+    RowErrors { landed: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
+    /// Requests `..landed` are in; the stream ends at `end`, so nothing from
+    /// request `landed` on was written.
+    NotWritten { landed: usize, end: i64, reason: SpillReason, error: String },
+    /// Requests `..landed` are in; whether later ones are is not known.
+    Unknown { landed: usize, error: String },
+}
+
+/// Judges the answers. `known_end` is the stream's end before the round, if
+/// this invocation knows it exactly.
+pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<i64>) -> Verdict {
+    let mut end = known_end;
+    let mut landed = 0;
+    let mut last_error = String::new();
+    for (i, (cut, outcome)) in cuts.iter().zip(outcomes).enumerate() {
+        let at_end = end == Some(cut.offset);
+        match outcome {
+            // Written at exactly this offset: the stream ended here before, so
+            // every offset below is written too (offsets only grow).
+            AppendOutcome::Appended { .. } => {
+                end = Some(cut.end());
+                landed = i + 1;
+            }
+            // Only the first row is proven; a later Appended proves the rest.
+            AppendOutcome::AlreadyExists => {
+                end = None;
+                last_error = format!("offset {} already exists", cut.offset);
+            }
+            AppendOutcome::RowErrors(errors) if !errors.is_empty() => {
+                let errors = errors.clone();
+                return Verdict::RowErrors { landed, offset: cut.offset, errors, at_end };
+            }
+            AppendOutcome::Failed(e) if at_end && !needs_resolution(e) => {
+                let reason = match e {
+                    AppendError::DeadlineExceeded => SpillReason::DeadlineNear,
+                    e if e.class() == Class::Permanent => SpillReason::Rejected,
+                    _ => SpillReason::RetriesExhausted,
+                };
+                return Verdict::NotWritten { landed, end: cut.offset, reason, error: e.to_string() };
+            }
+            AppendOutcome::NotSent if at_end => {
+                return Verdict::NotWritten {
+                    landed,
+                    end: cut.offset,
+                    reason: SpillReason::RetriesExhausted,
+                    error: if last_error.is_empty() { "not sent".into() } else { last_error },
+                };
+            }
+            AppendOutcome::RowErrors(_) => {
+                return Verdict::Unknown { landed, error: "row errors without rows".into() };
+            }
+            AppendOutcome::Failed(e) | AppendOutcome::InDoubt(e) => {
+                return Verdict::Unknown { landed, error: e.to_string() };
+            }
+            AppendOutcome::NotSent => {
+                return Verdict::Unknown { landed, error: "not sent after an unresolved append".into() };
+            }
+        }
+    }
+    match end {
+        Some(end) if landed == cuts.len() => Verdict::AllIn { end },
+        _ => Verdict::Unknown { landed, error: last_error },
+    }
+}
+
+/// The request's offset is beyond the stream's end: nothing of it was
+/// written, and the stream holds no row at or after that offset.
+pub(crate) fn is_out_of_range(outcome: &AppendOutcome) -> bool {
+    use crate::pb::storage::storage_error::StorageErrorCode as S;
+    let AppendOutcome::Failed(e) = outcome else { return false };
+    e.status().is_some_and(|s| {
+        s.code == tonic::Code::OutOfRange || s.storage_code() == Some(S::OffsetOutOfRange)
+    })
+}
+
+/// Errors that say the stream is not where the state thinks (finalized by
+/// the backfill, gone, or ending elsewhere): only its row count can tell.
+fn needs_resolution(e: &AppendError) -> bool {
+    use crate::pb::storage::storage_error::StorageErrorCode as S;
+    let Some(status) = e.status() else { return false };
+    matches!(status.code, tonic::Code::OutOfRange | tonic::Code::AlreadyExists)
+        || matches!(
+            status.storage_code(),
+            Some(
+                S::StreamFinalized
+                    | S::StreamNotFound
+                    | S::InvalidStreamState
+                    | S::OffsetOutOfRange
+                    | S::OffsetAlreadyExists
+            )
+        )
+}
+
+/// Sends the round. A crash point inside it sends and settles the requests
+/// before it, then stops (a crash after those answers arrived).
+///
+/// # Errors
+/// [`Crash`] from the hook.
+pub(crate) async fn send(
+    appender: &mut Appender,
+    mut requests: Vec<AppendRequest>,
+    deadline: Instant,
+    hook: Option<&CrashPoints>,
+) -> Result<Vec<AppendOutcome>, Crash> {
+    let mut crashed = None;
+    for i in 0..requests.len() {
+        if let Err(c) = crash::pass(hook, Boundary::BeforeAppend(i)) {
+            crashed = Some((i, c));
+            break;
+        }
+    }
+    if let Some((i, c)) = crashed {
+        requests.truncate(i);
+        if !requests.is_empty() {
+            appender.append_all(requests, deadline).await;
+        }
+        return Err(c);
+    }
+    let outcomes = appender.append_all(requests, deadline).await;
+    crash::pass(hook, Boundary::AfterAppendRound)?;
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bigquery::ServerStatus;
+
+    fn cuts(sizes: &[usize], first: i64) -> Vec<Cut> {
+        let mut at = 0;
+        let mut off = first;
+        sizes
+            .iter()
+            .map(|&n| {
+                let c = Cut { offset: off, rows: at..at + n };
+                at += n;
+                off += n as i64;
+                c
+            })
+            .collect()
+    }
+
+    fn failed(code: tonic::Code) -> AppendError {
+        AppendError::Rejected(ServerStatus { code, message: "x".into(), storage: None })
+    }
+
+    #[test]
+    fn all_appended_proves_the_end() {
+        let c = cuts(&[2, 3], 10);
+        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::Appended { offset: Some(12) }];
+        assert!(matches!(judge(&c, &o, None), Verdict::AllIn { end: 15 }));
+    }
+
+    #[test]
+    fn already_exists_is_proven_only_by_a_later_append() {
+        let c = cuts(&[2, 3], 10);
+        let tail = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::AlreadyExists];
+        assert!(matches!(judge(&c, &tail, None), Verdict::Unknown { landed: 1, .. }));
+        let head = vec![AppendOutcome::AlreadyExists, AppendOutcome::Appended { offset: Some(12) }];
+        assert!(matches!(judge(&c, &head, None), Verdict::AllIn { end: 15 }));
+    }
+
+    #[test]
+    fn row_errors_say_whether_the_end_is_known() {
+        let c = cuts(&[2, 3], 10);
+        let errs = vec![RowError { index: 1, message: "bad".into() }];
+        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::RowErrors(errs.clone())];
+        assert!(matches!(
+            judge(&c, &o, None),
+            Verdict::RowErrors { landed: 1, offset: 12, at_end: true, .. }
+        ));
+        let first = vec![AppendOutcome::RowErrors(errs), AppendOutcome::NotSent];
+        assert!(matches!(judge(&c, &first, None), Verdict::RowErrors { landed: 0, at_end: false, .. }));
+        assert!(matches!(
+            judge(&c, &first, Some(10)),
+            Verdict::RowErrors { landed: 0, offset: 10, at_end: true, .. }
+        ));
+    }
+
+    #[test]
+    fn failures_at_a_known_end_are_not_written_otherwise_unknown() {
+        let c = cuts(&[2, 3], 10);
+        let o = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::Failed(failed(tonic::Code::PermissionDenied)),
+        ];
+        match judge(&c, &o, None) {
+            Verdict::NotWritten { landed: 1, end: 12, reason, .. } => assert_eq!(reason, SpillReason::Rejected),
+            v => panic!("{v:?}"),
+        }
+        let lost = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::InDoubt(failed(tonic::Code::Unavailable)),
+        ];
+        assert!(matches!(judge(&c, &lost, None), Verdict::Unknown { landed: 1, .. }));
+        let finalized = vec![AppendOutcome::Failed(failed(tonic::Code::OutOfRange)), AppendOutcome::NotSent];
+        assert!(matches!(judge(&c, &finalized, Some(10)), Verdict::Unknown { landed: 0, .. }));
+        let down = vec![AppendOutcome::NotSent, AppendOutcome::NotSent];
+        assert!(matches!(judge(&c, &down, None), Verdict::Unknown { landed: 0, .. }));
+        assert!(matches!(judge(&c, &down, Some(10)), Verdict::NotWritten { landed: 0, end: 10, .. }));
+    }
+}

@@ -1,0 +1,248 @@
+//! The per-shard delivery state: what the exactly-once protocol remembers
+//! between invocations, one JSON object per (table, Kinesis stream, shard)
+//! in the compare-and-swap [`StateStore`](super::store).
+//!
+//! Guarantees (DESIGN.md, "Exactly-once: the invariants"):
+//! - every record at or before [`ShardState::last_position`] has landed
+//!   (table, dead-letter queue or spillover) and is skipped on a retry;
+//! - every row in [`ShardState::write_stream`] at an offset at or above
+//!   [`ShardState::next_offset`] was written under the mapping this state
+//!   describes (records after `last_position`, minus the intent's exclusions,
+//!   at consecutive offsets from `next_offset`), so an `ALREADY_EXISTS` or a
+//!   finalized `row_count` can be read back as "these records are in".
+
+use crate::source::Position;
+use crate::table::TableName;
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout below; a reader refuses a newer one rather than
+/// guess at fields it does not know.
+pub const STATE_FORMAT: u32 = 1;
+
+/// What the protocol remembers for one shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub format: u32,
+    /// The shard's COMMITTED write stream. Persisted before the first append
+    /// to it, so a retry can never write the same records to a second stream.
+    pub write_stream: String,
+    /// The offset in `write_stream` of the first row after `last_position`.
+    pub next_offset: i64,
+    /// The last record (in shard order) known to have landed; `None` before
+    /// anything has.
+    pub last_position: Option<Position>,
+    /// Records after `last_position` that get no offset although they may
+    /// encode: decided once (schema mismatch, rows BigQuery rejected) and
+    /// replayed by every retry (invariant 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
+    /// `write_stream` is finalized and holds exactly this many rows: learned
+    /// from `FinalizeWriteStream` and kept the first time it is learned
+    /// (invariant 6). Rows below it are in the table; the mapping continues in
+    /// a new stream from the first record at or beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_end: Option<i64>,
+    /// Spillover objects (their `SpillKey` paths) whose records this state
+    /// counts as landed. Only these are genuine: an invocation that spilled
+    /// and then died before its commit leaves an orphan object whose records
+    /// a retry delivers again, so `backfill` replays an object only when it
+    /// is listed here, and removes it from the list (CAS) once replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spills: Vec<String>,
+}
+
+/// Exclusions that change the record → offset mapping, persisted before any
+/// row placed by that mapping is sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Sorted by position, no duplicates, all after `last_position`.
+    pub excluded: Vec<Exclusion>,
+}
+
+/// One record that gets no row, and why (the dead-letter message says it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    pub position: Position,
+    pub reason: ExclusionReason,
+    pub message: String,
+}
+
+/// Why a record was excluded after being mapped to an offset once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionReason {
+    /// The encoder refused it against the table schema it knew.
+    SchemaMismatch,
+    /// The encoded row alone exceeds the AppendRows request limit.
+    RowTooLarge,
+    /// BigQuery answered `row_errors` for it.
+    RejectedByBigquery,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state object is not valid JSON for format {STATE_FORMAT}")]
+    Decode(#[source] serde_json::Error),
+    #[error("state object has format {found}, this build reads up to {STATE_FORMAT}")]
+    NewerFormat { found: u32 },
+    #[error("state object is inconsistent: {0}")]
+    Invalid(&'static str),
+}
+
+impl ShardState {
+    /// The state of a shard that has never delivered anything and has no
+    /// stream yet: an empty, "finalized" placeholder of 0 rows, so the first
+    /// record to be written takes the ordinary rotation path (create a stream,
+    /// persist its name, then append).
+    pub fn initial() -> Self {
+        Self { stream_end: Some(0), ..Self::new(String::new()) }
+    }
+
+    /// A state at the start of `write_stream`.
+    pub fn new(write_stream: String) -> Self {
+        Self {
+            format: STATE_FORMAT,
+            write_stream,
+            next_offset: 0,
+            last_position: None,
+            intent: None,
+            stream_end: None,
+            spills: Vec::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a stored state.
+    ///
+    /// # Errors
+    /// Not JSON of this shape, a newer format, or values that break the
+    /// invariants (negative offsets, exclusions at or before `last_position`).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, StateError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(StateError::Decode)?;
+        if probe.format > STATE_FORMAT {
+            return Err(StateError::NewerFormat { found: probe.format });
+        }
+        let state: Self = serde_json::from_slice(bytes).map_err(StateError::Decode)?;
+        state.check()?;
+        Ok(state)
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        if self.next_offset < 0 || self.stream_end.is_some_and(|e| e < 0) {
+            return Err(StateError::Invalid("negative offset"));
+        }
+        if self.write_stream.is_empty() && self.stream_end != Some(0) {
+            return Err(StateError::Invalid("empty write stream name"));
+        }
+        if let Some(intent) = &self.intent {
+            let sorted = intent.excluded.windows(2).all(|w| match w {
+                [a, b] => a.position < b.position,
+                _ => true,
+            });
+            if !sorted {
+                return Err(StateError::Invalid("intent exclusions not sorted"));
+            }
+            if let (Some(last), Some(first)) = (&self.last_position, intent.excluded.first())
+                && first.position <= *last
+            {
+                return Err(StateError::Invalid("intent excludes a landed record"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The exclusion recorded for `position`, if the intent has one.
+    pub fn excluded(&self, position: &Position) -> Option<&Exclusion> {
+        let intent = self.intent.as_ref()?;
+        intent
+            .excluded
+            .binary_search_by(|e| e.position.cmp(position))
+            .ok()
+            .and_then(|i| intent.excluded.get(i))
+    }
+}
+
+/// The state object's key: one per (table, Kinesis stream, shard).
+///
+/// The ARN's `:` and `/` become `_` (stream names are `[a-zA-Z0-9_.-]`, so
+/// distinct ARNs keep distinct keys) and the result is safe as an S3 key or a
+/// file name.
+pub fn state_key(table: &TableName, stream_arn: &str, shard_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .collect()
+    };
+    format!(
+        "{}/{}/{}/{}/{}.json",
+        clean(table.project()),
+        clean(table.dataset()),
+        clean(table.table()),
+        clean(stream_arn),
+        clean(shard_id)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SequenceNumber;
+
+    fn pos(seq: &str, sub: u64) -> Position {
+        Position { sequence_number: SequenceNumber::new(seq).unwrap(), sub_sequence_number: sub }
+    }
+
+    #[test]
+    fn round_trips_json() {
+        let mut s = ShardState::new("projects/p/datasets/d/tables/t/streams/s1".into());
+        s.next_offset = 7;
+        s.last_position = Some(pos("100", 2));
+        s.intent = Some(Intent {
+            excluded: vec![Exclusion {
+                position: pos("101", 0),
+                reason: ExclusionReason::RejectedByBigquery,
+                message: "bad".into(),
+            }],
+        });
+        s.stream_end = Some(9);
+        s.spills = vec!["t/s/shard/1_0-2_0.ndjson.zst".into()];
+        let back = ShardState::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.excluded(&pos("101", 0)).unwrap().message, "bad");
+        assert!(back.excluded(&pos("101", 1)).is_none());
+    }
+
+    #[test]
+    fn refuses_newer_format_and_bad_values() {
+        let newer = br#"{"format":2,"write_stream":"s","next_offset":0,"last_position":null}"#;
+        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 2 })));
+        let negative = br#"{"format":1,"write_stream":"s","next_offset":-1,"last_position":null}"#;
+        assert!(matches!(ShardState::from_json(negative), Err(StateError::Invalid(_))));
+        assert!(matches!(ShardState::from_json(b"nope"), Err(StateError::Decode(_))));
+        let mut s = ShardState::new("s".into());
+        s.last_position = Some(pos("5", 0));
+        s.intent = Some(Intent {
+            excluded: vec![Exclusion {
+                position: pos("5", 0),
+                reason: ExclusionReason::SchemaMismatch,
+                message: String::new(),
+            }],
+        });
+        assert!(matches!(ShardState::from_json(&s.to_json()), Err(StateError::Invalid(_))));
+    }
+
+    #[test]
+    fn keys_are_path_safe() {
+        let t: TableName = "p.d.t".parse().unwrap();
+        let k = state_key(&t, "arn:aws:kinesis:us-east-1:123456789012:stream/my-stream", "shardId-000");
+        assert_eq!(k, "p/d/t/arn_aws_kinesis_us-east-1_123456789012_stream_my-stream/shardId-000.json");
+    }
+}
