@@ -15,11 +15,14 @@ use kinesis_bigquery::backfill::{BackfillOptions, Filter};
 use kinesis_bigquery::bigquery::{
     AppendRequest, Appender, AppenderOptions, RetryPolicy, write_stream,
 };
+use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::dlq::Reason;
 use kinesis_bigquery::pb::storage::append_rows_request::{ProtoData, Rows};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RecordMeta, WriterSchema};
 use kinesis_bigquery::source::SourceRecord;
-use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillReason, SpillSink, SpilledRecord};
+use kinesis_bigquery::spill::{
+    FileSpill, SpillFilter, SpillKey, SpillReason, SpillSink, SpilledRecord,
+};
 use kinesis_bigquery::table::TableName;
 
 fn file_spill(dir: &tempfile::TempDir) -> Arc<dyn SpillSink> {
@@ -241,4 +244,54 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Exactly-once mode consults the shard state: an object it lists is
+/// replayed and unlisted; an unlisted one the state has moved past is an
+/// orphan of a crashed invocation (its records landed through the retry) and
+/// is removed unreplayed; an unlisted one beyond the state is not committed
+/// yet and stays.
+#[tokio::test]
+async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let table = h.new_events_table()?;
+    let dir = tempfile::tempdir()?;
+    let spill = file_spill(&dir);
+    let state: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path().join("state")));
+    let shard = "shardId-000000000000";
+    let recs = records(shard, 0, 30);
+    // A crashed invocation spilled records 0..5, then the retry spilled 0..10.
+    let orphan = spilled(&table, &recs[..5]);
+    let genuine = spilled(&table, &recs[..10]);
+    // An invocation that spilled 20..25 has not committed its state yet.
+    let pending = spilled(&table, &recs[20..25]);
+    for b in [&orphan, &genuine, &pending] {
+        spill.spill(b).await?;
+    }
+    commit_state(state.as_ref(), &table, &recs[..10], &[&genuine]).await;
+
+    let mut deps = deps(&h.emulator, spill.clone(), None).await;
+    deps.state = Some(Arc::clone(&state));
+    let dry = run(&deps, &BackfillOptions { dry_run: true, ..options() }).await;
+    assert_eq!((dry.counted, dry.orphaned, dry.failed), (1, 1, 1));
+    assert_eq!(spill.list(&SpillFilter::default()).await?.len(), 3);
+
+    let first = run(&deps, &options()).await;
+    assert_eq!((first.replayed, first.orphaned, first.failed), (1, 1, 1), "{:?}", first.failures);
+    assert!(first.failures[0].1.contains("not committed"), "{:?}", first.failures);
+    assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&recs[..10]));
+    assert!(listed(state.as_ref(), &table, shard).await.is_empty());
+    let left = spill.list(&SpillFilter::default()).await?;
+    assert_eq!(left.len(), 1);
+    assert_eq!(SpillKey::of(&pending)?, left[0]);
+
+    // The invocation commits: the object is listed and the state moves on.
+    commit_state(state.as_ref(), &table, &recs[..25], &[&pending]).await;
+    let second = run(&deps, &options()).await;
+    assert_eq!((second.replayed, second.failed), (1, 0), "{:?}", second.failures);
+    let mut want = recs[..10].to_vec();
+    want.extend_from_slice(&recs[20..25]);
+    assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&want));
+    h.shutdown().await;
+    Ok(())
 }

@@ -8,6 +8,8 @@ use crate::bigquery::{
     AppenderOptions, AuthMode, ClientConfig, ClientError, DEFAULT_ENDPOINT, WriteClient,
 };
 
+use crate::delivery::WriteMode;
+use crate::delivery::store::{self, StoreError};
 use crate::dlq::{self, DlqError};
 use crate::rows::{EncoderOptions, RowFormat, UnknownFields};
 use crate::sink_url::{SinkUrl, SinkUrlError};
@@ -20,6 +22,13 @@ use std::time::Duration;
 pub struct BackfillArgs {
     /// Where the Lambda spilled: `s3://BUCKET/PREFIX` or `file:///DIR` (its `SPILL_URL`).
     pub spill_url: String,
+    /// The Lambda's `WRITE_MODE`. With `exactly_once` only the spillover
+    /// objects the shard state lists are replayed (`--state` is required).
+    #[arg(long, env = "WRITE_MODE", default_value = "exactly_once", value_parser = parse_mode)]
+    pub write_mode: WriteMode,
+    /// The Lambda's `STATE_URL` (`s3://BUCKET/PREFIX` or `file:///DIR`).
+    #[arg(long, env = "STATE_URL")]
+    pub state: Option<String>,
     /// Dead-letter queue for records that still cannot become rows: an SQS
     /// queue URL or `file:///PATH.ndjson`. Without it such objects are left behind.
     #[arg(long, env = "DLQ_URL")]
@@ -71,6 +80,10 @@ fn parse_format(s: &str) -> Result<RowFormat, String> {
     s.parse()
 }
 
+fn parse_mode(s: &str) -> Result<WriteMode, String> {
+    s.parse()
+}
+
 fn parse_unknown(s: &str) -> Result<UnknownFields, String> {
     s.parse()
 }
@@ -83,6 +96,10 @@ pub enum SetupError {
     Spill(#[from] SpillError),
     #[error("opening the dead-letter queue")]
     Dlq(#[from] DlqError),
+    #[error("WRITE_MODE=exactly_once needs the Lambda's state store: pass --state (or STATE_URL)")]
+    StateRequired,
+    #[error("opening the state store")]
+    State(#[from] StoreError),
     #[error("request limits")]
     Limits(#[from] BatchError),
     #[error("connecting to BigQuery")]
@@ -106,6 +123,13 @@ impl BackfillArgs {
     /// [`SetupError`] naming what could not be opened.
     pub async fn deps(&self) -> Result<BackfillDeps, SetupError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let state = match (self.write_mode, &self.state) {
+            (WriteMode::ExactlyOnce, None) => return Err(SetupError::StateRequired),
+            (WriteMode::ExactlyOnce, Some(url)) => {
+                Some(store::open(&url.parse::<SinkUrl>()?, &aws)?)
+            }
+            (WriteMode::AtLeastOnce, _) => None,
+        };
         let spill = spill::open(&self.spill_url.parse::<SinkUrl>()?, &aws)?;
         let payloads = self.dlq_payloads.as_deref().map(str::parse::<SinkUrl>).transpose()?;
         let dlq = match &self.dlq {
@@ -121,6 +145,7 @@ impl BackfillArgs {
             WriteClient::connect(&ClientConfig { endpoint: self.endpoint.clone(), auth }).await?;
         Ok(BackfillDeps {
             client,
+            state,
             spill,
             dlq,
             encoder: EncoderOptions { format: self.format, unknown_fields: self.unknown_fields },

@@ -4,6 +4,8 @@ use super::marker::MarkerError;
 use super::options::CrashPoint;
 use super::resolve::Unresolved;
 use crate::bigquery::{AppendError, RpcError};
+use crate::delivery::state::StateError;
+use crate::delivery::store::StoreError;
 use crate::dlq::DlqError;
 use crate::pb::storage::StorageError;
 use crate::rows::{EncodeError, SchemaError};
@@ -47,6 +49,16 @@ pub enum BackfillError {
     Dlq(#[from] DlqError),
     #[error("backfill marker")]
     Marker(#[from] MarkerError),
+    #[error("shard state")]
+    State(#[from] StoreError),
+    #[error("shard state")]
+    StateFormat(#[from] StateError),
+    #[error("the shard state kept changing; gave up unlisting after {0} attempts")]
+    StateContended(u32),
+    #[error(
+        "the Lambda has not committed this spillover object yet (or died before it did); rerun later"
+    )]
+    NotYetCommitted,
     /// Tests only: the crash hook fired.
     #[error("crash injected at {0:?}")]
     Crash(CrashPoint),

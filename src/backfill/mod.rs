@@ -12,6 +12,7 @@
 mod cli;
 mod encode;
 mod error;
+mod gate;
 mod marker;
 mod options;
 mod progress;
@@ -22,6 +23,7 @@ mod summary;
 
 pub use cli::{BackfillArgs, SetupError};
 pub use error::BackfillError;
+pub use gate::Gate;
 pub use marker::{MARKER_VERSION, Marker, MarkerError};
 pub use options::{BackfillOptions, CrashPoint, Filter};
 pub use progress::Progress;

@@ -59,19 +59,22 @@ pub enum CrashPoint {
     AfterFinalize,
     /// Marker written, stream not committed.
     AfterMarker,
-    /// Stream committed, object not removed.
+    /// Stream committed, object still listed in the shard state.
     AfterCommit,
+    /// Object unlisted from the shard state, not removed.
+    AfterUnlist,
     /// Object removed (or archived), marker not removed.
     AfterDelete,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 6] = [
+    pub const ALL: [CrashPoint; 7] = [
         Self::AfterCreate,
         Self::AfterAppend,
         Self::AfterFinalize,
         Self::AfterMarker,
         Self::AfterCommit,
+        Self::AfterUnlist,
         Self::AfterDelete,
     ];
 }

@@ -8,7 +8,9 @@
 //!    it and check its row count;
 //! 4. send the dead letters, then record the stream in the object's marker;
 //! 5. `BatchCommitWriteStreams`: the rows become visible, all at once;
-//! 6. delete (or archive) the object together with its marker.
+//! 6. remove the object from the shard state's list of spillover objects
+//!    (exactly-once mode, see `gate.rs`), then delete (or archive) the object
+//!    together with its marker.
 //!
 //! Rows become visible only at step 5, and only for the stream the marker
 //! names, so a crash anywhere is safe: before the marker, a rerun starts over
@@ -19,6 +21,7 @@
 
 use super::encode::{Encoded, encode};
 use super::error::BackfillError;
+use super::gate::unlist;
 use super::marker::Marker;
 use super::options::CrashPoint;
 use super::resolve::{Fate, SentAt, decide, streams_to_resolve};
@@ -82,13 +85,13 @@ async fn resume(
     };
     match ctx.deps.client.get_write_stream(stream, WriteStreamView::Basic).await {
         Ok(ws) if ws.commit_time.is_some() => {
-            finish(ctx, key).await?;
+            finish(ctx, key, batch).await?;
             Ok(Some(report(ObjectStatus::AlreadyCommitted)))
         }
         Ok(_) => match commit(ctx, &batch.table, stream).await {
             Ok(()) => {
                 ctx.crash(CrashPoint::AfterCommit)?;
-                finish(ctx, key).await?;
+                finish(ctx, key, batch).await?;
                 Ok(Some(report(ObjectStatus::Replayed)))
             }
             Err(BackfillError::CommitRefused { .. }) => {
@@ -155,7 +158,7 @@ async fn fresh(
         if encoded.rows.is_empty() {
             // Nothing to write: every record is in the table or dead-lettered.
             dead_letter(ctx, &encoded.dead).await?;
-            finish(ctx, key).await?;
+            finish(ctx, key, batch).await?;
             return Ok(report);
         }
         match write_pending(ctx, &encoder, table, &encoded).await? {
@@ -171,7 +174,7 @@ async fn fresh(
                 ctx.crash(CrashPoint::AfterMarker)?;
                 commit(ctx, table, &stream).await?;
                 ctx.crash(CrashPoint::AfterCommit)?;
-                finish(ctx, key).await?;
+                finish(ctx, key, batch).await?;
                 return Ok(report);
             }
             Written::Rejected(rows) => {
@@ -343,8 +346,19 @@ async fn dead_letter(ctx: &Ctx<'_>, letters: &[DeadLetter]) -> Result<(), Backfi
     }
 }
 
-/// Step 6: the object (then its marker) leaves the spillover.
-async fn finish(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> {
+/// Step 6, once the object's rows are committed: it leaves the shard
+/// state's list of spillover objects (exactly-once mode), then the spillover
+/// (object, then marker).
+async fn finish(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> Result<(), BackfillError> {
+    if let Some(state) = &ctx.deps.state {
+        unlist(state.as_ref(), key, batch).await?;
+    }
+    ctx.crash(CrashPoint::AfterUnlist)?;
+    remove(ctx, key).await
+}
+
+/// Deletes the object and its marker, or moves them under `--archive-to`.
+pub async fn remove(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> {
     match &ctx.options.archive_to {
         Some(to) => {
             ctx.deps.spill.archive(key, to).await?;

@@ -2,15 +2,17 @@
 //! `concurrency` at a time, report progress and the summary.
 
 use super::error::BackfillError;
+use super::gate::{Gate, gate};
 use super::options::{BackfillOptions, CrashPoint};
 use super::progress::Progress;
-use super::replay::replay;
-use super::summary::{ObjectReport, Summary};
+use super::replay::{remove, replay};
+use super::summary::{ObjectReport, ObjectStatus, Summary};
 use crate::batch::BatchLimits;
 use crate::bigquery::{AppenderOptions, WriteClient};
+use crate::delivery::store::StateStore;
 use crate::dlq::DeadLetterSink;
 use crate::rows::{Encoder, EncoderOptions};
-use crate::spill::{SpillFilter, SpillKey, SpillSink};
+use crate::spill::{SpillFilter, SpillKey, SpillSink, SpilledBatch};
 use crate::table::TableName;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -22,6 +24,10 @@ use std::time::Duration;
 pub struct BackfillDeps {
     pub client: WriteClient,
     pub spill: Arc<dyn SpillSink>,
+    /// The Lambda's state store (`STATE_URL`) in exactly-once mode: only
+    /// spillover objects its shard state lists are replayed (see `gate.rs`).
+    /// `None` for `WRITE_MODE=at_least_once`, which keeps no state.
+    pub state: Option<Arc<dyn StateStore>>,
     /// Where records that cannot become rows go; without one, an object
     /// holding such records is left behind.
     pub dlq: Option<Arc<dyn DeadLetterSink>>,
@@ -115,6 +121,17 @@ async fn one(ctx: &Ctx<'_>, key: &SpillKey) -> Option<ObjectReport> {
     if !ctx.options.filter.matches(&batch.shard_id, Some(batch.spilled_at)) {
         return None;
     }
+    if let Some(state) = &ctx.deps.state {
+        match gate(state.as_ref(), key, &batch).await {
+            Ok(Gate::Genuine) => {}
+            Ok(Gate::Orphan) => return Some(orphan(ctx, key, &batch).await),
+            Ok(Gate::Pending) => {
+                let e = BackfillError::NotYetCommitted;
+                return Some(ObjectReport::failed(&key.to_string(), chain(&e)));
+            }
+            Err(e) => return Some(ObjectReport::failed(&key.to_string(), chain(&e))),
+        }
+    }
     let report = match replay(ctx, key, &batch).await {
         Ok(report) => report,
         Err(e) => {
@@ -123,6 +140,30 @@ async fn one(ctx: &Ctx<'_>, key: &SpillKey) -> Option<ObjectReport> {
         }
     };
     Some(report)
+}
+
+/// Removes an orphan (unless this is a dry run) without replaying it.
+async fn orphan(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> ObjectReport {
+    let report = ObjectReport {
+        key: key.to_string(),
+        status: ObjectStatus::Orphaned,
+        records: batch.records.len() as u64,
+        rows: 0,
+        already_in_table: 0,
+        in_doubt: 0,
+        dead_lettered: 0,
+        error: None,
+    };
+    if ctx.options.dry_run {
+        return report;
+    }
+    match remove(ctx, key).await {
+        Ok(()) => {
+            tracing::info!(key = %key, "orphan spillover object removed: its records landed through a retry");
+            report
+        }
+        Err(e) => ObjectReport::failed(&key.to_string(), chain(&e)),
+    }
 }
 
 /// An error and its sources on one line.

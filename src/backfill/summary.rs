@@ -12,6 +12,9 @@ pub enum ObjectStatus {
     /// A marker showed an earlier run had committed it; only the removal
     /// was left to do.
     AlreadyCommitted,
+    /// Not listed in the shard state although the state is past it: its
+    /// records landed through a retry. Removed without replaying.
+    Orphaned,
     /// `--dry-run`: read and encoded, nothing written.
     Counted,
     /// Left behind; a rerun retries it.
@@ -62,6 +65,7 @@ pub struct Summary {
     pub replayed: u64,
     pub already_committed: u64,
     pub counted: u64,
+    pub orphaned: u64,
     pub failed: u64,
     pub records: u64,
     pub rows: u64,
@@ -79,6 +83,7 @@ impl Summary {
             ObjectStatus::Replayed => self.replayed += 1,
             ObjectStatus::AlreadyCommitted => self.already_committed += 1,
             ObjectStatus::Counted => self.counted += 1,
+            ObjectStatus::Orphaned => self.orphaned += 1,
             ObjectStatus::Failed => {
                 self.failed += 1;
                 self.failures.push((report.key.clone(), report.error.clone().unwrap_or_default()));
@@ -102,11 +107,12 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let title = if self.dry_run { "backfill (dry run)" } else { "backfill" };
         writeln!(f, "{title}")?;
-        let rows: [(&str, u64); 10] = [
+        let rows: [(&str, u64); 11] = [
             ("objects", self.objects),
             ("  replayed", self.replayed),
             ("  already committed", self.already_committed),
             ("  counted (dry run)", self.counted),
+            ("  orphans removed", self.orphaned),
             ("  left behind", self.failed),
             ("records", self.records),
             ("  rows committed", self.rows),

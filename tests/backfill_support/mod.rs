@@ -12,11 +12,13 @@ use kinesis_bigquery::batch::BatchLimits;
 use kinesis_bigquery::bigquery::{
     AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
 };
+use kinesis_bigquery::delivery::store::StateStore;
+use kinesis_bigquery::delivery::{ShardState, state_key};
 use kinesis_bigquery::dlq::{DeadLetter, DeadLetterSink, FileDeadLetter};
 use kinesis_bigquery::emulator::Emulator;
 use kinesis_bigquery::rows::{EncoderOptions, RowFormat, UnknownFields};
 use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
-use kinesis_bigquery::spill::{SpillReason, SpillSink, SpilledBatch};
+use kinesis_bigquery::spill::{SpillKey, SpillReason, SpillSink, SpilledBatch};
 use kinesis_bigquery::table::TableName;
 
 pub const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks";
@@ -78,6 +80,7 @@ pub async fn deps(
 ) -> BackfillDeps {
     BackfillDeps {
         client: client(emulator).await,
+        state: None,
         spill,
         dlq,
         encoder: EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject },
@@ -141,4 +144,35 @@ pub fn letters(path: &std::path::Path) -> Vec<DeadLetter> {
 
 pub fn file_dlq(path: &std::path::Path) -> Arc<dyn DeadLetterSink> {
     Arc::new(FileDeadLetter::new(path.to_path_buf()))
+}
+
+/// Writes the shard state the Lambda would have committed after spilling
+/// `objects` of `records` (all of one shard): `last_position` at the last
+/// record, the objects listed in `spills`.
+pub async fn commit_state(
+    state: &dyn StateStore,
+    table: &TableName,
+    records: &[SourceRecord],
+    listed: &[&SpilledBatch],
+) {
+    let first = &records[0];
+    let mut shard = ShardState::new(format!("{}/streams/lambda", table.path()));
+    shard.last_position = records.iter().map(|r| r.position.clone()).max();
+    shard.spills = listed.iter().map(|b| SpillKey::of(b).unwrap().path()).collect();
+    let key = state_key(table, &first.stream_arn, &first.shard_id);
+    match state.load(&key).await.unwrap() {
+        None => {
+            state.create(&key, &shard.to_json()).await.unwrap();
+        }
+        Some((_, version)) => {
+            state.replace(&key, &shard.to_json(), &version).await.unwrap();
+        }
+    }
+}
+
+/// The `spills` list of a shard's state.
+pub async fn listed(state: &dyn StateStore, table: &TableName, shard: &str) -> Vec<String> {
+    let key = state_key(table, STREAM_ARN, shard);
+    let (bytes, _) = state.load(&key).await.unwrap().unwrap();
+    ShardState::from_json(&bytes).unwrap().spills
 }
