@@ -21,6 +21,7 @@ pub mod demo;
 pub mod dlq;
 pub mod emulator;
 pub mod handler;
+pub mod metrics;
 pub mod pb;
 pub mod rows;
 pub mod sink_url;

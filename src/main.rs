@@ -1,6 +1,15 @@
 //! The `kinesis-bigquery` command: wiring only; every subcommand's work lives in the library.
 
+use anyhow::Context as _;
+use aws_lambda_events::event::kinesis::KinesisEvent;
 use clap::{Parser, Subcommand};
+use kinesis_bigquery::config::{self, Config};
+use kinesis_bigquery::handler::{self, Deps};
+use kinesis_bigquery::metrics::{LogOutput, init_logging};
+use kinesis_bigquery::check;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -9,21 +18,112 @@ use clap::{Parser, Subcommand};
     about = "Kinesis Data Streams to BigQuery, exactly once"
 )]
 struct Cli {
+    /// Without a command: `lambda` when AWS_LAMBDA_RUNTIME_API is set.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve invocations through the Lambda Runtime API (the `bootstrap` mode).
+    Lambda,
+    /// Run one invocation of the same handler on a Lambda event JSON file and
+    /// print the partial batch response.
+    Invoke {
+        /// A Kinesis event as Lambda delivers it (`{"Records":[...]}`).
+        #[arg(long)]
+        event: PathBuf,
+        /// The invocation's time limit, as a Lambda function timeout.
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+    },
+    /// Validate the configuration and reach the table, bucket(s) and queue.
+    Check,
     /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
     Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let started = Instant::now();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Emulator(args) => kinesis_bigquery::emulator::cli::serve(args).await?,
+    let command = match cli.command {
+        Some(c) => c,
+        None if config::in_lambda_runtime() => Command::Lambda,
+        None => {
+            eprintln!("no command given (and AWS_LAMBDA_RUNTIME_API is not set); see --help");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Lambda => lambda(started).await,
+            Command::Invoke { event, timeout_secs } => {
+                invoke(&event, Duration::from_secs(timeout_secs), started).await
+            }
+            Command::Check => check_command().await,
+            Command::Emulator(args) => {
+                kinesis_bigquery::emulator::cli::serve(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    Ok(())
+}
+
+async fn lambda(started: Instant) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    init_logging(&config.log_filter, LogOutput::Stdout);
+    let deps = Deps::build(&config, LogOutput::Stdout).await?;
+    tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready");
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| handler::handle(event, deps)))
+        .await
+        .map_err(|e| anyhow::anyhow!("Lambda runtime stopped: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoke(path: &PathBuf, timeout: Duration, started: Instant) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    init_logging(&config.log_filter, LogOutput::Stderr);
+    let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
+    let event: KinesisEvent = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a Kinesis event", path.display()))?;
+    drop(bytes);
+    let deps = Deps::build(&config, LogOutput::Stderr).await?;
+    tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready");
+    let response = handler::handle(handler::local_event(event, timeout), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string(&response)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_command() -> anyhow::Result<ExitCode> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("FAIL configuration");
+            for p in &e.problems {
+                println!("     {p}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    init_logging(&config.log_filter, LogOutput::Stderr);
+    let report = check::run(&config).await;
+    print!("{report}");
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

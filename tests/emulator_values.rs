@@ -208,3 +208,59 @@ async fn bad_rows_reject_the_whole_request_with_their_indexes() -> anyhow::Resul
     emu.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn missing_values_take_column_defaults_when_asked() -> anyhow::Result<()> {
+    use kinesis_bigquery::pb::storage::append_rows_request::MissingValueInterpretation as Mvi;
+    let emu = start().await;
+    let t = table_name();
+    let with_default = |name: &str, ty: Type, mode: Mode, expr: &str| TableFieldSchema {
+        default_value_expression: expr.into(),
+        ..col(name, ty, mode)
+    };
+    let schema = TableSchema {
+        fields: vec![
+            col("id", Type::Int64, Mode::Required),
+            with_default("source", Type::String, Mode::Required, "'kinesis'"),
+            with_default("n", Type::Int64, Mode::Nullable, "7"),
+        ],
+    };
+    emu.create_table(&t, schema)?;
+    let d =
+        message("Row", vec![pfield("id", 1, PType::Int64, Opt), pfield("n", 3, PType::Int64, Opt)]);
+    let mut c = client(&emu).await;
+    let mut conn = Conn::open(&mut c, &t.default_stream()).await?;
+
+    // Without an interpretation a missing value is NULL, so the REQUIRED column fails.
+    let r = conn
+        .append(request(&t.default_stream(), Some(&d), None, vec![Enc::new().int64(1, 1).done()]))
+        .await?;
+    assert_eq!(r.row_errors.len(), 1);
+
+    let mut req = request(
+        "",
+        None,
+        None,
+        vec![Enc::new().int64(1, 2).done(), Enc::new().int64(1, 3).int64(3, 0).done()],
+    );
+    req.default_missing_value_interpretation = Mvi::DefaultValue as i32;
+    assert_eq!(outcome(&conn.append(req).await?), Ok(None));
+    // Sticky default, overridden per column for this request only.
+    let mut req = request("", None, None, vec![Enc::new().int64(1, 4).done()]);
+    req.missing_value_interpretations.insert("n".into(), Mvi::NullValue as i32);
+    assert_eq!(outcome(&conn.append(req).await?), Ok(None));
+    let r = conn.append(request("", None, None, vec![Enc::new().int64(1, 5).done()])).await?;
+    assert_eq!(outcome(&r), Ok(None));
+
+    assert_eq!(
+        emu.read_rows(&t)?,
+        vec![
+            json!({"id": "2", "source": "kinesis", "n": "7"}),
+            json!({"id": "3", "source": "kinesis", "n": "0"}),
+            json!({"id": "4", "source": "kinesis", "n": null}),
+            json!({"id": "5", "source": "kinesis", "n": "7"}),
+        ]
+    );
+    emu.shutdown().await;
+    Ok(())
+}

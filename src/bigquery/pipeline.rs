@@ -15,6 +15,7 @@
 //! rows: that is the at-least-once contract of the default stream.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -37,6 +38,11 @@ use super::retry::Decision;
 /// Bounded so a server that keeps closing cannot spin us.
 const FREE_RECONNECTS: u32 = 3;
 
+/// How long a new connection waits for the one it replaces to finish closing. An
+/// application-created stream takes one connection at a time (fact sheet §2.1), so
+/// opening the next before the service has let go of the last would be refused.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// One open AppendRows call.
 struct Connection {
     tx: mpsc::Sender<AppendRowsRequest>,
@@ -50,6 +56,8 @@ pub struct Appender {
     writer_schema: WriterSchemaRows,
     options: AppenderOptions,
     conn: Option<Connection>,
+    /// A connection we ended (half-closed) whose close the service has not confirmed.
+    closing: Option<Streaming<AppendRowsResponse>>,
     updated_schema: Option<TableSchema>,
 }
 
@@ -111,7 +119,15 @@ impl Appender {
         writer_schema: WriterSchemaRows,
         options: AppenderOptions,
     ) -> Self {
-        Self { client, write_stream, writer_schema, options, conn: None, updated_schema: None }
+        Self {
+            client,
+            write_stream,
+            writer_schema,
+            options,
+            conn: None,
+            closing: None,
+            updated_schema: None,
+        }
     }
 
     pub fn write_stream(&self) -> &str {
@@ -128,12 +144,21 @@ impl Appender {
     /// on a new connection (fact sheet §2.3), so the current one is closed.
     pub fn set_writer_schema(&mut self, writer_schema: WriterSchemaRows) {
         self.writer_schema = writer_schema;
-        self.conn = None;
+        self.retire();
     }
 
     /// Closes the connection; the next append opens a new one.
     pub fn disconnect(&mut self) {
-        self.conn = None;
+        self.retire();
+    }
+
+    /// Ends our side of the live connection (the service then finishes what it
+    /// received and closes); the next [`Self::open`] waits for that close.
+    fn retire(&mut self) {
+        if let Some(Connection { tx, rx }) = self.conn.take() {
+            drop(tx);
+            self.closing = Some(rx);
+        }
     }
 
     /// Pipelines `requests` in order under the in-flight bounds and returns one outcome
@@ -179,7 +204,7 @@ impl Appender {
             };
             let flow = match tokio::time::timeout_at(deadline, conn.rx.message()).await {
                 Err(_elapsed) => {
-                    self.conn = None;
+                    self.retire();
                     run.abandon_inflight(&AppendError::DeadlineExceeded);
                     Flow::Done
                 }
@@ -260,10 +285,18 @@ impl Appender {
     /// Opens a connection whose first request is `first`. On failure, says whether
     /// `first` may have reached the service.
     async fn open(
-        &self,
+        &mut self,
         first: AppendRowsRequest,
         deadline: Instant,
     ) -> Result<Connection, (AppendError, bool)> {
+        if let Some(mut old) = self.closing.take() {
+            // Answers still coming on it are for requests we resend anyway: ignore them.
+            let wait = deadline.min(Instant::now() + CLOSE_WAIT);
+            let _ = tokio::time::timeout_at(wait, async {
+                while let Ok(Some(_)) = old.message().await {}
+            })
+            .await;
+        }
         let mut call = tonic::Request::new(());
         self.client
             .decorate(&mut call, ("write_stream", &self.write_stream))
@@ -417,8 +450,8 @@ impl Appender {
                 tracing::warn!(write_stream = %self.write_stream, attempt = run.attempt,
                     ?delay, error = %err, "append failed; resending from it");
                 // Later in-flight requests will be ABORTED on this connection (§2.2):
-                // drop it and resend them all, in order, on a new one.
-                self.conn = None;
+                // close it and resend them all, in order, on a new one.
+                self.retire();
                 run.inflight.push_front(i);
                 run.rewind();
                 tokio::time::sleep(delay).await;

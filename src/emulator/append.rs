@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Code, Status, Streaming};
 
 use super::arrow_rows::{self, ArrowWriter};
+use super::defaults;
 use super::errors::Failure;
 use super::faults::{Faults, Verdict};
 use super::proto_rows;
@@ -94,6 +95,8 @@ pub struct Connection {
     target: Option<Target>,
     writer: Option<Writer>,
     schema_version: u64,
+    /// `default_missing_value_interpretation` is sticky on the connection (§2.7).
+    default_missing: i32,
 }
 
 type Tx = mpsc::Sender<Result<AppendRowsResponse, Status>>;
@@ -106,7 +109,17 @@ impl Connection {
         id: u64,
         routing: Option<String>,
     ) -> Self {
-        Self { store, faults, limits, id, routing, target: None, writer: None, schema_version: 0 }
+        Self {
+            store,
+            faults,
+            limits,
+            id,
+            routing,
+            target: None,
+            writer: None,
+            schema_version: 0,
+            default_missing: 0,
+        }
     }
 
     /// Serves the connection until the client ends it, a close is decided, or shutdown.
@@ -317,6 +330,12 @@ impl Connection {
             plain(Failure::new(Code::NotFound, format!("Table {} was deleted.", target.table)))
         })?;
         let columns = &schema.fields;
+        if req.default_missing_value_interpretation != 0 {
+            self.default_missing = req.default_missing_value_interpretation;
+        }
+        let fill =
+            defaults::fill_for(columns, &req.missing_value_interpretations, self.default_missing)
+                .map_err(|e| plain(Failure::invalid(e)))?;
         let rows = match (req.proto_rows, req.arrow_rows) {
             (Some(p), _) => {
                 if let Some(ws) = p.writer_schema {
@@ -330,7 +349,7 @@ impl Connection {
                     )));
                 };
                 let serialized = p.rows.map(|r| r.serialized_rows).unwrap_or_default();
-                proto_rows::decode_rows(w, &serialized, columns)
+                proto_rows::decode_rows(w, &serialized, columns, &fill)
                     .map_err(|e| row_failure(e, &target.stream))?
             }
             (None, Some(a)) => {
@@ -345,7 +364,7 @@ impl Connection {
                     )));
                 };
                 let batch = a.rows.map(|r| r.serialized_record_batch).unwrap_or_default();
-                arrow_rows::decode_rows(w, &batch, columns).map_err(|e| match e {
+                arrow_rows::decode_rows(w, &batch, columns, &fill).map_err(|e| match e {
                     arrow_rows::DecodeFailure::Request(f) => plain(f),
                     arrow_rows::DecodeFailure::Rows(rows) => row_failure(rows, &target.stream),
                 })?

@@ -19,6 +19,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_schema::{DataType, Field, Fields, SchemaRef, TimeUnit};
 use tonic::Code;
 
+use super::defaults::{self, Fill};
 use super::errors::Failure;
 use super::values::{self as v, DecimalKind, Row, Value};
 use crate::pb::storage::TableFieldSchema;
@@ -160,6 +161,7 @@ pub fn decode_rows(
     w: &ArrowWriter,
     batch: &[u8],
     columns: &[TableFieldSchema],
+    fill: &Fill,
 ) -> Result<Vec<Row>, DecodeFailure> {
     let mut bytes = Vec::with_capacity(w.schema_bytes.len() + batch.len());
     bytes.extend_from_slice(&w.schema_bytes);
@@ -173,7 +175,7 @@ pub fn decode_rows(
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut errors = Vec::new();
     for i in 0..batch.num_rows() {
-        match cells(&arrays, i, columns, "") {
+        match cells(&arrays, i, columns, "", Some(fill)) {
             Ok(r) => rows.push(r),
             Err(e) => errors.push((i, e)),
         }
@@ -186,6 +188,7 @@ fn cells(
     i: usize,
     columns: &[TableFieldSchema],
     path: &str,
+    fill: Option<&Fill>,
 ) -> Result<Vec<Value>, String> {
     let mut out: Vec<Value> = columns
         .iter()
@@ -220,6 +223,9 @@ fn cells(
             *slot = cell;
         }
     }
+    if let Some(fill) = fill {
+        defaults::apply(&mut out, fill);
+    }
     for (c, cell) in columns.iter().zip(&out) {
         if c.mode == Mode::Required as i32 && *cell == Value::Null {
             return Err(format!("Missing required field: {path}{}.", c.name));
@@ -235,7 +241,7 @@ fn value(a: &ArrayRef, i: usize, col: &TableFieldSchema, path: &str) -> Result<V
             let s = a.as_struct();
             let arrays: Vec<(&Field, &ArrayRef)> =
                 fields.iter().map(|f| f.as_ref()).zip(s.columns()).collect();
-            Ok(Value::Struct(cells(&arrays, i, &col.fields, &format!("{path}."))?))
+            Ok(Value::Struct(cells(&arrays, i, &col.fields, &format!("{path}."), None)?))
         }
         (Type::Range, DataType::Struct(fields)) => {
             let s = a.as_struct();

@@ -12,6 +12,7 @@
 mod append;
 mod arrow_rows;
 pub mod cli;
+mod defaults;
 mod errors;
 mod faults;
 mod grpc;

@@ -8,6 +8,7 @@
 
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value as Pv};
 
+use super::defaults::{self, Fill};
 use super::proto_schema::{FieldPlan, Plan, ProtoWriter, well_known};
 use super::values::{self as v, DecimalKind, Row, Value};
 use crate::pb::storage::TableFieldSchema;
@@ -18,13 +19,14 @@ pub fn decode_rows(
     writer: &ProtoWriter,
     rows: &[Vec<u8>],
     columns: &[TableFieldSchema],
+    fill: &Fill,
 ) -> Result<Vec<Row>, Vec<(usize, String)>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (i, bytes) in rows.iter().enumerate() {
         let decoded = DynamicMessage::decode(writer.message.clone(), bytes.as_slice())
             .map_err(|e| format!("Could not parse the row as {}: {e}", writer.message.name()))
-            .and_then(|m| message_to_cells(&m, &writer.plan, columns, ""));
+            .and_then(|m| message_to_cells(&m, &writer.plan, columns, "", Some(fill)));
         match decoded {
             Ok(row) => out.push(row),
             Err(e) => errors.push((i, e)),
@@ -42,6 +44,7 @@ fn message_to_cells(
     plan: &Plan,
     columns: &[TableFieldSchema],
     path: &str,
+    fill: Option<&Fill>,
 ) -> Result<Vec<Value>, String> {
     let mut cells: Vec<Value> = columns.iter().map(empty_cell).collect();
     for fp in &plan.fields {
@@ -60,6 +63,9 @@ fn message_to_cells(
         if let Some(slot) = cells.get_mut(fp.column) {
             *slot = cell;
         }
+    }
+    if let Some(fill) = fill {
+        defaults::apply(&mut cells, fill);
     }
     for (c, cell) in columns.iter().zip(&cells) {
         if c.mode == Mode::Required as i32 && *cell == Value::Null {
@@ -82,7 +88,7 @@ fn convert(
     match fp.bq_type {
         Type::Struct => match (value, &fp.sub) {
             (Pv::Message(m), Some(sub)) => {
-                Ok(Value::Struct(message_to_cells(m, sub, &col.fields, &format!("{path}."))?))
+                Ok(Value::Struct(message_to_cells(m, sub, &col.fields, &format!("{path}."), None)?))
             }
             _ => Err(at(path, "expected a message".into())),
         },

@@ -358,3 +358,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proto3_tests {
+    use super::*;
+    use crate::pb::storage::table_field_schema::Mode;
+    use prost_types::field_descriptor_proto::{Label, Type as PType};
+    use prost_types::{DescriptorProto, FieldDescriptorProto, OneofDescriptorProto};
+
+    #[test]
+    fn proto3_optional_descriptors_load() {
+        let d = DescriptorProto {
+            name: Some("Row".into()),
+            field: vec![FieldDescriptorProto {
+                name: Some("id".into()),
+                number: Some(1),
+                r#type: Some(PType::Int64 as i32),
+                label: Some(Label::Optional as i32),
+                oneof_index: Some(0),
+                proto3_optional: Some(true),
+                ..Default::default()
+            }],
+            oneof_decl: vec![OneofDescriptorProto {
+                name: Some("_id".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let cols = vec![TableFieldSchema {
+            name: "id".into(),
+            r#type: Type::Int64 as i32,
+            mode: Mode::Nullable as i32,
+            ..Default::default()
+        }];
+        let w = load(&d.encode_to_vec(), &cols, "s");
+        assert!(w.is_ok(), "{:?}", w.err());
+    }
+}

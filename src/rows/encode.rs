@@ -13,7 +13,7 @@ use super::json::{JsonError, Kind, Reader};
 use super::meta::{MetaColumn, RecordMeta};
 use super::schema::{DecimalSpec, Field, Fields, Mode, Ty};
 use super::values::{self, decimal, time};
-use super::wire::{begin_len, end_len, put_bytes, put_key, put_varint};
+use super::wire::{WireReader, WireValue, begin_len, end_len, put_bytes, put_key, put_varint};
 
 /// A failure on its way up: the path is collected innermost first, so the
 /// success path never builds strings.
@@ -327,12 +327,14 @@ fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()>
             Kind::Object => {
                 let at = begin_len(out, &f.key);
                 encode_message(cx, bounds, out)?;
+                check_range_order(out.get(at..).unwrap_or_default())?;
                 end_len(out, at);
             }
             Kind::String => {
                 let text = cx.r.read_str(&mut cx.scratch)?.to_owned();
                 let at = begin_len(out, &f.key);
                 encode_range_literal(bounds, &text, out)?;
+                check_range_order(out.get(at..).unwrap_or_default())?;
                 end_len(out, at);
             }
             _ => return mismatch(ty, kind, None),
@@ -444,11 +446,21 @@ fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()>
         Ty::Geography => match kind {
             Kind::String => {
                 let s = cx.r.read_str(&mut cx.scratch)?;
+                if !values::is_geography(s) {
+                    let s = s.to_owned();
+                    return invalid(InvalidValue, ty, &s, "expected WKT or GeoJSON");
+                }
                 put_bytes(out, &f.key, s.as_bytes());
             }
             // A GeoJSON geometry given as an object: its text.
             Kind::Object => {
                 let raw = cx.r.skip_value()?;
+                if !values::is_geojson(raw) {
+                    return fail(
+                        InvalidValue,
+                        "invalid GEOGRAPHY: a GeoJSON object needs a string \"type\"",
+                    );
+                }
                 put_bytes(out, &f.key, raw);
             }
             _ => return mismatch(ty, kind, None),
@@ -581,6 +593,23 @@ fn civil_value(ty: &Ty, kind: Kind, text: &str) -> R<i64> {
         _ => return mismatch(ty, kind, Some(text)),
     };
     res.or_else(|(k, why)| invalid(k, ty, text, why))
+}
+
+/// BigQuery requires a RANGE's start before its end when both are set. The
+/// bounds are varints whose order is chronological (days, µs, or packed
+/// DATETIME with its fields in decreasing significance).
+fn check_range_order(body: &[u8]) -> R<()> {
+    let mut r = WireReader::new(body);
+    let (mut start, mut end) = (None, None);
+    while let Ok(Some((n, WireValue::Varint(v)))) = r.next() {
+        if n == 1 { start = Some(v as i64) } else { end = Some(v as i64) }
+    }
+    match (start, end) {
+        (Some(s), Some(e)) if s >= e => {
+            fail(RowErrorKind::InvalidValue, "RANGE start must be before its end")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// BigQuery's RANGE literal `[start, end)`, each bound a value or `UNBOUNDED`/`NULL`.

@@ -62,9 +62,91 @@ pub(crate) fn decode_base64(s: &str, out: &mut Vec<u8>) -> bool {
     engine.decode_vec(s, out).is_ok()
 }
 
+/// GEOGRAPHY text, checked for shape only (BigQuery parses it fully): WKT
+/// with a known geometry keyword and balanced parentheses (or `EMPTY`), or
+/// GeoJSON text, an object with a string `type`.
+pub(crate) fn is_geography(s: &str) -> bool {
+    let t = s.trim();
+    if t.starts_with('{') {
+        return is_geojson(t.as_bytes());
+    }
+    const KINDS: [&str; 7] = [
+        "POINT",
+        "LINESTRING",
+        "POLYGON",
+        "MULTIPOINT",
+        "MULTILINESTRING",
+        "MULTIPOLYGON",
+        "GEOMETRYCOLLECTION",
+    ];
+    let known = KINDS.iter().any(|k| t.get(..k.len()).is_some_and(|p| p.eq_ignore_ascii_case(k)));
+    let mut depth = 0i64;
+    for b in t.bytes() {
+        depth += match b {
+            b'(' => 1,
+            b')' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return false;
+        }
+    }
+    let empty =
+        t.len() >= 5 && t.get(t.len() - 5..).is_some_and(|e| e.eq_ignore_ascii_case("EMPTY"));
+    known && depth == 0 && (t.contains('(') || empty)
+}
+
+/// A JSON object with a string member `type` (GeoJSON, RFC 7946 §3).
+pub(crate) fn is_geojson(text: &[u8]) -> bool {
+    use super::json::{Kind, Reader};
+    let mut r = Reader::new(text);
+    let mut scratch = String::new();
+    let mut has_type = false;
+    let mut first = true;
+    let mut walk = || -> Result<(), super::json::JsonError> {
+        r.begin_object()?;
+        loop {
+            let is_type = match r.next_key(&mut first, &mut scratch)? {
+                None => break,
+                Some(k) => k == "type",
+            };
+            if is_type && r.peek()? == Kind::String {
+                has_type = true;
+            }
+            r.skip_value()?;
+        }
+        r.finish()
+    };
+    walk().is_ok() && has_type
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geography_shapes() {
+        for ok in [
+            "POINT(1 2)",
+            "point (1 2)",
+            "POLYGON((0 0,1 0,1 1,0 0))",
+            "POINT EMPTY",
+            r#"{"type":"Point","coordinates":[1,2]}"#,
+        ] {
+            assert!(is_geography(ok), "{ok}");
+        }
+        for bad in [
+            "abc",
+            "POINT(1 2",
+            "POINT)(",
+            "CIRCLE(1)",
+            r#"{"coordinates":[1,2]}"#,
+            "{",
+            r#"{"type":1}"#,
+        ] {
+            assert!(!is_geography(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn integers() {

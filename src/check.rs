@@ -1,0 +1,110 @@
+//! `kinesis-bigquery check`: before a deploy (or after a change), prove the
+//! configuration works — the table is reachable and its schema encodable,
+//! and every sink answers — and say what was found.
+//!
+//! Each finding is independent: one unreachable sink does not hide the
+//! state of the others. Nothing is written anywhere.
+
+use crate::config::Config;
+use crate::handler::{DepsError, Sinks, WriterSide};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// How long one probe may take; a hung endpoint must not hang `check`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One probe: which variable, what it points at, and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub variable: &'static str,
+    pub target: String,
+    /// `Ok(what was found)` or `Err(why it failed)`.
+    pub outcome: Result<String, String>,
+}
+
+/// Everything `check` found, in probe order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether every probe succeeded.
+    pub fn ok(&self) -> bool {
+        self.findings.iter().all(|f| f.outcome.is_ok())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for finding in &self.findings {
+            let (tag, text) = match &finding.outcome {
+                Ok(found) => ("ok  ", found),
+                Err(why) => ("FAIL", why),
+            };
+            writeln!(f, "{tag} {} {}: {text}", finding.variable, finding.target)?;
+        }
+        Ok(())
+    }
+}
+
+/// Probes the table (schema read and turned into an encoder) and every
+/// configured sink (state store, spillover, dead-letter queue).
+pub async fn run(config: &Config) -> Report {
+    let mut report = Report::default();
+    let table = probe(WriterSide::connect(config)).await;
+    report.findings.push(Finding {
+        variable: "BIGQUERY_TABLE",
+        target: format!("{} at {}", config.table, config.endpoint),
+        outcome: table.map(|w| w.describe()),
+    });
+    let sinks = match Sinks::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.findings.push(Finding {
+                variable: "STATE_URL/SPILL_URL/DLQ_URL",
+                target: "sinks".into(),
+                outcome: Err(e.to_string()),
+            });
+            return report;
+        }
+    };
+    if let (Some(url), Some(state)) = (&config.state, &sinks.state) {
+        let outcome = probe(async { state.check().await.map_err(DepsError::from) }).await;
+        report.findings.push(Finding { variable: "STATE_URL", target: url.to_string(), outcome });
+    }
+    let outcome = probe(async { sinks.spill.check().await.map_err(DepsError::from) }).await;
+    report.findings.push(Finding {
+        variable: "SPILL_URL",
+        target: config.spill.to_string(),
+        outcome,
+    });
+    let outcome = probe(async { sinks.dead_letter.check().await.map_err(DepsError::from) }).await;
+    report.findings.push(Finding {
+        variable: "DLQ_URL",
+        target: config.dead_letter.to_string(),
+        outcome,
+    });
+    report
+}
+
+async fn probe<T>(f: impl Future<Output = Result<T, DepsError>>) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, f).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+/// The error and its sources on one line, so the cause is not lost.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,259 @@
+//! [`Config`]: every environment variable, parsed and validated once at cold
+//! start. Nothing else in the crate reads the environment for settings; the
+//! AWS and Google SDKs read their own standard variables
+//! (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_SQS`, `AWS_REGION`,
+//! `GOOGLE_APPLICATION_CREDENTIALS`, ...) themselves.
+
+use super::error::ConfigError;
+use super::log_filter::LogFilter;
+use super::read::Reader;
+use crate::delivery::WriteMode;
+use crate::rows::{RowFormat, UnknownFields};
+use crate::table::TableName;
+use std::time::Duration;
+
+/// The Storage Write API's public endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
+
+/// AppendRows rejects requests over 10 MiB ("AppendRows request too large:
+/// N limit 10485760", fact sheet §3); the default leaves 512 KiB for the
+/// request envelope and writer schema.
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 10 * 1024 * 1024 - 512 * 1024;
+/// The largest request size accepted in configuration: 20 MiB, the raised
+/// limit of the 2026 proto comment (allowlisted projects only, fact sheet §3).
+pub const MAX_BATCH_MAX_BYTES: u64 = 20 * 1024 * 1024;
+/// A Lambda invocation runs at most 15 minutes (900 s, Lambda quotas).
+pub const MAX_INVOCATION_MS: u64 = 900_000;
+/// Java's per-connection in-flight cap (`StreamWriter`: 1000 requests /
+/// 100 MiB, fact sheet §2.6) bounds what we accept.
+pub const MAX_INFLIGHT_REQUESTS_LIMIT: u64 = 1_000;
+
+/// Everything the process needs, typed and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `BIGQUERY_TABLE`: `project.dataset.table` (or the resource path).
+    pub table: TableName,
+    /// `BIGQUERY_ENDPOINT`: `https://...` (TLS + Google auth) or
+    /// `http://host:port` (plain, no auth: the emulator).
+    pub endpoint: String,
+    /// `WRITE_MODE`: `exactly_once` (default) or `at_least_once`.
+    pub write_mode: WriteMode,
+    /// `ROW_FORMAT`: `proto` (default) or `arrow`.
+    pub row_format: RowFormat,
+    /// `UNKNOWN_FIELDS`: `reject` (default, to the DLQ) or `ignore`.
+    pub unknown_fields: UnknownFields,
+    /// `BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`, `BATCH_WINDOW_MS`.
+    pub batch: BatchSettings,
+    /// `MAX_INFLIGHT_REQUESTS`: AppendRows requests sent but not answered.
+    pub max_inflight_requests: usize,
+    /// `MAX_INFLIGHT_BYTES`: their total size; at least `BATCH_MAX_BYTES`.
+    pub max_inflight_bytes: usize,
+    /// `RETRY_BUDGET_MS`: how long transient BigQuery errors are retried
+    /// before a batch is spilled.
+    pub retry_budget: Duration,
+    /// `DEADLINE_MARGIN_MS`: stop appending this long before the Lambda
+    /// deadline, so spilling and the state write still fit.
+    pub deadline_margin: Duration,
+    /// `STATE_URL`: `s3://bucket/prefix` or `file:///dir`; required with
+    /// `WRITE_MODE=exactly_once`, unused otherwise.
+    pub state: Option<String>,
+    /// `SPILL_URL`: `s3://bucket/prefix` or `file:///dir`.
+    pub spill: String,
+    /// `DLQ_URL`: an SQS queue URL or `file:///path.ndjson`.
+    pub dead_letter: String,
+    /// `LOG_LEVEL` / `RUST_LOG`.
+    pub log_filter: LogFilter,
+}
+
+/// When the micro-batcher cuts an AppendRows request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub window: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is missing or invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads variables through `get`, so tests never touch the process
+    /// environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is missing or invalid.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader::new(get);
+        let table = r.required(
+            "BIGQUERY_TABLE",
+            "PROJECT.DATASET.TABLE or projects/P/datasets/D/tables/T",
+            |s| s.parse::<TableName>().map_err(|e| e.to_string()),
+        );
+        let endpoint = r.or_default("BIGQUERY_ENDPOINT", DEFAULT_ENDPOINT.into(), parse_endpoint);
+        let write_mode = r.or_default("WRITE_MODE", WriteMode::default(), |s| {
+            s.parse().map_err(|_| "one of exactly_once, at_least_once".to_string())
+        });
+        let row_format = r.or_default("ROW_FORMAT", RowFormat::default(), |s| {
+            s.parse().map_err(|_| "one of proto, arrow".to_string())
+        });
+        let unknown_fields = r.or_default("UNKNOWN_FIELDS", UnknownFields::default(), |s| {
+            s.parse().map_err(|_| "one of reject, ignore".to_string())
+        });
+        // No per-request row limit is documented; a million keeps one
+        // request's bookkeeping bounded.
+        let max_rows = r.integer("BATCH_MAX_ROWS", 50_000, 1, 1_000_000);
+        let max_bytes =
+            r.integer("BATCH_MAX_BYTES", DEFAULT_BATCH_MAX_BYTES, 1024, MAX_BATCH_MAX_BYTES);
+        // 300 s: the event source mapping's own maximum batching window.
+        let window = r.millis("BATCH_WINDOW_MS", 0, 0, 300_000);
+        let inflight_requests =
+            r.integer("MAX_INFLIGHT_REQUESTS", 8, 1, MAX_INFLIGHT_REQUESTS_LIMIT);
+        let inflight_bytes = r.integer("MAX_INFLIGHT_BYTES", 64 * 1024 * 1024, 1024, 1 << 30);
+        let retry_budget = r.millis("RETRY_BUDGET_MS", 30_000, 0, MAX_INVOCATION_MS);
+        let deadline_margin = r.millis("DEADLINE_MARGIN_MS", 5_000, 0, MAX_INVOCATION_MS);
+        let state = r.optional("STATE_URL", |s| sink(s, &[Scheme::S3, Scheme::File]));
+        let spill = r.required("SPILL_URL", "s3://BUCKET/PREFIX or file:///DIR", |s| {
+            sink(s, &[Scheme::S3, Scheme::File])
+        });
+        let dead_letter = r.required("DLQ_URL", "an SQS queue URL or file:///PATH", |s| {
+            sink(s, &[Scheme::Sqs, Scheme::File])
+        });
+        let log_filter = match r.raw("RUST_LOG") {
+            Some(_) => r.optional("RUST_LOG", LogFilter::from_directives),
+            None => r.optional("LOG_LEVEL", LogFilter::from_level),
+        }
+        .map(Option::unwrap_or_default);
+
+        // Cross-variable rules, checked only when both sides parsed.
+        if let (Some(WriteMode::ExactlyOnce), Some(None)) = (write_mode, &state) {
+            r.problem(
+                "STATE_URL",
+                None,
+                "s3://BUCKET/PREFIX or file:///DIR (required with WRITE_MODE=exactly_once)",
+            );
+        }
+        if let (Some(batch), Some(inflight)) = (max_bytes, inflight_bytes)
+            && inflight < batch
+        {
+            r.problem(
+                "MAX_INFLIGHT_BYTES",
+                Some(&inflight.to_string()),
+                &format!("at least BATCH_MAX_BYTES ({batch}), or no request could be sent"),
+            );
+        }
+
+        let (
+            Some(table),
+            Some(endpoint),
+            Some(write_mode),
+            Some(row_format),
+            Some(unknown_fields),
+            Some(max_rows),
+            Some(max_bytes),
+            Some(window),
+            Some(inflight_requests),
+            Some(inflight_bytes),
+            Some(retry_budget),
+            Some(deadline_margin),
+            Some(state),
+            Some(spill),
+            Some(dead_letter),
+            Some(log_filter),
+            true,
+        ) = (
+            table,
+            endpoint,
+            write_mode,
+            row_format,
+            unknown_fields,
+            max_rows,
+            max_bytes,
+            window,
+            inflight_requests,
+            inflight_bytes,
+            retry_budget,
+            deadline_margin,
+            state,
+            spill,
+            dead_letter,
+            log_filter,
+            r.problems.is_empty(),
+        )
+        else {
+            return Err(ConfigError { problems: r.problems });
+        };
+        Ok(Self {
+            table,
+            endpoint,
+            write_mode,
+            row_format,
+            unknown_fields,
+            batch: BatchSettings {
+                max_rows: to_usize(max_rows),
+                max_bytes: to_usize(max_bytes),
+                window,
+            },
+            max_inflight_requests: to_usize(inflight_requests),
+            max_inflight_bytes: to_usize(inflight_bytes),
+            retry_budget,
+            deadline_margin,
+            state: if write_mode == WriteMode::ExactlyOnce { state } else { None },
+            spill,
+            dead_letter,
+            log_filter,
+        })
+    }
+}
+
+/// Every bound above fits in 32 bits, so this never saturates in practice.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let expected = || "https://HOST[:PORT] or http://HOST:PORT (e.g. the emulator)".to_string();
+    let uri: http::Uri = s.parse().map_err(|_| expected())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => {
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        _ => Err(expected()),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    S3,
+    Sqs,
+    File,
+}
+
+fn sink(s: &str, allowed: &[Scheme]) -> Result<String, String> {
+    let scheme = if s.starts_with("s3://") && s.len() > "s3://".len() {
+        Some(Scheme::S3)
+    } else if s.starts_with("file://") && s.len() > "file://".len() {
+        Some(Scheme::File)
+    } else if (s.starts_with("https://") || s.starts_with("http://")) && s.matches('/').count() >= 4
+    {
+        Some(Scheme::Sqs)
+    } else {
+        None
+    };
+    match scheme {
+        Some(k) if allowed.contains(&k) => Ok(s.to_string()),
+        _ => Err(allowed
+            .iter()
+            .map(|k| match k {
+                Scheme::S3 => "s3://BUCKET/PREFIX",
+                Scheme::Sqs => "https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE",
+                Scheme::File => "file:///PATH",
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")),
+    }
+}

@@ -1,0 +1,162 @@
+//! Table-driven tests of [`Config::from_lookup`].
+
+use super::*;
+use crate::delivery::WriteMode;
+use crate::rows::{RowFormat, UnknownFields};
+use std::collections::HashMap;
+use std::time::Duration;
+use test_case::test_case;
+
+/// The smallest valid environment.
+fn base() -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("BIGQUERY_TABLE", "proj.ds.events".to_string()),
+        ("STATE_URL", "s3://bucket/state".to_string()),
+        ("SPILL_URL", "s3://bucket/spill".to_string()),
+        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq".to_string()),
+    ])
+}
+
+fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+    Config::from_lookup(|k| env.get(k).cloned())
+}
+
+fn with(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+    let mut env = base();
+    for (k, v) in pairs {
+        env.insert(k, v.to_string());
+    }
+    load(&env)
+}
+
+#[test]
+fn defaults() {
+    let c = load(&base()).unwrap();
+    assert_eq!(c.table.to_string(), "proj.ds.events");
+    assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
+    assert_eq!(c.write_mode, WriteMode::ExactlyOnce);
+    assert_eq!(c.row_format, RowFormat::Proto);
+    assert_eq!(c.unknown_fields, UnknownFields::Reject);
+    assert_eq!(c.batch.max_bytes as u64, DEFAULT_BATCH_MAX_BYTES);
+    assert_eq!(c.batch.max_rows, 50_000);
+    assert_eq!(c.batch.window, Duration::ZERO);
+    assert_eq!(c.max_inflight_requests, 8);
+    assert_eq!(c.max_inflight_bytes, 64 << 20);
+    assert_eq!(c.retry_budget, Duration::from_secs(30));
+    assert_eq!(c.deadline_margin, Duration::from_secs(5));
+    assert_eq!(c.state.as_deref(), Some("s3://bucket/state"));
+    assert_eq!(c.log_filter, LogFilter::default());
+}
+
+#[test_case("BIGQUERY_ENDPOINT", "http://127.0.0.1:9060/" ; "endpoint slash trimmed")]
+#[test_case("WRITE_MODE", "AT_LEAST_ONCE" ; "mode any case")]
+#[test_case("ROW_FORMAT", "arrow" ; "arrow")]
+#[test_case("UNKNOWN_FIELDS", "ignore" ; "ignore")]
+#[test_case("BATCH_MAX_ROWS", "1" ; "min rows")]
+#[test_case("BATCH_MAX_BYTES", "10_485_760" ; "underscores")]
+#[test_case("BATCH_WINDOW_MS", "300000" ; "max window")]
+#[test_case("MAX_INFLIGHT_REQUESTS", "1000" ; "max inflight")]
+#[test_case("RETRY_BUDGET_MS", "0" ; "no retries")]
+#[test_case("DEADLINE_MARGIN_MS", "900000" ; "max margin")]
+#[test_case("SPILL_URL", "file:///tmp/spill" ; "file spill")]
+#[test_case("DLQ_URL", "file:///tmp/dlq.ndjson" ; "file dlq")]
+#[test_case("DLQ_URL", "http://127.0.0.1:5000/123456789012/dlq" ; "local sqs")]
+#[test_case("STATE_URL", "file:///tmp/state" ; "file state")]
+#[test_case("LOG_LEVEL", "DEBUG" ; "level any case")]
+#[test_case("RUST_LOG", "info,kinesis_bigquery=trace" ; "rust log")]
+#[test_case("BIGQUERY_TABLE", "projects/p/datasets/d/tables/t" ; "resource path")]
+#[test_case("WRITE_MODE", " exactly_once " ; "trimmed")]
+fn accepts(var: &'static str, value: &str) {
+    if let Err(e) = with(&[(var, value)]) {
+        panic!("{var}={value:?} rejected: {e}");
+    }
+}
+
+#[test_case("BIGQUERY_TABLE", "proj.events", "PROJECT.DATASET.TABLE" ; "two parts")]
+#[test_case("BIGQUERY_ENDPOINT", "bigquerystorage.googleapis.com", "https://HOST" ; "no scheme")]
+#[test_case("BIGQUERY_ENDPOINT", "grpc://h:1", "https://HOST" ; "bad scheme")]
+#[test_case("BIGQUERY_ENDPOINT", "https://h/v1", "https://HOST" ; "with path")]
+#[test_case("WRITE_MODE", "once", "exactly_once, at_least_once" ; "mode")]
+#[test_case("ROW_FORMAT", "avro", "proto, arrow" ; "format")]
+#[test_case("UNKNOWN_FIELDS", "drop", "reject, ignore" ; "unknown")]
+#[test_case("BATCH_MAX_ROWS", "0", "from 1 to 1000000" ; "zero rows")]
+#[test_case("BATCH_MAX_ROWS", "ten", "from 1 to 1000000" ; "not a number")]
+#[test_case("BATCH_MAX_BYTES", "99999999", "from 1024 to 20971520" ; "over the service limit")]
+#[test_case("BATCH_WINDOW_MS", "-1", "from 0 to 300000" ; "negative")]
+#[test_case("MAX_INFLIGHT_REQUESTS", "1001", "from 1 to 1000" ; "too many")]
+#[test_case("RETRY_BUDGET_MS", "900001", "from 0 to 900000" ; "past lambda max")]
+#[test_case("DEADLINE_MARGIN_MS", "1.5", "from 0 to 900000" ; "fraction")]
+#[test_case("STATE_URL", "https://sqs.x/1/q", "s3://BUCKET/PREFIX" ; "state on sqs")]
+#[test_case("SPILL_URL", "/tmp/spill", "file:///PATH" ; "bare path")]
+#[test_case("SPILL_URL", "s3://", "s3://BUCKET/PREFIX" ; "no bucket")]
+#[test_case("DLQ_URL", "s3://bucket/dlq", "https://sqs.REGION" ; "dlq on s3")]
+#[test_case("LOG_LEVEL", "verbose", "trace, debug, info, warn, error, off" ; "level")]
+#[test_case("RUST_LOG", "info,[", "tracing filter directives" ; "bad directives")]
+fn rejects(var: &'static str, value: &str, expected: &str) {
+    let err = with(&[(var, value)]).unwrap_err();
+    assert_eq!(err.variables(), vec![var], "{err}");
+    let text = err.to_string();
+    assert!(text.contains(var) && text.contains(expected), "{text}");
+}
+
+#[test_case("BIGQUERY_TABLE" ; "table")]
+#[test_case("SPILL_URL" ; "spill")]
+#[test_case("DLQ_URL" ; "dlq")]
+#[test_case("STATE_URL" ; "state with exactly once")]
+fn requires(var: &'static str) {
+    let mut env = base();
+    env.remove(var);
+    let err = load(&env).unwrap_err();
+    assert_eq!(err.variables(), vec![var]);
+    assert!(err.to_string().contains("required"), "{err}");
+}
+
+#[test]
+fn empty_counts_as_unset() {
+    let c = with(&[("BATCH_MAX_ROWS", ""), ("LOG_LEVEL", " ")]).unwrap();
+    assert_eq!(c.batch.max_rows, 50_000);
+    assert!(with(&[("BIGQUERY_TABLE", "")]).is_err());
+}
+
+#[test]
+fn state_is_optional_at_least_once() {
+    let mut env = base();
+    env.remove("STATE_URL");
+    env.insert("WRITE_MODE", "at_least_once".into());
+    assert_eq!(load(&env).unwrap().state, None);
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let env = HashMap::from([
+        ("BIGQUERY_TABLE", "nope".to_string()),
+        ("WRITE_MODE", "sometimes".to_string()),
+        ("BATCH_MAX_ROWS", "-5".to_string()),
+        ("LOG_LEVEL", "loud".to_string()),
+    ]);
+    let err = load(&env).unwrap_err();
+    assert_eq!(
+        err.variables(),
+        vec!["BIGQUERY_TABLE", "WRITE_MODE", "BATCH_MAX_ROWS", "SPILL_URL", "DLQ_URL", "LOG_LEVEL"]
+    );
+}
+
+#[test]
+fn inflight_bytes_must_hold_one_request() {
+    let err = with(&[("BATCH_MAX_BYTES", "2048"), ("MAX_INFLIGHT_BYTES", "1024")]).unwrap_err();
+    assert_eq!(err.variables(), vec!["MAX_INFLIGHT_BYTES"]);
+}
+
+#[test]
+fn rust_log_wins_over_log_level() {
+    let c = with(&[("LOG_LEVEL", "error"), ("RUST_LOG", "debug")]).unwrap();
+    assert_eq!(c.log_filter.as_str(), "debug");
+    let c = with(&[("LOG_LEVEL", "trace")]).unwrap();
+    assert_eq!(c.log_filter.as_str(), "warn,kinesis_bigquery=trace,lambda_runtime=info");
+}
+
+#[test]
+fn never_echoes_user_info() {
+    let err = with(&[("DLQ_URL", "s3://user:hunter2@bucket/x")]).unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}

@@ -1,0 +1,154 @@
+//! [`Deps`]: everything an invocation uses, built ONCE per container at cold
+//! start and reused by every invocation — the gRPC channel, the table schema
+//! and its encoder, the AWS clients behind the sinks.
+
+use crate::bigquery::{AuthMode, ClientConfig, ClientError, RpcError, WriteClient};
+use crate::config::Config;
+use crate::delivery::store::{self, StateStore, StoreError};
+use crate::delivery::DeliveryDeps;
+use crate::dlq::{self, DeadLetterSink, DlqError};
+use crate::metrics::LogOutput;
+use crate::pb::storage::TableSchema;
+use crate::rows::{Encoder, EncoderOptions, SchemaError};
+use crate::sink_url::SinkUrl;
+use crate::spill::{self, SpillError, SpillSink};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the process cannot start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error("cannot connect to the Storage Write API")]
+    Connect(#[from] ClientError),
+    #[error("cannot read the table schema")]
+    Schema(#[from] RpcError),
+    #[error("the table schema cannot be encoded")]
+    Encoder(#[from] SchemaError),
+    #[error("state store")]
+    State(#[from] StoreError),
+    #[error("spillover")]
+    Spill(#[from] SpillError),
+    #[error("dead-letter queue")]
+    DeadLetter(#[from] DlqError),
+}
+
+/// The BigQuery side: a connected client, the live schema, its encoder.
+pub struct WriterSide {
+    pub client: WriteClient,
+    pub schema: TableSchema,
+    pub encoder: Arc<Encoder>,
+}
+
+impl WriterSide {
+    /// Connects (TLS + Application Default Credentials for `https://`,
+    /// plain and unauthenticated for `http://`, i.e. the emulator), reads the
+    /// table schema and builds the encoder.
+    ///
+    /// # Errors
+    /// [`DepsError::Connect`], [`DepsError::Schema`] or [`DepsError::Encoder`].
+    pub async fn connect(config: &Config) -> Result<Self, DepsError> {
+        let auth = if config.endpoint.starts_with("https://") {
+            AuthMode::ApplicationDefault
+        } else {
+            AuthMode::None
+        };
+        let client =
+            WriteClient::connect(&ClientConfig { endpoint: config.endpoint.clone(), auth }).await?;
+        let schema = client.table_schema(&config.table).await?;
+        let encoder = Encoder::new(
+            &schema,
+            EncoderOptions { format: config.row_format, unknown_fields: config.unknown_fields },
+        )?;
+        Ok(Self { client, schema, encoder: Arc::new(encoder) })
+    }
+
+    /// "7 columns: a STRING, ...": what `check` prints.
+    pub fn describe(&self) -> String {
+        let columns: Vec<String> = self
+            .schema
+            .fields
+            .iter()
+            .map(|f| format!("{} {}", f.name, f.r#type().as_str_name()))
+            .collect();
+        format!("{} columns: {}", columns.len(), columns.join(", "))
+    }
+}
+
+/// The three seams, opened from their URLs (STYLE.md §5).
+pub struct Sinks {
+    /// `None` with `WRITE_MODE=at_least_once`.
+    pub state: Option<Arc<dyn StateStore>>,
+    pub spill: Arc<dyn SpillSink>,
+    pub dead_letter: Arc<dyn DeadLetterSink>,
+}
+
+impl Sinks {
+    /// Opens every configured sink. AWS configuration (credentials chain,
+    /// region, `AWS_ENDPOINT_URL_*`) is loaded only when a sink is on AWS:
+    /// a `file://`-only setup starts without touching it.
+    ///
+    /// # Errors
+    /// The first sink that cannot be opened.
+    pub async fn open(config: &Config) -> Result<Self, DepsError> {
+        let aws = aws_config(config).await;
+        let state = match &config.state {
+            Some(url) => Some(store::open(url, &aws)?),
+            None => None,
+        };
+        let spill = spill::open(&config.spill, &aws)?;
+        // Letters too large for an SQS message carry a pointer to their bytes
+        // in the spillover bucket instead.
+        let payloads = match &config.spill {
+            SinkUrl::S3 { bucket, prefix } => Some(SinkUrl::S3 {
+                bucket: bucket.clone(),
+                prefix: join(prefix, "dead-letter-payloads"),
+            }),
+            _ => None,
+        };
+        let dead_letter = dlq::open(&config.dead_letter, payloads.as_ref(), &aws)?;
+        Ok(Self { state, spill, dead_letter })
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}/{key}") }
+}
+
+async fn aws_config(config: &Config) -> aws_config::SdkConfig {
+    let on_aws = |u: &SinkUrl| !matches!(u, SinkUrl::File { .. });
+    let needed = config.state.as_ref().is_some_and(on_aws)
+        || on_aws(&config.spill)
+        || on_aws(&config.dead_letter);
+    if needed {
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    } else {
+        aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build()
+    }
+}
+
+/// Everything one invocation needs.
+pub struct Deps {
+    pub config: Config,
+    pub delivery: DeliveryDeps,
+    /// Where EMF lines go (stdout under Lambda, stderr for the CLI).
+    pub output: LogOutput,
+    /// The time limit of an invocation without a Lambda deadline (`invoke`).
+    pub local_timeout: Duration,
+}
+
+impl Deps {
+    /// Builds the writer side and the sinks, once per container.
+    ///
+    /// # Errors
+    /// [`DepsError`] naming the part that failed.
+    pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
+        let (writer, sinks) = tokio::try_join!(WriterSide::connect(config), Sinks::open(config))?;
+        let delivery = DeliveryDeps::new(config, writer, sinks);
+        Ok(Self {
+            config: config.clone(),
+            delivery,
+            output,
+            local_timeout: Duration::from_secs(900),
+        })
+    }
+}

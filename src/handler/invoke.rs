@@ -1,0 +1,134 @@
+//! [`handle`]: one invocation, read top to bottom as the data flow.
+
+use super::deadline::working_deadline;
+use super::deps::Deps;
+use super::error::HandlerError;
+use super::response::partial_batch_response;
+use super::shards::{ShardGroup, group_by_shard};
+use crate::delivery::{self, ShardBatch, ShardOutcome};
+use crate::metrics::{InvocationSummary, emf_line};
+use crate::source;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use lambda_runtime::{Context, LambdaEvent};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+/// Handles one Kinesis event: records → per shard `delivery::deliver` (rows,
+/// dead letters, spillover) → the partial batch response naming, per shard,
+/// the first Kinesis record not landed, and nothing else.
+///
+/// Shards are delivered concurrently: they share nothing but the clients.
+/// (An event source mapping sends one shard per event; several appear only
+/// in hand-made events.)
+///
+/// # Errors
+/// [`HandlerError`] only when no truthful partial response exists — the
+/// event cannot be read, or a record to name has no sequence number. Lambda
+/// then retries the whole batch, which is correct in both cases.
+pub async fn handle(
+    event: LambdaEvent<KinesisEvent>,
+    deps: &Deps,
+) -> Result<KinesisEventResponse, HandlerError> {
+    let started = Instant::now();
+    let (event, context) = event.into_parts();
+    let deadline = working_deadline(
+        context.deadline,
+        deps.config.deadline_margin,
+        deps.local_timeout,
+        started,
+        SystemTime::now(),
+    );
+    let span = tracing::info_span!(
+        "invocation",
+        request_id = %context.request_id,
+        records = event.records.len(),
+    );
+    async move {
+        let records = source::records(&event)?;
+        let shards = group_by_shard(&records);
+        let outcomes = futures::future::join_all(
+            shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
+        )
+        .await;
+        let response =
+            partial_batch_response(&event, outcomes.iter().map(ShardOutcome::first_not_landed))?;
+
+        let summary = summarize(&event, &records, &outcomes, started.elapsed());
+        summary.log();
+        deps.output.write_line(&emf_line(
+            &summary,
+            &deps.config.table.to_string(),
+            &context.env_config.function_name,
+            now_millis(),
+        ));
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn deliver_shard(shard: &ShardGroup<'_>, deps: &Deps, deadline: Instant) -> ShardOutcome {
+    let span = tracing::info_span!(
+        "shard",
+        shard_id = %shard.shard_id,
+        first_seq = %shard.first_sequence_number(),
+        records = shard.records.len(),
+    );
+    let batch = ShardBatch {
+        table: &deps.config.table,
+        stream_arn: shard.stream_arn,
+        shard_id: shard.shard_id,
+        records: &shard.records,
+    };
+    delivery::deliver(batch, &deps.delivery, deadline).instrument(span).await
+}
+
+fn summarize(
+    event: &KinesisEvent,
+    records: &[Result<source::SourceRecord, source::BadRecord>],
+    outcomes: &[ShardOutcome],
+    duration: Duration,
+) -> InvocationSummary {
+    let mut s = InvocationSummary {
+        records: event.records.len() as u64,
+        user_records: records.len() as u64,
+        shards: outcomes.len() as u64,
+        bytes: event.records.iter().map(|r| r.kinesis.data.len() as u64).sum(),
+        duration,
+        ..InvocationSummary::default()
+    };
+    for o in outcomes {
+        let c = o.counts();
+        s.rows += c.rows;
+        s.skipped += c.skipped;
+        s.dead_lettered += c.dead_lettered;
+        s.spilled += c.spilled;
+        s.not_landed += c.not_landed;
+    }
+    let now = i64::try_from(now_millis()).unwrap_or(i64::MAX);
+    s.max_record_age_ms = event
+        .records
+        .iter()
+        .map(|r| r.kinesis.approximate_arrival_timestamp.0.timestamp_millis())
+        .min()
+        .map(|oldest| u64::try_from(now.saturating_sub(oldest)).unwrap_or(0));
+    s
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A Lambda event with no Lambda behind it (`invoke`, tests, benchmarks):
+/// a context whose deadline is `timeout` from now, as a function timeout.
+pub fn local_event(event: KinesisEvent, timeout: Duration) -> LambdaEvent<KinesisEvent> {
+    let mut context = Context::default();
+    context.request_id = format!("local-{}", uuid::Uuid::new_v4());
+    context.deadline = now_millis().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(0));
+    LambdaEvent::new(event, context)
+}
