@@ -23,6 +23,8 @@ pub struct EncoderOptions {
 }
 
 /// The `writer_schema` of the first request on a connection.
+// Built once per connection; boxing would only add an indirection for callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriterSchema {
     Proto(ProtoSchema),
