@@ -41,6 +41,8 @@ enum Command {
     Check,
     /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
     Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
+    /// Replay spillover objects into BigQuery, exactly once.
+    Backfill(kinesis_bigquery::backfill::BackfillArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
                 kinesis_bigquery::emulator::cli::serve(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Backfill(args) => backfill_command(args).await,
         }
     });
     match result {
@@ -126,4 +129,13 @@ async fn check_command() -> anyhow::Result<ExitCode> {
     let report = check::run(&config).await;
     print!("{report}");
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn backfill_command(args: kinesis_bigquery::backfill::BackfillArgs) -> anyhow::Result<ExitCode> {
+    use kinesis_bigquery::backfill::{Progress, run};
+    init_logging(&config::LogFilter::default(), LogOutput::Stderr);
+    let deps = args.deps().await?;
+    let summary = run(&deps, &args.options(), &Progress::auto()).await?;
+    // Non-zero when any object was left behind: a rerun retries it.
+    Ok(if summary.left_behind() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
