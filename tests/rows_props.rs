@@ -10,9 +10,10 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use kinesis_bigquery::emulator::Emulator;
 use kinesis_bigquery::pb::storage::append_rows_response::Response;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
-use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
+use kinesis_bigquery::pb::storage::{AppendRowsRequest, TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{RecordMeta, RowFormat};
 use proptest::prelude::*;
+use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rows_support::*;
@@ -340,6 +341,16 @@ async fn check_case(emu: &Emulator, seed: u64, format: RowFormat) -> anyhow::Res
                 "encoder accepted what the service refuses: {input}\n{resp:?}"
             );
         }
+    }
+    // The batcher's size estimate never undercounts (proto: exact up to the envelope).
+    let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+    let real =
+        AppendRowsRequest { rows: Some(enc.request_rows(&refs, true)?), ..Default::default() }
+            .encoded_len();
+    let est = enc.request_bytes(refs.iter().map(|r| r.len())) + enc.schema_bytes();
+    anyhow::ensure!(est >= real, "request_bytes {est} < real {real} ({format:?})");
+    if format == RowFormat::Proto {
+        anyhow::ensure!(est <= real + 12, "proto estimate {est} not exact for {real}");
     }
     let resp = append(emu, &table, &enc, &rows).await?;
     anyhow::ensure!(

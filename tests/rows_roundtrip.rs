@@ -213,3 +213,61 @@ async fn case_insensitive_columns_and_flexible_names_in_arrow() -> anyhow::Resul
     assert_eq!(rows, vec![json!({"UserId":"6"})]);
     Ok(())
 }
+
+#[tokio::test]
+async fn bad_records_fail_alone_and_good_ones_land() -> anyhow::Result<()> {
+    let schema = TableSchema {
+        fields: vec![
+            col("id", Type::Int64, Mode::Required),
+            record(
+                "user",
+                Mode::Nullable,
+                vec![record(
+                    "address",
+                    Mode::Repeated,
+                    vec![col("zip", Type::Int64, Mode::Nullable)],
+                )],
+            ),
+        ],
+    };
+    for format in FORMATS {
+        let emu = start().await;
+        let table = table_name();
+        emu.create_table(&table, schema.clone())?;
+        let enc = encoder(&schema, format);
+        let inputs = [
+            r#"{"id":1}"#,
+            r#"{"id":2,"user":{"address":[{"zip":1},{"zip":2},{"zip":"abc"}]}}"#,
+            r#"{"user":{}}"#,
+            r#"{"id":4,"user":{"address":[{"zip":"5"}]}}"#,
+            "not json",
+        ];
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        for input in inputs {
+            let mut out = Vec::new();
+            match enc.encode(input.as_bytes(), &RecordMeta::default(), &mut out) {
+                Ok(()) => rows.push(out),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        assert_eq!(
+            errors,
+            vec![
+                r#"user.address[2].zip: expected INT64, got "abc""#.to_string(),
+                "id: REQUIRED column is missing".to_string(),
+                "invalid JSON at byte 0: invalid literal".to_string(),
+            ]
+        );
+        let resp = append(&emu, &table, &enc, &rows).await?;
+        assert!(resp.row_errors.is_empty(), "{resp:?}");
+        let got = emu.read_rows(&table)?;
+        assert_eq!(
+            got,
+            vec![json!({"id":"1","user":null}), json!({"id":"4","user":{"address":[{"zip":"5"}]}})],
+            "{format:?}"
+        );
+        emu.shutdown().await;
+    }
+    Ok(())
+}

@@ -9,30 +9,12 @@ use std::time::Duration;
 use super::WriteMode;
 use super::crash::CrashPoints;
 use super::store::StateStore;
+use crate::batch::BatchLimits;
 use crate::bigquery::{Appender, AppenderOptions, TableSchema, WriteClient};
 use crate::dlq::DeadLetterSink;
 use crate::pb::storage::append_rows_request::{ArrowData, ProtoData, Rows};
 use crate::rows::{Encoder, EncoderOptions, SchemaError, WriterSchema};
 use crate::spill::SpillSink;
-
-/// How rows are cut into AppendRows requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestLimits {
-    /// Rows per request (`BATCH_MAX_ROWS`).
-    pub max_rows: usize,
-    /// Serialized bytes per request (`BATCH_MAX_BYTES`); a row that alone
-    /// exceeds it is dead-lettered as too large.
-    pub max_bytes: usize,
-}
-
-impl Default for RequestLimits {
-    /// AppendRows rejects requests over 10 MiB ("AppendRows request too large:
-    /// … limit 10485760", fact sheet §3); 9 MiB leaves room for the envelope,
-    /// as `gcp-bigquery-client` does.
-    fn default() -> Self {
-        Self { max_rows: 50_000, max_bytes: 9 * 1024 * 1024 }
-    }
-}
 
 /// The current encoder, replaced when an AppendRows response carries
 /// `updated_schema` (fact sheet §2.6). Invocations take a snapshot; rows
@@ -86,7 +68,9 @@ pub struct DeliveryDeps {
     pub spill: Arc<dyn SpillSink>,
     pub dlq: Arc<dyn DeadLetterSink>,
     pub mode: WriteMode,
-    pub limits: RequestLimits,
+    /// Request cutting (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`); a row that alone
+    /// exceeds `max_bytes` is dead-lettered as too large.
+    pub limits: BatchLimits,
     pub appender: AppenderOptions,
     /// Time kept before the invocation deadline for what follows a failed
     /// append: finalize, spill, the state commit.
@@ -118,7 +102,7 @@ impl DeliveryDeps {
             spill,
             dlq,
             mode,
-            limits: RequestLimits::default(),
+            limits: BatchLimits::default(),
             appender: AppenderOptions::default(),
             spill_reserve: Duration::from_secs(2),
             max_rounds: 16,

@@ -1,21 +1,38 @@
 //! The exactly-once delivery protocol (DESIGN.md, "Exactly-once: the
-//! invariants") and its per-shard state store.
+//! invariants") and its per-shard state store: one shard's records → rows in
+//! BigQuery, dead letters, or spillover, each record landed exactly once, and
+//! an outcome per record that tells the handler what Kinesis may forget.
 //!
-//! (Work in progress: the drivers are declared once the client, rows and
-//! sinks branches they build on are merged.)
+//! - [`plan`]: the pure record → offset mapping and its state transitions;
+//! - [`state`]: what is persisted per (table, Kinesis stream, shard);
+//! - `exactly_once` / `at_least_once`: the drivers for the two `WRITE_MODE`s;
+//! - `send`: cutting rows into requests and judging the answers;
+//! - [`outcome`]: per-record results; [`crash`]: the crash-point test hook.
 
+mod at_least_once;
 pub mod crash;
+mod deps;
+mod exactly_once;
 pub mod outcome;
 pub mod plan;
+mod prepare;
+mod send;
 pub mod state;
+pub mod store;
 
 pub use crash::{Boundary, Crash, CrashPoints};
+pub use deps::{DeliveryDeps, EncoderCell};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 
-pub mod store;
-
 use std::str::FromStr;
+
+use tokio::time::Instant;
+
+use crate::dlq::{DeadLetter, Reason};
+use crate::source::{BadReason, BadRecord, SourceRecord};
+use crate::table::TableName;
+use prepare::Input;
 
 /// `WRITE_MODE`: how rows are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,4 +53,47 @@ impl FromStr for WriteMode {
             _ => Err(format!("{s:?} is not one of: exactly_once, at_least_once")),
         }
     }
+}
+
+/// The records of one shard in one invocation, in the event's order.
+pub struct ShardBatch<'a> {
+    pub table: &'a TableName,
+    pub stream_arn: &'a str,
+    pub shard_id: &'a str,
+    pub records: &'a [Result<SourceRecord, BadRecord>],
+}
+
+/// Delivers one shard's batch under `deps.mode`. Never fails as a whole: the
+/// outcome says, per record, whether it landed; the handler reports the first
+/// record that did not.
+pub async fn deliver(batch: ShardBatch<'_>, deps: &DeliveryDeps, deadline: Instant) -> ShardOutcome {
+    use tracing::Instrument;
+    let span = tracing::info_span!("shard", shard_id = batch.shard_id, records = batch.records.len());
+    async {
+        match deps.mode {
+            WriteMode::ExactlyOnce => exactly_once::deliver(&batch, deps, deadline).await,
+            WriteMode::AtLeastOnce => at_least_once::deliver(&batch, deps, deadline).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn inputs<'a>(batch: &ShardBatch<'a>) -> Vec<(usize, Input<'a>)> {
+    batch
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(record) => (i, Input::Record(record)),
+            Err(bad) => {
+                let reason = match bad.reason {
+                    BadReason::KplChecksum { .. } => Reason::KplChecksum,
+                    _ => Reason::KplProtobuf,
+                };
+                let letter = DeadLetter::new(&bad.record, batch.table, reason, bad.reason.to_string());
+                (i, Input::Bad { position: bad.position().clone(), letter })
+            }
+        })
+        .collect()
 }

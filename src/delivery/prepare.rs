@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::RequestLimits;
 use super::plan::Kind;
 use super::state::{Exclusion, ExclusionReason};
+use crate::batch::BatchLimits;
 use crate::dlq::{DeadLetter, Reason};
 use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
 use crate::source::{Position, SourceRecord};
@@ -48,7 +48,7 @@ pub(crate) struct Prepared<'a> {
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
     table: &TableName,
 ) -> Prepared<'a> {
     let mut items: Vec<Item<'a>> = inputs
@@ -83,13 +83,13 @@ fn encode_one<'a>(
     index: usize,
     record: &'a SourceRecord,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
     table: &TableName,
 ) -> Item<'a> {
     let mut row = Vec::new();
     let result = encoder.encode(&record.data, &RecordMeta::from(record), &mut row);
     let (kind, letter) = match result {
-        Ok(()) if encoder.request_bytes(std::iter::once(row.len())) > limits.max_bytes => {
+        Ok(()) if encoder.row_bytes(row.len()) > limits.max_bytes => {
             let message = format!(
                 "encoded row is {} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
                 row.len(),

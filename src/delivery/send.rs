@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use tokio::time::Instant;
 
-use super::RequestLimits;
+use crate::batch::{self, BatchLimits, Piece};
 use super::crash::{self, Boundary, Crash, CrashPoints};
 use crate::bigquery::{AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError};
 use crate::rows::Encoder;
@@ -26,33 +26,24 @@ impl Cut {
     }
 }
 
-/// Cuts rows of these lengths, starting at `first_offset`, into requests
-/// under `limits`. Every row fits alone (larger ones were dead-lettered when
-/// they were encoded).
+/// Cuts rows of these encoded lengths, starting at `first_offset`, into
+/// requests under `limits` (the micro-batcher's cut). Rows too large for a
+/// request were dead-lettered when they were encoded; one that slipped
+/// through still gets a request of its own, for BigQuery to refuse.
 pub(crate) fn cut(
     row_lens: &[usize],
     first_offset: i64,
     encoder: &Encoder,
-    limits: &RequestLimits,
+    limits: &BatchLimits,
 ) -> Vec<Cut> {
-    let base = encoder.request_bytes(std::iter::empty());
-    let mut cuts = Vec::new();
-    let mut start = 0;
-    let mut bytes = base;
-    for (i, &len) in row_lens.iter().enumerate() {
-        let row = encoder.request_bytes(std::iter::once(len)).saturating_sub(base);
-        let full = i - start >= limits.max_rows.max(1) || (i > start && bytes + row > limits.max_bytes);
-        if full {
-            cuts.push(Cut { offset: first_offset + start as i64, rows: start..i });
-            start = i;
-            bytes = base;
-        }
-        bytes += row;
-    }
-    if start < row_lens.len() {
-        cuts.push(Cut { offset: first_offset + start as i64, rows: start..row_lens.len() });
-    }
-    cuts
+    batch::cut(row_lens.iter().map(|&l| encoder.row_bytes(l)), limits)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Request(rows) => rows,
+            Piece::TooLarge { index, .. } => index..index + 1,
+        })
+        .map(|rows| Cut { offset: first_offset + rows.start as i64, rows })
+        .collect()
 }
 
 /// What a round proves.

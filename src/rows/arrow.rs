@@ -235,7 +235,7 @@ impl Col {
         match &mut self.list {
             Some((offsets, n)) => {
                 let last = offsets.last().copied().unwrap_or(0);
-                offsets.push(last + *n);
+                offsets.push(last.saturating_add(*n));
                 *n = 0;
             }
             None if !seen => self.push_null(&f.ty),
@@ -346,7 +346,7 @@ fn push_message(
             return Err("unknown field number");
         };
         match &mut col.list {
-            Some((_, n)) => *n += 1,
+            Some((_, n)) => *n = n.saturating_add(1),
             None => {
                 let slot = present.get_mut(base + i).ok_or("unknown field number")?;
                 if std::mem::replace(slot, true) {

@@ -137,6 +137,9 @@ pub(crate) fn encode_row(
         Ctx { r: Reader::new(json), scratch: String::new(), bytes: Vec::new(), unknown, arrow };
     let run = |cx: &mut Ctx, out: &mut Vec<u8>| -> R<()> {
         if cx.r.peek()? != Kind::Object {
+            // Report a syntax error as such; valid JSON that is not an object after.
+            cx.r.skip_value()?;
+            cx.r.finish()?;
             return fail(RowErrorKind::InvalidJson, "a record must be a JSON object");
         }
         encode_message(cx, fields, out)?;

@@ -180,15 +180,11 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         let start = self.pos;
-        let (end, ascii, escaped) = self.scan_plain();
+        let (end, escaped) = self.scan_plain();
         match self.buf.get(end) {
             Some(b'"') if !escaped => {
                 let raw = self.buf.get(start..end).unwrap_or_default();
                 self.pos = end + 1;
-                if ascii {
-                    // SAFETY-free: ASCII is UTF-8; from_utf8 on ASCII is a fast pass.
-                    return std::str::from_utf8(raw).or_else(|_| self.err("invalid UTF-8"));
-                }
                 std::str::from_utf8(raw).or_else(|_| self.err("invalid UTF-8 in string"))
             }
             _ => {
@@ -201,17 +197,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Scans from `pos` to the first `"`, `\` or control byte. Returns its
-    /// index, whether everything before it was ASCII, and whether it is an
-    /// escape (or control byte) rather than the closing quote.
+    /// index and whether it is an escape (or control byte) rather than the
+    /// closing quote. UTF-8 is checked by the caller on the whole run.
     #[inline]
-    fn scan_plain(&self) -> (usize, bool, bool) {
+    fn scan_plain(&self) -> (usize, bool) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
         let b = self.buf;
         let mut i = self.pos;
-        let mut ascii = true;
         // Eight bytes at a time: stop at a chunk holding a quote, backslash or
-        // control byte; note non-ASCII bytes and go on.
+        // control byte.
         while let Some(chunk) = b.get(i..i + 8) {
             let mut arr = [0u8; 8];
             arr.copy_from_slice(chunk);
@@ -223,21 +218,17 @@ impl<'a> Reader<'a> {
             if has_zero(quote) | has_zero(slash) | ctrl != 0 {
                 break;
             }
-            if x & HIGH != 0 {
-                ascii = false;
-            }
             i += 8;
         }
         while let Some(&c) = b.get(i) {
             match c {
-                b'"' => return (i, ascii, false),
-                b'\\' | 0..=0x1f => return (i, ascii, true),
-                0x80.. => ascii = false,
+                b'"' => return (i, false),
+                b'\\' | 0..=0x1f => return (i, true),
                 _ => {}
             }
             i += 1;
         }
-        (i, ascii, true)
+        (i, true)
     }
 
     /// Decodes a string body with escapes from `pos` (after the opening
@@ -245,7 +236,7 @@ impl<'a> Reader<'a> {
     fn decode_escaped(&mut self, out: &mut String) -> Res<()> {
         let mut bytes = std::mem::take(out).into_bytes();
         loop {
-            let (end, _, escaped) = self.scan_plain();
+            let (end, escaped) = self.scan_plain();
             bytes.extend_from_slice(self.buf.get(self.pos..end).unwrap_or_default());
             self.pos = end;
             match self.buf.get(end) {
