@@ -100,7 +100,9 @@ pub fn plan(faults: &FaultSet, invocation: usize) -> Plan {
 pub fn arm(emulator: &Faults, plan: Plan) {
     match plan {
         Plan::Clean | Plan::LoseResponse => {}
-        Plan::Retries => emulator.fail_next("AppendRows", 2, Code::Unavailable, "injected by the demo"),
+        Plan::Retries => {
+            emulator.fail_next("AppendRows", 2, Code::Unavailable, "injected by the demo")
+        }
         Plan::Outage => emulator.set_down(true),
         Plan::KillMidway(_) => emulator.delay("AppendRows", Duration::from_millis(400)),
         Plan::InDoubt => {
@@ -108,7 +110,12 @@ pub fn arm(emulator: &Faults, plan: Plan) {
             // and the finalize that would resolve it fail.
             emulator.write_then_drop(1);
             emulator.fail_next("AppendRows", 1_000, Code::Unavailable, "injected by the demo");
-            emulator.fail_next("FinalizeWriteStream", 1_000, Code::Unavailable, "injected by the demo");
+            emulator.fail_next(
+                "FinalizeWriteStream",
+                1_000,
+                Code::Unavailable,
+                "injected by the demo",
+            );
         }
     }
 }

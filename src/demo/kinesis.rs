@@ -52,7 +52,8 @@ pub async fn drive(
             let (Some(cursor), Some(tries)) = (cursors.get_mut(s), attempts.get_mut(s)) else {
                 continue;
             };
-            let Some(batch) = records.get(*cursor..(*cursor + batch_size.max(1)).min(records.len()))
+            let Some(batch) =
+                records.get(*cursor..(*cursor + batch_size.max(1)).min(records.len()))
             else {
                 continue;
             };
@@ -65,7 +66,9 @@ pub async fn drive(
             stats.invocations += 1;
             arm(faults, planned);
             let result = match planned {
-                Plan::KillMidway(after) => tokio::time::timeout(after, invoke(deps, batch)).await.ok(),
+                Plan::KillMidway(after) => {
+                    tokio::time::timeout(after, invoke(deps, batch)).await.ok()
+                }
                 _ => Some(invoke(deps, batch).await),
             };
             disarm(faults);
@@ -124,11 +127,8 @@ async fn invoke(deps: &Deps, records: &[Value]) -> Result<KinesisEventResponse, 
 /// Index in `batch` of the record the response names, if any: Lambda
 /// checkpoints before it and resends from there.
 fn first_failure(response: &KinesisEventResponse, batch: &[Value]) -> Option<usize> {
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .filter_map(|f| f.item_identifier.as_deref())
-        .collect();
+    let failed: Vec<&str> =
+        response.batch_item_failures.iter().filter_map(|f| f.item_identifier.as_deref()).collect();
     if failed.is_empty() {
         return None;
     }

@@ -48,7 +48,8 @@ impl DemoReport {
         }
         let wanted: std::collections::HashSet<&str> = good.iter().map(String::as_str).collect();
         self.rows_in_table = in_table.len() as u64;
-        self.missing = good.iter().filter(|id| !counts.contains_key(id.as_str())).cloned().collect();
+        self.missing =
+            good.iter().filter(|id| !counts.contains_key(id.as_str())).cloned().collect();
         self.duplicated =
             counts.iter().filter(|(_, n)| **n > 1).map(|(id, _)| (*id).to_string()).collect();
         self.unexpected =
@@ -74,7 +75,8 @@ impl DemoReport {
 
 impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let faults = if self.faults.is_empty() { "none".to_string() } else { self.faults.join(", ") };
+        let faults =
+            if self.faults.is_empty() { "none".to_string() } else { self.faults.join(", ") };
         writeln!(f, "kinesis-bigquery demo — row format {}, faults: {faults}", self.format)?;
         let line = |f: &mut fmt::Formatter<'_>, label: &str, value: String| {
             writeln!(f, "  {label:<44}{value:>14}")
@@ -92,7 +94,11 @@ impl fmt::Display for DemoReport {
         for (reason, n) in &self.dead_letters {
             line(f, &format!("  {reason}"), n.to_string())?;
         }
-        line(f, "spilled (objects / records)", format!("{} / {}", self.spilled_objects, self.spilled_records))?;
+        line(
+            f,
+            "spilled (objects / records)",
+            format!("{} / {}", self.spilled_objects, self.spilled_records),
+        )?;
         line(f, "  of which in doubt", self.in_doubt_records.to_string())?;
         let b = &self.backfill;
         line(f, "backfilled rows", b.rows.to_string())?;
@@ -100,11 +106,7 @@ impl fmt::Display for DemoReport {
         line(f, "  orphan objects removed", b.orphaned.to_string())?;
         line(f, "rows in table", self.rows_in_table.to_string())?;
         let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-        line(
-            f,
-            "exactly once (every good record once)",
-            verdict(self.exactly_once()).to_string(),
-        )?;
+        line(f, "exactly once (every good record once)", verdict(self.exactly_once()).to_string())?;
         if !self.exactly_once() {
             writeln!(
                 f,
@@ -117,7 +119,11 @@ impl fmt::Display for DemoReport {
                 self.unexpected.first()
             )?;
         }
-        line(f, "every corrupt record dead-lettered", verdict(self.corrupt_dead_lettered()).to_string())?;
+        line(
+            f,
+            "every corrupt record dead-lettered",
+            verdict(self.corrupt_dead_lettered()).to_string(),
+        )?;
         line(f, "time", format!("{:.1} s", self.elapsed.as_secs_f64()))?;
         if let Some(dir) = &self.dir {
             writeln!(f, "  state, spillover and dead letters kept in {}", dir.display())?;

@@ -123,15 +123,9 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     let kinesis_records: u64 = generated.shards.iter().map(|(_, r)| r.len() as u64).sum();
     let bar = progress_bar(args.quiet, kinesis_records);
     bar.set_message("delivering");
-    let esm = drive(
-        &deps,
-        emulator.faults(),
-        &generated.shards,
-        args.batch_size,
-        &args.faults,
-        &bar,
-    )
-    .await;
+    let esm =
+        drive(&deps, emulator.faults(), &generated.shards, args.batch_size, &args.faults, &bar)
+            .await;
 
     let mut report = DemoReport {
         format: format_name(args.format).to_string(),
@@ -149,7 +143,8 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         let batch = spill.read(&key).await?;
         report.spilled_objects += 1;
         report.spilled_records += batch.records.len() as u64;
-        report.in_doubt_records += batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
+        report.in_doubt_records +=
+            batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
     }
 
     bar.set_message("backfilling");
@@ -172,9 +167,12 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         appender: AppenderOptions::default(),
         append_timeout: Duration::from_secs(60),
     };
-    report.backfill =
-        backfill::run(&backfill_deps, &BackfillOptions { concurrency: 4, ..Default::default() }, &Progress::Silent)
-            .await?;
+    report.backfill = backfill::run(
+        &backfill_deps,
+        &BackfillOptions { concurrency: 4, ..Default::default() },
+        &Progress::Silent,
+    )
+    .await?;
     bar.finish_and_clear();
 
     let in_table: Vec<String> = emulator
@@ -185,7 +183,10 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     report.check_table(&generated.good, &in_table);
     for letter in dead_letters(&dir.join("dead-letters.ndjson"))? {
         let reason = serde_json::to_value(letter.reason)?;
-        *report.dead_letters.entry(reason.as_str().unwrap_or("unknown").to_string()).or_default() += 1;
+        *report
+            .dead_letters
+            .entry(reason.as_str().unwrap_or("unknown").to_string())
+            .or_default() += 1;
     }
     emulator.shutdown().await;
     if args.keep {
@@ -207,9 +208,9 @@ fn progress_bar(quiet: bool, len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {msg:<12} [{elapsed_precise}] {bar:40} {pos}/{len} Kinesis records")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {msg:<12} [{elapsed_precise}] {bar:40} {pos}/{len} Kinesis records",
+    ) {
         bar.set_style(style);
     }
     bar
