@@ -33,7 +33,9 @@ pub struct BackfillArgs {
     /// queue URL or `file:///PATH.ndjson`. Without it such objects are left behind.
     #[arg(long, env = "DLQ_URL")]
     pub dlq: Option<String>,
-    /// `s3://BUCKET/PREFIX` for dead letters too large for an SQS message.
+    /// `s3://BUCKET/PREFIX` for dead letters too large for an SQS message
+    /// (stored under `PREFIX/dead-letter-payloads/`); by default the spill
+    /// URL when it is `s3://`.
     #[arg(long)]
     pub dlq_payloads: Option<String>,
     /// The Storage Write API endpoint (`http://HOST:PORT` for the emulator).
@@ -130,8 +132,14 @@ impl BackfillArgs {
             }
             (WriteMode::AtLeastOnce, _) => None,
         };
-        let spill = spill::open(&self.spill_url.parse::<SinkUrl>()?, &aws)?;
-        let payloads = self.dlq_payloads.as_deref().map(str::parse::<SinkUrl>).transpose()?;
+        let spill_url = self.spill_url.parse::<SinkUrl>()?;
+        let spill = spill::open(&spill_url, &aws)?;
+        // The payload store puts its objects under `dead-letter-payloads/`.
+        let payloads = match (&self.dlq_payloads, &spill_url) {
+            (Some(url), _) => Some(url.parse::<SinkUrl>()?),
+            (None, SinkUrl::S3 { .. }) => Some(spill_url.clone()),
+            (None, _) => None,
+        };
         let dlq = match &self.dlq {
             Some(url) => Some(dlq::open(&url.parse::<SinkUrl>()?, payloads.as_ref(), &aws)?),
             None => None,
