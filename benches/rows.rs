@@ -206,6 +206,11 @@ fn to_value(kind: &Kind, name: &str, x: &Json) -> Value {
 
 fn bench_set(c: &mut Criterion, name: &str, schema: &TableSchema, records: &[String]) {
     let bytes: usize = records.iter().map(String::len).sum();
+    eprintln!(
+        "{name}: {} records, {} bytes of JSON each on average",
+        records.len(),
+        bytes / records.len()
+    );
     let proto = Encoder::new(
         schema,
         EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject },

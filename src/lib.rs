@@ -15,6 +15,7 @@
 pub mod backfill;
 pub mod batch;
 pub mod bigquery;
+pub mod check;
 pub mod config;
 pub mod delivery;
 pub mod demo;

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use clap::{Parser, Subcommand};
+use kinesis_bigquery::check;
 use kinesis_bigquery::config::{self, Config};
 use kinesis_bigquery::handler::{self, Deps};
 use kinesis_bigquery::metrics::{LogOutput, init_logging};
-use kinesis_bigquery::check;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -101,7 +101,8 @@ async fn lambda(started: Instant) -> anyhow::Result<ExitCode> {
 async fn invoke(path: &PathBuf, timeout: Duration, started: Instant) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     init_logging(&config.log_filter, LogOutput::Stderr);
-    let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
+    let bytes =
+        tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
     let event: KinesisEvent = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a Kinesis event", path.display()))?;
     drop(bytes);

@@ -6,7 +6,8 @@
 //! encoder, missing a column the table requires), records the encoder refuses
 //! (unknown field), records that are not JSON, and corrupt KPL aggregates. A
 //! simulated event source mapping delivers it in batches through
-//! `delivery::deliver` against the in-process emulator over real gRPC, with
+//! `delivery::deliver` against the in-process emulator over real gRPC (proto
+//! rows, or Arrow record batches in a third of the scenarios), with
 //! `file://` state, spillover and dead-letter queue, while:
 //! - a crash point stops an invocation at a random step boundary (state
 //!   writes, dead letters, each append request, finalize, stream creation,
@@ -35,18 +36,19 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
+use kinesis_bigquery::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
+};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver,
-    state_key,
+    CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver, state_key,
 };
-use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
+use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter};
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadReason, BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillSink};
 use kinesis_bigquery::table::TableName;
 
@@ -157,7 +159,6 @@ fn batch_of(
     log: &[KinesisRecord],
     from: usize,
     to: usize,
-    table: &TableName,
 ) -> (Vec<Result<SourceRecord, BadRecord>>, Vec<usize>) {
     let mut records = Vec::new();
     let mut parents = Vec::new();
@@ -165,7 +166,10 @@ fn batch_of(
         for u in &k.users {
             let r = source_record(u, event_index);
             if k.corrupt {
-                records.push(Err(DeadLetter::new(&r, table, Reason::KplChecksum, "MD5 mismatch")));
+                records.push(Err(BadRecord {
+                    record: r,
+                    reason: BadReason::KplChecksum { found: "00".into(), computed: "11".into() },
+                }));
             } else {
                 records.push(Ok(r));
             }
@@ -225,8 +229,10 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
     let state_store = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let dlq_path = dir.path().join("dlq.ndjson");
-    let options = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
-    let encoder = Encoder::new(&encoder_schema(), options.clone())?;
+    // A third of the scenarios send Arrow record batches instead of proto rows.
+    let format = if rng.random_bool(0.33) { RowFormat::Arrow } else { RowFormat::Proto };
+    let options = EncoderOptions { format, unknown_fields: UnknownFields::Reject };
+    let encoder = Encoder::new(&encoder_schema(), options)?;
     let mut deps = DeliveryDeps::new(
         world.client.clone(),
         EncoderCell::new(encoder, options),
@@ -259,23 +265,45 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
             None => rng.random_range(1..=6),
         }
         .min(arrived - checkpoint);
-        let (records, parents) = batch_of(&log, checkpoint, checkpoint + len, &table);
+        let (records, parents) = batch_of(&log, checkpoint, checkpoint + len);
         // Chaos stops after a while so every scenario drains.
         let calm = attempt >= 60;
         let crash = (!calm && rng.random_bool(0.45)).then(|| rng.random_range(0..24usize));
         deps.crash = crash.map(|k| Arc::new(CrashPoints::at(k)));
         if !calm {
             match rng.random_range(0..10) {
-                0 => faults.fail_next("AppendRows", rng.random_range(1..=4), tonic::Code::Unavailable, "injected"),
+                0 => faults.fail_next(
+                    "AppendRows",
+                    rng.random_range(1..=4),
+                    tonic::Code::Unavailable,
+                    "injected",
+                ),
                 1 => faults.drop_after(rng.random_range(0..=2)),
                 2 => faults.write_then_drop(1),
-                3 => faults.fail_next("FinalizeWriteStream", 3, tonic::Code::Unavailable, "injected"),
+                3 => {
+                    faults.fail_next("FinalizeWriteStream", 3, tonic::Code::Unavailable, "injected")
+                }
                 4 => faults.set_down(true),
                 _ => {}
             }
         }
-        let batch = ShardBatch { table: &table, stream_arn: STREAM_ARN, shard_id: SHARD, records: &records };
+        let batch = ShardBatch {
+            table: &table,
+            stream_arn: STREAM_ARN,
+            shard_id: SHARD,
+            records: &records,
+        };
         let outcome = deliver(batch, &deps, Instant::now() + Duration::from_secs(3)).await;
+        if std::env::var_os("DELIVERY_DEBUG").is_some() {
+            eprintln!(
+                "attempt {attempt}: batch {checkpoint}..{} crash {crash:?} faults {:?} -> {:?} {:?} {:?}",
+                checkpoint + len,
+                faults.active(),
+                outcome.gave_back,
+                outcome.records,
+                outcome.stats
+            );
+        }
         faults.clear();
         faults.set_down(false);
         tally.invocations += 1;
@@ -327,7 +355,8 @@ async fn check(
         Some((bytes, _)) => Some(ShardState::from_json(&bytes)?),
         None => None,
     };
-    let genuine: BTreeSet<String> = state.map(|s| s.spills.into_iter().collect()).unwrap_or_default();
+    let genuine: BTreeSet<String> =
+        state.map(|s| s.spills.into_iter().collect()).unwrap_or_default();
     let mut in_spill: BTreeMap<String, usize> = BTreeMap::new();
     let mut ends: HashMap<String, i64> = HashMap::new();
     for key in spill.list(&SpillFilter::default()).await? {
@@ -356,6 +385,14 @@ async fn check(
     if let Ok(text) = std::fs::read_to_string(dlq_path) {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let letter: DeadLetter = serde_json::from_str(line)?;
+            if std::env::var_os("DELIVERY_DEBUG").is_some() {
+                eprintln!(
+                    "dead letter {} {:?} {}",
+                    key_of(&letter.position()),
+                    letter.reason,
+                    letter.error
+                );
+            }
             *in_dlq.entry(key_of(&letter.position())).or_default() += 1;
         }
     }
@@ -368,19 +405,25 @@ async fn check(
             match u.kind {
                 Kind::Good => {
                     if t + s != 1 || d != 0 {
-                        bail!("good record {key}: {t} in table, {s} in spillover, {d} dead letters");
+                        bail!(
+                            "good record {key}: {t} in table, {s} in spillover, {d} dead letters"
+                        );
                     }
                 }
                 _ => {
                     if t != 0 || s > 1 || d + s == 0 {
-                        bail!("bad record {key} ({:?}): {t} in table, {s} in spillover, {d} dead letters", u.kind);
+                        bail!(
+                            "bad record {key} ({:?}): {t} in table, {s} in spillover, {d} dead letters",
+                            u.kind
+                        );
                     }
                     tally.dead_letter_repeats += d.saturating_sub(1);
                 }
             }
         }
     }
-    let known: BTreeSet<String> = log.iter().flat_map(|k| k.users.iter().map(|u| key_of(&u.position))).collect();
+    let known: BTreeSet<String> =
+        log.iter().flat_map(|k| k.users.iter().map(|u| key_of(&u.position))).collect();
     if let Some(stray) = in_table.keys().find(|k| !known.contains(*k)) {
         bail!("row {stray} in the table is no record of the log");
     }
@@ -399,7 +442,8 @@ fn base_seed() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_lands_exactly_once_across_crashes_and_faults() -> anyhow::Result<()> {
     let base = base_seed();
-    let count: u64 = std::env::var("DELIVERY_SCENARIOS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
+    let count: u64 =
+        std::env::var("DELIVERY_SCENARIOS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let workers = 2u64;
     let mut handles = Vec::new();
     for w in 0..workers {

@@ -11,18 +11,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
+use kinesis_bigquery::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
+};
 use kinesis_bigquery::delivery::store::{S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch, ShardState,
-    WriteMode, deliver, state_key,
+    DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch, ShardState, WriteMode,
+    deliver, state_key,
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 
@@ -64,7 +66,8 @@ async fn deps(
     store: Arc<dyn StateStore>,
     dir: &std::path::Path,
 ) -> anyhow::Result<DeliveryDeps> {
-    let options = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let options =
+        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut d = DeliveryDeps::new(
         client.clone(),
         EncoderCell::new(Encoder::new(&schema(), options.clone())?, options),
@@ -87,10 +90,14 @@ async fn two_writers_one_shard_exactly_one_commits() -> anyhow::Result<()> {
     let store: Arc<dyn StateStore> =
         Arc::new(S3StateStore::new(moto.s3_client(), bucket.clone(), "state".into()));
     let table = TableName::new("p", "s3state", "events")?;
-    let emu = emulator::start(EmulatorConfig { tables: vec![(table.clone(), schema())], ..Default::default() })
-        .await?;
-    let client = WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-        .await?;
+    let emu = emulator::start(EmulatorConfig {
+        tables: vec![(table.clone(), schema())],
+        ..Default::default()
+    })
+    .await?;
+    let client =
+        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
+            .await?;
     let dir = tempfile::tempdir()?;
     let first = deps(&client, store.clone(), &dir.path().join("a")).await?;
     let second = deps(&client, store.clone(), &dir.path().join("b")).await?;
@@ -98,7 +105,12 @@ async fn two_writers_one_shard_exactly_one_commits() -> anyhow::Result<()> {
 
     // A first invocation creates the state and the stream.
     let warm = records(100..103);
-    let out = deliver(ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &warm }, &first, deadline()).await;
+    let out = deliver(
+        ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &warm },
+        &first,
+        deadline(),
+    )
+    .await;
     assert_eq!(out.gave_back, None);
     assert!(out.records.iter().all(|r| *r == RecordOutcome::Landed(Landing::Table)), "{out:?}");
     let key = state_key(&table, ARN, SHARD);
@@ -111,8 +123,16 @@ async fn two_writers_one_shard_exactly_one_commits() -> anyhow::Result<()> {
     emu.faults().delay("AppendRows", Duration::from_millis(300));
     let batch = records(103..106);
     let (a, b) = tokio::join!(
-        deliver(ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch }, &first, deadline()),
-        deliver(ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch }, &second, deadline()),
+        deliver(
+            ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch },
+            &first,
+            deadline()
+        ),
+        deliver(
+            ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch },
+            &second,
+            deadline()
+        ),
     );
     emu.faults().clear();
     let conflicts = [&a, &b].iter().filter(|o| o.gave_back == Some(GaveBack::Conflict)).count();
@@ -120,11 +140,22 @@ async fn two_writers_one_shard_exactly_one_commits() -> anyhow::Result<()> {
     let (winner, loser) = if a.gave_back.is_none() { (&a, &b) } else { (&b, &a) };
     assert_eq!(winner.gave_back, None);
     assert!(winner.records.iter().all(RecordOutcome::is_landed), "{winner:?}");
-    assert!(loser.records.iter().all(|r| !r.is_landed()), "the loser gives everything back: {loser:?}");
+    assert!(
+        loser.records.iter().all(|r| !r.is_landed()),
+        "the loser gives everything back: {loser:?}"
+    );
 
     // Kinesis redelivers the loser's batch (same records): nothing changes.
-    let again = deliver(ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch }, &first, deadline()).await;
-    assert!(again.records.iter().all(|r| *r == RecordOutcome::Landed(Landing::Earlier)), "{again:?}");
+    let again = deliver(
+        ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &batch },
+        &first,
+        deadline(),
+    )
+    .await;
+    assert!(
+        again.records.iter().all(|r| *r == RecordOutcome::Landed(Landing::Earlier)),
+        "{again:?}"
+    );
 
     let mut keys: Vec<String> = emu
         .read_rows(&table)?

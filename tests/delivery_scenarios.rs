@@ -9,10 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient};
+use kinesis_bigquery::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
+};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    BadRecord, Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
+    Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
     ShardOutcome, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
@@ -20,7 +22,7 @@ use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::{BadRecord, Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillReason, SpillSink};
 use kinesis_bigquery::table::TableName;
 
@@ -28,7 +30,12 @@ const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/scenarios";
 const SHARD: &str = "shardId-000000000002";
 
 fn col(name: &str, mode: Mode) -> TableFieldSchema {
-    TableFieldSchema { name: name.into(), r#type: Type::String as i32, mode: mode as i32, ..Default::default() }
+    TableFieldSchema {
+        name: name.into(),
+        r#type: Type::String as i32,
+        mode: mode as i32,
+        ..Default::default()
+    }
 }
 
 /// The table requires `must`; the encoder thinks it optional, so a record
@@ -42,7 +49,10 @@ fn encoder_schema() -> TableSchema {
 }
 
 fn pos(seq: u64) -> Position {
-    Position { sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(), sub_sequence_number: 0 }
+    Position {
+        sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(),
+        sub_sequence_number: 0,
+    }
 }
 
 fn rec(seq: u64, json: &str) -> Result<SourceRecord, BadRecord> {
@@ -100,17 +110,22 @@ fn quick() -> RetryPolicy {
 
 async fn setup(mode: WriteMode) -> anyhow::Result<Setup> {
     let table = TableName::new("p", "scen", &format!("t{}", uuid::Uuid::new_v4().simple()))?;
-    let emu = emulator::start(EmulatorConfig { tables: vec![(table.clone(), table_schema())], ..Default::default() })
-        .await?;
-    let client = WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-        .await?
-        .with_unary_retry(quick())
-        .with_rpc_timeout(Duration::from_secs(2));
+    let emu = emulator::start(EmulatorConfig {
+        tables: vec![(table.clone(), table_schema())],
+        ..Default::default()
+    })
+    .await?;
+    let client =
+        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
+            .await?
+            .with_unary_retry(quick())
+            .with_rpc_timeout(Duration::from_secs(2));
     let dir = tempfile::tempdir()?;
     let state = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let dlq = dir.path().join("dlq.ndjson");
-    let options = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let options =
+        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let mut deps = DeliveryDeps::new(
         client,
         EncoderCell::new(Encoder::new(&encoder_schema(), options.clone())?, options),
@@ -152,7 +167,8 @@ impl Setup {
     }
 
     async fn state(&self) -> ShardState {
-        let (bytes, _) = self.state.load(&state_key(&self.table, ARN, SHARD)).await.unwrap().unwrap();
+        let (bytes, _) =
+            self.state.load(&state_key(&self.table, ARN, SHARD)).await.unwrap().unwrap();
         ShardState::from_json(&bytes).unwrap()
     }
 }
@@ -253,14 +269,20 @@ async fn bigquery_down_spills_in_doubt_records_with_their_offsets() -> anyhow::R
     s.emu.faults().set_down(true);
     let out = s.run(&[good(2), not_json(3), good(4)]).await;
     s.emu.faults().set_down(false);
-    assert_eq!(out.records, vec![RecordOutcome::Landed(Landing::Spill), DLQ, RecordOutcome::Landed(Landing::Spill)]);
+    assert_eq!(
+        out.records,
+        vec![RecordOutcome::Landed(Landing::Spill), DLQ, RecordOutcome::Landed(Landing::Spill)]
+    );
     let keys_listed = s.spill.list(&SpillFilter::default()).await?;
     assert_eq!(keys_listed.len(), 1);
     let spilled = s.spill.read(&keys_listed[0]).await?;
     assert_eq!(spilled.reason, SpillReason::InDoubt);
     let st = s.state().await;
     assert_eq!(spilled.write_stream.as_deref(), Some(st.write_stream.as_str()));
-    assert_eq!(spilled.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![Some(1), Some(2)]);
+    assert_eq!(
+        spilled.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
     assert_eq!(st.spills, vec![keys_listed[0].path()]);
     assert_eq!((st.next_offset, st.last_position.clone()), (3, Some(pos(4))));
     // BigQuery is back: the next record finds the stream short (the in-doubt
@@ -278,7 +300,10 @@ async fn at_least_once_writes_the_default_stream_and_dead_letters_rejects() -> a
     assert_eq!(out.records, vec![TABLE, DLQ, DLQ, TABLE]);
     assert_eq!(s.keys(), keys(&[1, 4]));
     assert_eq!(s.letters().len(), 2);
-    assert!(s.state.load(&state_key(&s.table, ARN, SHARD)).await?.is_none(), "no state in at-least-once");
+    assert!(
+        s.state.load(&state_key(&s.table, ARN, SHARD)).await?.is_none(),
+        "no state in at-least-once"
+    );
     s.emu.faults().set_down(true);
     let out = s.run(&[good(5)]).await;
     s.emu.faults().set_down(false);

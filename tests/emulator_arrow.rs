@@ -253,3 +253,54 @@ async fn arrow_bad_rows_extra_fields_and_garbage_are_refused() -> anyhow::Result
     emu.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn arrow_struct_feeds_a_range_column() -> anyhow::Result<()> {
+    use kinesis_bigquery::pb::storage::TableFieldSchema;
+    use kinesis_bigquery::pb::storage::table_field_schema::FieldElementType;
+    let emu = start().await;
+    let t = table_name();
+    let range = TableFieldSchema {
+        range_element_type: Some(FieldElementType { r#type: Type::Date as i32 }),
+        ..col("p", Type::Range, Mode::Nullable)
+    };
+    emu.create_table(
+        &t,
+        TableSchema { fields: vec![col("id", Type::Int64, Mode::Required), range] },
+    )?;
+    let bounds = Fields::from(vec![
+        Field::new("start", DataType::Date32, true),
+        Field::new("end", DataType::Date32, true),
+    ]);
+    let s = Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("p", DataType::Struct(bounds.clone()), true),
+    ]);
+    let p = StructArray::try_new(
+        bounds,
+        vec![
+            Arc::new(Date32Array::from(vec![Some(0), None])) as ArrayRef,
+            Arc::new(Date32Array::from(vec![Some(31), Some(1)])),
+        ],
+        None,
+    )?;
+    let b = RecordBatch::try_new(
+        Arc::new(s.clone()),
+        vec![Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef, Arc::new(p)],
+    )?;
+    let mut c = client(&emu).await;
+    let mut conn = Conn::open(&mut c, &t.default_stream()).await?;
+    assert_eq!(
+        outcome(&conn.append(arrow_request(&t.default_stream(), Some(&s), None, &b)).await?),
+        Ok(None)
+    );
+    assert_eq!(
+        emu.read_rows(&t)?,
+        vec![
+            json!({"id": "1", "p": {"start": "1970-01-01", "end": "1970-02-01"}}),
+            json!({"id": "2", "p": {"start": null, "end": "1970-01-02"}}),
+        ]
+    );
+    emu.shutdown().await;
+    Ok(())
+}

@@ -244,3 +244,52 @@ async fn concurrent_writers_lose_nothing() -> anyhow::Result<()> {
     emu.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn default_streams_multiplex_across_tables_but_explicit_streams_do_not_switch()
+-> anyhow::Result<()> {
+    let emu = start().await;
+    let (a, b) = (table_name(), table_name());
+    emu.create_table(&a, simple_schema())?;
+    emu.create_table(&b, simple_schema())?;
+    let mut c = client(&emu).await;
+    let mut conn = Conn::open_with_routing(&mut c, None).await?;
+    assert!(
+        outcome(
+            &conn
+                .append(request(
+                    &a.default_stream(),
+                    Some(&simple_descriptor()),
+                    None,
+                    vec![row(1, "a")]
+                ))
+                .await?
+        )
+        .is_ok()
+    );
+    let r = conn
+        .append(request(&b.default_stream(), Some(&simple_descriptor()), None, vec![row(2, "b")]))
+        .await?;
+    assert_eq!(r.write_stream, b.default_stream());
+    assert!(outcome(&r).is_ok());
+    assert_eq!(ids(&emu.read_rows(&a)?), ["1"]);
+    assert_eq!(ids(&emu.read_rows(&b)?), ["2"]);
+
+    let s = create_stream(&mut c, &a, StreamType::Committed).await;
+    let mut conn = Conn::open(&mut c, &s).await?;
+    assert!(
+        outcome(
+            &conn
+                .append(request(&s, Some(&simple_descriptor()), Some(0), vec![row(3, "c")]))
+                .await?
+        )
+        .is_ok()
+    );
+    let err = conn
+        .append(request(&a.default_stream(), Some(&simple_descriptor()), None, vec![row(4, "d")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    emu.shutdown().await;
+    Ok(())
+}

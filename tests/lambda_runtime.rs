@@ -26,8 +26,9 @@ const SAMPLE: &str = include_str!("../../shared/data/kinesis-event-sample.json")
 const SCHEMA: &str = include_str!("fixtures/events.schema.json");
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-2:123456789012:function:kinesis-bigquery";
 
-/// What the function posted back, by route.
+/// What the function posted back, by route (read through `Debug` in failures).
 #[derive(Debug)]
+#[allow(dead_code)]
 enum Posted {
     Response { request_id: String, body: Value },
     Error { route: String, body: Value },
@@ -73,7 +74,11 @@ async fn response(
     StatusCode::ACCEPTED
 }
 
-async fn error(State(api): State<Arc<RuntimeApi>>, Path(route): Path<String>, body: Bytes) -> StatusCode {
+async fn error(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(route): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let _ = api.posted.send(Posted::Error { route, body });
     StatusCode::ACCEPTED

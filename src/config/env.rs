@@ -9,19 +9,16 @@ use super::log_filter::LogFilter;
 use super::read::Reader;
 use crate::delivery::WriteMode;
 use crate::rows::{RowFormat, UnknownFields};
+use crate::sink_url::SinkUrl;
 use crate::table::TableName;
 use std::time::Duration;
 
 /// The Storage Write API's public endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
-/// AppendRows rejects requests over 10 MiB ("AppendRows request too large:
-/// N limit 10485760", fact sheet §3); the default leaves 512 KiB for the
-/// request envelope and writer schema.
-pub const DEFAULT_BATCH_MAX_BYTES: u64 = 10 * 1024 * 1024 - 512 * 1024;
-/// The largest request size accepted in configuration: 20 MiB, the raised
-/// limit of the 2026 proto comment (allowlisted projects only, fact sheet §3).
-pub const MAX_BATCH_MAX_BYTES: u64 = 20 * 1024 * 1024;
+/// Default and ceiling of `BATCH_MAX_BYTES`: the service's 10 MiB request
+/// limit less room for the envelope ([`crate::batch::BATCH_MAX_BYTES`]).
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = crate::batch::BATCH_MAX_BYTES as u64;
 /// A Lambda invocation runs at most 15 minutes (900 s, Lambda quotas).
 pub const MAX_INVOCATION_MS: u64 = 900_000;
 /// Java's per-connection in-flight cap (`StreamWriter`: 1000 requests /
@@ -56,11 +53,11 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// `STATE_URL`: `s3://bucket/prefix` or `file:///dir`; required with
     /// `WRITE_MODE=exactly_once`, unused otherwise.
-    pub state: Option<String>,
+    pub state: Option<SinkUrl>,
     /// `SPILL_URL`: `s3://bucket/prefix` or `file:///dir`.
-    pub spill: String,
+    pub spill: SinkUrl,
     /// `DLQ_URL`: an SQS queue URL or `file:///path.ndjson`.
-    pub dead_letter: String,
+    pub dead_letter: SinkUrl,
     /// `LOG_LEVEL` / `RUST_LOG`.
     pub log_filter: LogFilter,
 }
@@ -106,9 +103,10 @@ impl Config {
         });
         // No per-request row limit is documented; a million keeps one
         // request's bookkeeping bounded.
-        let max_rows = r.integer("BATCH_MAX_ROWS", 50_000, 1, 1_000_000);
+        let max_rows =
+            r.integer("BATCH_MAX_ROWS", crate::batch::BATCH_MAX_ROWS as u64, 1, 1_000_000);
         let max_bytes =
-            r.integer("BATCH_MAX_BYTES", DEFAULT_BATCH_MAX_BYTES, 1024, MAX_BATCH_MAX_BYTES);
+            r.integer("BATCH_MAX_BYTES", DEFAULT_BATCH_MAX_BYTES, 1024, DEFAULT_BATCH_MAX_BYTES);
         // 300 s: the event source mapping's own maximum batching window.
         let window = r.millis("BATCH_WINDOW_MS", 0, 0, 300_000);
         let inflight_requests =
@@ -233,20 +231,11 @@ enum Scheme {
     File,
 }
 
-fn sink(s: &str, allowed: &[Scheme]) -> Result<String, String> {
-    let scheme = if s.starts_with("s3://") && s.len() > "s3://".len() {
-        Some(Scheme::S3)
-    } else if s.starts_with("file://") && s.len() > "file://".len() {
-        Some(Scheme::File)
-    } else if (s.starts_with("https://") || s.starts_with("http://")) && s.matches('/').count() >= 4
-    {
-        Some(Scheme::Sqs)
-    } else {
-        None
-    };
-    match scheme {
-        Some(k) if allowed.contains(&k) => Ok(s.to_string()),
-        _ => Err(allowed
+/// A [`SinkUrl`] of one of the `allowed` kinds (S3 is not a queue, SQS not
+/// an object store).
+fn sink(s: &str, allowed: &[Scheme]) -> Result<SinkUrl, String> {
+    let expected = || {
+        allowed
             .iter()
             .map(|k| match k {
                 Scheme::S3 => "s3://BUCKET/PREFIX",
@@ -254,6 +243,15 @@ fn sink(s: &str, allowed: &[Scheme]) -> Result<String, String> {
                 Scheme::File => "file:///PATH",
             })
             .collect::<Vec<_>>()
-            .join(" or ")),
-    }
+            .join(" or ")
+    };
+    let url: SinkUrl = s
+        .parse()
+        .map_err(|e: crate::sink_url::SinkUrlError| format!("{} ({})", expected(), e.why))?;
+    let kind = match url {
+        SinkUrl::S3 { .. } => Scheme::S3,
+        SinkUrl::Sqs { .. } => Scheme::Sqs,
+        SinkUrl::File { .. } => Scheme::File,
+    };
+    if allowed.contains(&kind) { Ok(url) } else { Err(expected()) }
 }

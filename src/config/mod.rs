@@ -12,8 +12,8 @@ mod read;
 mod tests;
 
 pub use env::{
-    BatchSettings, Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, MAX_BATCH_MAX_BYTES,
-    MAX_INFLIGHT_REQUESTS_LIMIT, MAX_INVOCATION_MS,
+    BatchSettings, Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, MAX_INFLIGHT_REQUESTS_LIMIT,
+    MAX_INVOCATION_MS,
 };
 pub use error::{ConfigError, Problem};
 pub use log_filter::{LEVELS, LogFilter};

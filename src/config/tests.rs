@@ -38,13 +38,13 @@ fn defaults() {
     assert_eq!(c.row_format, RowFormat::Proto);
     assert_eq!(c.unknown_fields, UnknownFields::Reject);
     assert_eq!(c.batch.max_bytes as u64, DEFAULT_BATCH_MAX_BYTES);
-    assert_eq!(c.batch.max_rows, 50_000);
+    assert_eq!(c.batch.max_rows, 10_000);
     assert_eq!(c.batch.window, Duration::ZERO);
     assert_eq!(c.max_inflight_requests, 8);
     assert_eq!(c.max_inflight_bytes, 64 << 20);
     assert_eq!(c.retry_budget, Duration::from_secs(30));
     assert_eq!(c.deadline_margin, Duration::from_secs(5));
-    assert_eq!(c.state.as_deref(), Some("s3://bucket/state"));
+    assert_eq!(c.state.map(|u| u.to_string()).as_deref(), Some("s3://bucket/state"));
     assert_eq!(c.log_filter, LogFilter::default());
 }
 
@@ -53,7 +53,7 @@ fn defaults() {
 #[test_case("ROW_FORMAT", "arrow" ; "arrow")]
 #[test_case("UNKNOWN_FIELDS", "ignore" ; "ignore")]
 #[test_case("BATCH_MAX_ROWS", "1" ; "min rows")]
-#[test_case("BATCH_MAX_BYTES", "10_485_760" ; "underscores")]
+#[test_case("BATCH_MAX_BYTES", "9_961_472" ; "underscores")]
 #[test_case("BATCH_WINDOW_MS", "300000" ; "max window")]
 #[test_case("MAX_INFLIGHT_REQUESTS", "1000" ; "max inflight")]
 #[test_case("RETRY_BUDGET_MS", "0" ; "no retries")]
@@ -81,7 +81,7 @@ fn accepts(var: &'static str, value: &str) {
 #[test_case("UNKNOWN_FIELDS", "drop", "reject, ignore" ; "unknown")]
 #[test_case("BATCH_MAX_ROWS", "0", "from 1 to 1000000" ; "zero rows")]
 #[test_case("BATCH_MAX_ROWS", "ten", "from 1 to 1000000" ; "not a number")]
-#[test_case("BATCH_MAX_BYTES", "99999999", "from 1024 to 20971520" ; "over the service limit")]
+#[test_case("BATCH_MAX_BYTES", "10485760", "from 1024 to 9961472" ; "over the service limit")]
 #[test_case("BATCH_WINDOW_MS", "-1", "from 0 to 300000" ; "negative")]
 #[test_case("MAX_INFLIGHT_REQUESTS", "1001", "from 1 to 1000" ; "too many")]
 #[test_case("RETRY_BUDGET_MS", "900001", "from 0 to 900000" ; "past lambda max")]
@@ -114,7 +114,7 @@ fn requires(var: &'static str) {
 #[test]
 fn empty_counts_as_unset() {
     let c = with(&[("BATCH_MAX_ROWS", ""), ("LOG_LEVEL", " ")]).unwrap();
-    assert_eq!(c.batch.max_rows, 50_000);
+    assert_eq!(c.batch.max_rows, 10_000);
     assert!(with(&[("BIGQUERY_TABLE", "")]).is_err());
 }
 

@@ -117,7 +117,17 @@ pub(crate) async fn deliver(
             }
             let ids: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
             let messages: Vec<String> = rejected.into_iter().map(|(_, m)| m).collect();
-            dead_letter(deps, batch.table, &items, &ids, Some(&messages), &mut landing, &mut stats, hook).await?;
+            dead_letter(
+                deps,
+                batch.table,
+                &items,
+                &ids,
+                Some(&messages),
+                &mut landing,
+                &mut stats,
+                hook,
+            )
+            .await?;
             if gave_up {
                 break;
             }
@@ -143,10 +153,8 @@ pub(crate) async fn deliver(
     }
     .await;
     let mut records = vec![RecordOutcome::NotLanded; batch.records.len()];
-    let by_item: Vec<RecordOutcome> = landing
-        .iter()
-        .map(|l| l.map_or(RecordOutcome::NotLanded, RecordOutcome::Landed))
-        .collect();
+    let by_item: Vec<RecordOutcome> =
+        landing.iter().map(|l| l.map_or(RecordOutcome::NotLanded, RecordOutcome::Landed)).collect();
     for (item, outcome) in items.iter().zip(&by_item) {
         if let Some(slot) = records.get_mut(item.index) {
             *slot = *outcome;

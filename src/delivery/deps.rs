@@ -42,7 +42,7 @@ impl EncoderCell {
     /// # Errors
     /// The schema cannot be encoded for; the old encoder stays.
     pub fn replace(&self, schema: &TableSchema) -> Result<Arc<Encoder>, SchemaError> {
-        let fresh = Arc::new(Encoder::new(schema, self.options.clone())?);
+        let fresh = Arc::new(Encoder::new(schema, self.options)?);
         match self.current.write() {
             Ok(mut e) => *e = Arc::clone(&fresh),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&fresh),

@@ -14,8 +14,9 @@
 //!   all in; rows rejected at a known end; not written past a known end (→
 //!   spillover); or unknown (`ALREADY_EXISTS` at the tail, answers lost) →
 //!   **resolve** with `FinalizeWriteStream`, keep its row count in the state,
-//!   and rotate;
-//! then one compare-and-swap commits what landed. A lost CAS gives the batch
+//!   and rotate.
+//!
+//! Then one compare-and-swap commits what landed. A lost CAS gives the batch
 //! back. Kinesis is told "landed" only for what the last successful state
 //! write covers.
 
@@ -43,8 +44,7 @@ pub(crate) async fn deliver(
     deadline: Instant,
 ) -> ShardOutcome {
     let encoder = deps.encoder.snapshot();
-    let prepared =
-        prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
+    let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
     let mut run = Run::new(batch, deps, prepared, encoder, deadline);
     let result = run.go().await;
     if let Err(GaveBack::Crashed(_)) = &result {
@@ -140,7 +140,10 @@ impl<'a, 'b> Run<'a, 'b> {
             }
         }
         if !done {
-            tracing::warn!(shard_id = self.batch.shard_id, "round limit reached; the rest goes back");
+            tracing::warn!(
+                shard_id = self.batch.shard_id,
+                "round limit reached; the rest goes back"
+            );
         }
         self.commit().await
     }
@@ -338,7 +341,11 @@ impl<'a, 'b> Run<'a, 'b> {
         let in_table = |landed: usize| -> usize {
             match (landed, probe, first_bad) {
                 (0, true, Some(k)) => k,
-                _ => cuts.get(landed).and_then(|c| segment.get(c.rows.start)).copied().unwrap_or(upto),
+                _ => cuts
+                    .get(landed)
+                    .and_then(|c| segment.get(c.rows.start))
+                    .copied()
+                    .unwrap_or(upto),
             }
         };
         match verdict {
@@ -357,10 +364,10 @@ impl<'a, 'b> Run<'a, 'b> {
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
-            Verdict::RowErrors { landed, offset, errors, at_end } => {
+            Verdict::RowErrors { landed, request, offset, errors, at_end } => {
                 let start = in_table(landed);
                 self.land_prefix(&slots, start);
-                let base = cuts.get(landed).map_or(0, |c| c.rows.start);
+                let base = cuts.get(request).map_or(0, |c| c.rows.start);
                 let rejected: Vec<(usize, String)> = errors
                     .iter()
                     .filter_map(|e| segment.get(base + e.index).map(|&i| (i, e.message.clone())))
@@ -420,7 +427,11 @@ impl<'a, 'b> Run<'a, 'b> {
         let mut more = Vec::new();
         for (i, message) in rejected {
             let Some(item) = self.items.get(i) else { continue };
-            more.push(prepare::exclusion_for(item, ExclusionReason::RejectedByBigquery, message.clone()));
+            more.push(prepare::exclusion_for(
+                item,
+                ExclusionReason::RejectedByBigquery,
+                message.clone(),
+            ));
             if let Some(record) = item.record {
                 which.push(i);
                 letters.push(crate::dlq::DeadLetter::new(
@@ -624,7 +635,8 @@ impl<'a, 'b> Run<'a, 'b> {
             next.next_offset = end;
         }
         for (path, last) in &self.spilled {
-            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path) {
+            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
+            {
                 next.spills.push(path.clone());
             }
         }

@@ -66,9 +66,14 @@ pub struct ShardBatch<'a> {
 /// Delivers one shard's batch under `deps.mode`. Never fails as a whole: the
 /// outcome says, per record, whether it landed; the handler reports the first
 /// record that did not.
-pub async fn deliver(batch: ShardBatch<'_>, deps: &DeliveryDeps, deadline: Instant) -> ShardOutcome {
+pub async fn deliver(
+    batch: ShardBatch<'_>,
+    deps: &DeliveryDeps,
+    deadline: Instant,
+) -> ShardOutcome {
     use tracing::Instrument;
-    let span = tracing::info_span!("shard", shard_id = batch.shard_id, records = batch.records.len());
+    let span =
+        tracing::info_span!("shard", shard_id = batch.shard_id, records = batch.records.len());
     async {
         match deps.mode {
             WriteMode::ExactlyOnce => exactly_once::deliver(&batch, deps, deadline).await,
@@ -91,8 +96,9 @@ fn inputs<'a>(batch: &ShardBatch<'a>) -> Vec<(usize, Input<'a>)> {
                     BadReason::KplChecksum { .. } => Reason::KplChecksum,
                     _ => Reason::KplProtobuf,
                 };
-                let letter = DeadLetter::new(&bad.record, batch.table, reason, bad.reason.to_string());
-                (i, Input::Bad { position: bad.position().clone(), letter })
+                let letter =
+                    DeadLetter::new(&bad.record, batch.table, reason, bad.reason.to_string());
+                (i, Input::Bad { position: bad.position().clone(), letter: Box::new(letter) })
             }
         })
         .collect()

@@ -86,10 +86,10 @@ pub fn advance(
     let landed = landed.min(slots.len()).min(positions.len());
     let rows = slots.iter().take(landed).filter(|s| s.offset().is_some()).count();
     next.next_offset = state.next_offset.saturating_add(rows as i64);
-    if let Some(last) = landed.checked_sub(1).and_then(|i| positions.get(i)) {
-        if state.last_position.as_ref().is_none_or(|p| *last > p) {
-            next.last_position = Some((*last).clone());
-        }
+    if let Some(last) = landed.checked_sub(1).and_then(|i| positions.get(i))
+        && state.last_position.as_ref().is_none_or(|p| *last > p)
+    {
+        next.last_position = Some((*last).clone());
     }
     next.intent = prune(state.intent.as_ref(), next.last_position.as_ref());
     next
@@ -98,7 +98,8 @@ pub fn advance(
 /// Adds exclusions to the intent (they must all be after `last_position`).
 pub fn exclude(state: &ShardState, more: Vec<Exclusion>) -> ShardState {
     let mut next = state.clone();
-    let mut all: Vec<Exclusion> = state.intent.as_ref().map(|i| i.excluded.clone()).unwrap_or_default();
+    let mut all: Vec<Exclusion> =
+        state.intent.as_ref().map(|i| i.excluded.clone()).unwrap_or_default();
     all.extend(more);
     all.sort_by(|a, b| a.position.cmp(&b.position));
     all.dedup_by(|a, b| a.position == b.position);
@@ -110,10 +111,7 @@ pub fn exclude(state: &ShardState, more: Vec<Exclusion>) -> ShardState {
 /// The index of the first item whose row is at or beyond `end`: where the
 /// mapping leaves a finalized stream. `slots.len()` when none is.
 pub fn rotation_point(slots: &[Slot], end: i64) -> usize {
-    slots
-        .iter()
-        .position(|s| s.offset().is_some_and(|o| o >= end))
-        .unwrap_or(slots.len())
+    slots.iter().position(|s| s.offset().is_some_and(|o| o >= end)).unwrap_or(slots.len())
 }
 
 /// The state that continues in `new_stream` after a finalized stream of
@@ -139,12 +137,8 @@ pub fn rotate(
 }
 
 fn prune(intent: Option<&Intent>, last: Option<&Position>) -> Option<Intent> {
-    let excluded: Vec<Exclusion> = intent?
-        .excluded
-        .iter()
-        .filter(|e| last.is_none_or(|l| e.position > *l))
-        .cloned()
-        .collect();
+    let excluded: Vec<Exclusion> =
+        intent?.excluded.iter().filter(|e| last.is_none_or(|l| e.position > *l)).cloned().collect();
     (!excluded.is_empty()).then_some(Intent { excluded })
 }
 
@@ -171,7 +165,8 @@ mod tests {
 
     fn run(state: &ShardState, kinds: &[(u64, Kind)]) -> Vec<Slot> {
         let ps: Vec<Position> = kinds.iter().map(|(s, _)| pos(*s)).collect();
-        let items: Vec<(&Position, Kind)> = ps.iter().zip(kinds).map(|(p, (_, k))| (p, *k)).collect();
+        let items: Vec<(&Position, Kind)> =
+            ps.iter().zip(kinds).map(|(p, (_, k))| (p, *k)).collect();
         map(state, &items)
     }
 
@@ -196,10 +191,8 @@ mod tests {
     fn pure_bad_and_intent_take_no_offset_schema_bad_does() {
         let mut s = ShardState::new("s".into());
         s = exclude(&s, vec![excl(3)]);
-        let slots = run(
-            &s,
-            &[(1, Kind::PureBad), (2, Kind::SchemaBad), (3, Kind::Good), (4, Kind::Good)],
-        );
+        let slots =
+            run(&s, &[(1, Kind::PureBad), (2, Kind::SchemaBad), (3, Kind::Good), (4, Kind::Good)]);
         assert_eq!(
             slots,
             vec![

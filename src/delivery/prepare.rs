@@ -31,7 +31,10 @@ pub(crate) struct Item<'a> {
 pub(crate) enum Input<'a> {
     Record(&'a SourceRecord),
     /// The source could not make a record of it; the letter says why.
-    Bad { position: Position, letter: DeadLetter },
+    Bad {
+        position: Position,
+        letter: Box<DeadLetter>,
+    },
 }
 
 /// The batch, prepared.
@@ -61,7 +64,7 @@ pub(crate) fn prepare<'a>(
                 record: None,
                 kind: Kind::PureBad,
                 row: Vec::new(),
-                letter: Some(letter),
+                letter: Some(*letter),
             },
         })
         .collect();
@@ -134,14 +137,20 @@ fn letter_for_row_error(
 }
 
 /// The intent entry for a record that leaves the mapping.
-pub(crate) fn exclusion_for(item: &Item<'_>, reason: ExclusionReason, message: String) -> Exclusion {
+pub(crate) fn exclusion_for(
+    item: &Item<'_>,
+    reason: ExclusionReason,
+    message: String,
+) -> Exclusion {
     Exclusion { position: item.position.clone(), reason, message }
 }
 
 /// The intent entry for a `SchemaBad` item.
 pub(crate) fn schema_exclusion(item: &Item<'_>) -> Exclusion {
     let (reason, message) = match &item.letter {
-        Some(l) if l.reason == Reason::RowTooLarge => (ExclusionReason::RowTooLarge, l.error.clone()),
+        Some(l) if l.reason == Reason::RowTooLarge => {
+            (ExclusionReason::RowTooLarge, l.error.clone())
+        }
         Some(l) if l.reason == Reason::RejectedByBigquery => {
             (ExclusionReason::RejectedByBigquery, l.error.clone())
         }

@@ -6,9 +6,11 @@ use std::ops::Range;
 
 use tokio::time::Instant;
 
-use crate::batch::{self, BatchLimits, Piece};
 use super::crash::{self, Boundary, Crash, CrashPoints};
-use crate::bigquery::{AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError};
+use crate::batch::{self, BatchLimits, Piece};
+use crate::bigquery::{
+    AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError,
+};
 use crate::rows::Encoder;
 use crate::spill::SpillReason;
 
@@ -51,10 +53,11 @@ pub(crate) fn cut(
 pub(crate) enum Verdict {
     /// Every request is in, and the stream ends right after the last one.
     AllIn { end: i64 },
-    /// Requests `..landed` are in; request `landed` at `offset` was refused
+    /// Requests `..landed` are in; request `request` at `offset` was refused
     /// for these rows (nothing of it was written). `at_end`: `offset` is the
-    /// stream's known end, so the rows after it may be re-mapped right away.
-    RowErrors { landed: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
+    /// stream's known end (then `request == landed`), so the rows after it
+    /// may be re-mapped right away.
+    RowErrors { landed: usize, request: usize, offset: i64, errors: Vec<RowError>, at_end: bool },
     /// Requests `..landed` are in; the stream ends at `end`, so nothing from
     /// request `landed` on was written.
     NotWritten { landed: usize, end: i64, reason: SpillReason, error: String },
@@ -84,7 +87,13 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
             }
             AppendOutcome::RowErrors(errors) if !errors.is_empty() => {
                 let errors = errors.clone();
-                return Verdict::RowErrors { landed, offset: cut.offset, errors, at_end };
+                return Verdict::RowErrors {
+                    landed,
+                    request: i,
+                    offset: cut.offset,
+                    errors,
+                    at_end,
+                };
             }
             AppendOutcome::Failed(e) if at_end && !needs_resolution(e) => {
                 let reason = match e {
@@ -92,7 +101,12 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                     e if e.class() == Class::Permanent => SpillReason::Rejected,
                     _ => SpillReason::RetriesExhausted,
                 };
-                return Verdict::NotWritten { landed, end: cut.offset, reason, error: e.to_string() };
+                return Verdict::NotWritten {
+                    landed,
+                    end: cut.offset,
+                    reason,
+                    error: e.to_string(),
+                };
             }
             AppendOutcome::NotSent if at_end => {
                 return Verdict::NotWritten {
@@ -109,7 +123,10 @@ pub(crate) fn judge(cuts: &[Cut], outcomes: &[AppendOutcome], known_end: Option<
                 return Verdict::Unknown { landed, error: e.to_string() };
             }
             AppendOutcome::NotSent => {
-                return Verdict::Unknown { landed, error: "not sent after an unresolved append".into() };
+                return Verdict::Unknown {
+                    landed,
+                    error: "not sent after an unresolved append".into(),
+                };
             }
         }
     }
@@ -203,7 +220,10 @@ mod tests {
     #[test]
     fn all_appended_proves_the_end() {
         let c = cuts(&[2, 3], 10);
-        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::Appended { offset: Some(12) }];
+        let o = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::Appended { offset: Some(12) },
+        ];
         assert!(matches!(judge(&c, &o, None), Verdict::AllIn { end: 15 }));
     }
 
@@ -220,13 +240,24 @@ mod tests {
     fn row_errors_say_whether_the_end_is_known() {
         let c = cuts(&[2, 3], 10);
         let errs = vec![RowError { index: 1, message: "bad".into() }];
-        let o = vec![AppendOutcome::Appended { offset: Some(10) }, AppendOutcome::RowErrors(errs.clone())];
+        let o = vec![
+            AppendOutcome::Appended { offset: Some(10) },
+            AppendOutcome::RowErrors(errs.clone()),
+        ];
         assert!(matches!(
             judge(&c, &o, None),
             Verdict::RowErrors { landed: 1, offset: 12, at_end: true, .. }
         ));
+        let late = vec![AppendOutcome::AlreadyExists, AppendOutcome::RowErrors(errs.clone())];
+        assert!(matches!(
+            judge(&c, &late, None),
+            Verdict::RowErrors { landed: 0, request: 1, offset: 12, at_end: false, .. }
+        ));
         let first = vec![AppendOutcome::RowErrors(errs), AppendOutcome::NotSent];
-        assert!(matches!(judge(&c, &first, None), Verdict::RowErrors { landed: 0, at_end: false, .. }));
+        assert!(matches!(
+            judge(&c, &first, None),
+            Verdict::RowErrors { landed: 0, at_end: false, .. }
+        ));
         assert!(matches!(
             judge(&c, &first, Some(10)),
             Verdict::RowErrors { landed: 0, offset: 10, at_end: true, .. }
@@ -241,7 +272,9 @@ mod tests {
             AppendOutcome::Failed(failed(tonic::Code::PermissionDenied)),
         ];
         match judge(&c, &o, None) {
-            Verdict::NotWritten { landed: 1, end: 12, reason, .. } => assert_eq!(reason, SpillReason::Rejected),
+            Verdict::NotWritten { landed: 1, end: 12, reason, .. } => {
+                assert_eq!(reason, SpillReason::Rejected)
+            }
             v => panic!("{v:?}"),
         }
         let lost = vec![
@@ -249,10 +282,14 @@ mod tests {
             AppendOutcome::InDoubt(failed(tonic::Code::Unavailable)),
         ];
         assert!(matches!(judge(&c, &lost, None), Verdict::Unknown { landed: 1, .. }));
-        let finalized = vec![AppendOutcome::Failed(failed(tonic::Code::OutOfRange)), AppendOutcome::NotSent];
+        let finalized =
+            vec![AppendOutcome::Failed(failed(tonic::Code::OutOfRange)), AppendOutcome::NotSent];
         assert!(matches!(judge(&c, &finalized, Some(10)), Verdict::Unknown { landed: 0, .. }));
         let down = vec![AppendOutcome::NotSent, AppendOutcome::NotSent];
         assert!(matches!(judge(&c, &down, None), Verdict::Unknown { landed: 0, .. }));
-        assert!(matches!(judge(&c, &down, Some(10)), Verdict::NotWritten { landed: 0, end: 10, .. }));
+        assert!(matches!(
+            judge(&c, &down, Some(10)),
+            Verdict::NotWritten { landed: 0, end: 10, .. }
+        ));
     }
 }

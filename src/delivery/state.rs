@@ -242,7 +242,11 @@ mod tests {
     #[test]
     fn keys_are_path_safe() {
         let t: TableName = "p.d.t".parse().unwrap();
-        let k = state_key(&t, "arn:aws:kinesis:us-east-1:123456789012:stream/my-stream", "shardId-000");
-        assert_eq!(k, "p/d/t/arn_aws_kinesis_us-east-1_123456789012_stream_my-stream/shardId-000.json");
+        let k =
+            state_key(&t, "arn:aws:kinesis:us-east-1:123456789012:stream/my-stream", "shardId-000");
+        assert_eq!(
+            k,
+            "p/d/t/arn_aws_kinesis_us-east-1_123456789012_stream_my-stream/shardId-000.json"
+        );
     }
 }

@@ -255,7 +255,10 @@ fn value(a: &ArrayRef, i: usize, col: &TableFieldSchema, path: &str) -> Result<V
                     _ => Ok(Value::Null),
                 }
             };
-            Ok(Value::Range(Box::new(bound("start")?), Box::new(bound("end")?)))
+            let (start, end) = (bound("start")?, bound("end")?);
+            v::check_range(&start, &end)
+                .map_err(|e| format!("Invalid value for field {path}: {e}"))?;
+            Ok(Value::Range(Box::new(start), Box::new(end)))
         }
         _ => scalar(t, a, i).map_err(|e| format!("Invalid value for field {path}: {e}")),
     }

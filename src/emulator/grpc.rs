@@ -112,7 +112,7 @@ impl BigQueryWrite for Arc<WriteService> {
 
     type AppendRowsStream = ReceiverStream<Result<AppendRowsResponse, Status>>;
 
-    /// Never reached: [`WriteRoutes`] serves AppendRows with the raw request type.
+    /// Never reached: `WriteRoutes` serves AppendRows with the raw request type.
     async fn append_rows(
         &self,
         _request: Request<Streaming<AppendRowsRequest>>,

@@ -8,6 +8,20 @@
 //! writer-schema checks, BigQuery's value checks with per-row errors,
 //! the request size limit, finalize/commit/flush, `updated_schema` and the
 //! idle timeout. State is in memory.
+//!
+//! In-process: [`start`] with [`EmulatorConfig::default`] (ports picked by the
+//! OS), then [`Emulator::grpc_endpoint`], [`Emulator::read_rows`] (canonical
+//! JSON, see [`values`]) and [`Emulator::faults`]. As a process:
+//! `kinesis-bigquery emulator --grpc 127.0.0.1:9060 --rest 127.0.0.1:9050
+//! [--table P.D.T=schema.json]...` ([`cli`]).
+//!
+//! Faults over REST (`POST /emulator/v1/faults`, one rule per body; `DELETE`
+//! clears every rule; `GET` lists them), see [`FaultSpec`]:
+//! `{"kind":"fail","method":"AppendRows","times":2,"code":"UNAVAILABLE"}`,
+//! `{"kind":"delay","method":"*","ms":100}`,
+//! `{"kind":"drop_after","responses":3}`, `{"kind":"write_then_drop"}`,
+//! `{"kind":"random","method":"*","probability":0.2,"seed":7,"code":14}`,
+//! `{"kind":"down"}` / `{"kind":"up"}`.
 
 mod append;
 mod arrow_rows;

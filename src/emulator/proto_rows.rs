@@ -105,23 +105,10 @@ fn convert(
                 }
             };
             let (start, end) = (bound("start")?, bound("end")?);
-            if let (Some(s), Some(e)) = (order_key(&start), order_key(&end))
-                && s >= e
-            {
-                return Err(at(path, "RANGE start must be before its end".into()));
-            }
+            v::check_range(&start, &end).map_err(|e| at(path, e))?;
             Ok(Value::Range(Box::new(start), Box::new(end)))
         }
         t => scalar(t, value, &fp.proto.kind()).map_err(|e| at(path, e)),
-    }
-}
-
-fn order_key(v: &Value) -> Option<i128> {
-    match v {
-        Value::Date(d) => Some(i128::from(*d)),
-        Value::Timestamp(t) => Some(i128::from(*t)),
-        Value::Datetime(dt) => Some(i128::from(dt.and_utc().timestamp_micros())),
-        _ => None,
     }
 }
 

@@ -45,8 +45,6 @@ struct Table {
     modified: Timestamp,
     rows: Vec<Row>,
     streams: HashMap<String, Stream>,
-    /// Connections to `_default` that wrote since creation (informational).
-    default_appends: u64,
 }
 
 struct Stream {
@@ -132,7 +130,6 @@ impl Store {
                 modified: t,
                 rows: Vec::new(),
                 streams: HashMap::new(),
-                default_appends: 0,
             },
         );
         Ok(())
@@ -354,7 +351,6 @@ impl Store {
                     target.stream
                 )));
             }
-            t.default_appends += 1;
             t.rows.extend(rows);
             return Ok(None);
         }

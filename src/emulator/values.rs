@@ -289,6 +289,21 @@ pub fn datetime_from_packed(v: i64) -> Result<NaiveDateTime, String> {
     Ok(date.and_time(time))
 }
 
+/// A RANGE's bounds: start strictly before end when both are set
+/// (BigQuery refuses empty and inverted ranges).
+pub fn check_range(start: &Value, end: &Value) -> Result<(), String> {
+    let key = |v: &Value| match v {
+        Value::Date(d) => Some(i128::from(*d)),
+        Value::Timestamp(t) => Some(i128::from(*t)),
+        Value::Datetime(dt) => Some(i128::from(dt.and_utc().timestamp_micros())),
+        _ => None,
+    };
+    match (key(start), key(end)) {
+        (Some(s), Some(e)) if s >= e => Err("RANGE start must be before its end".into()),
+        _ => Ok(()),
+    }
+}
+
 /// JSON columns take JSON text; anything `serde_json` cannot parse is refused.
 pub fn check_json(s: &str) -> Result<(), String> {
     serde_json::from_str::<serde::de::IgnoredAny>(s)

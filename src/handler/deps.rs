@@ -2,10 +2,13 @@
 //! start and reused by every invocation — the gRPC channel, the table schema
 //! and its encoder, the AWS clients behind the sinks.
 
-use crate::bigquery::{AuthMode, ClientConfig, ClientError, RpcError, WriteClient};
+use crate::batch::BatchLimits;
+use crate::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, ClientError, RetryPolicy, RpcError, WriteClient,
+};
 use crate::config::Config;
-use crate::delivery::store::{self, StateStore, StoreError};
-use crate::delivery::DeliveryDeps;
+use crate::delivery::store::{self, FileStateStore, StateStore, StoreError};
+use crate::delivery::{DeliveryDeps, EncoderCell};
 use crate::dlq::{self, DeadLetterSink, DlqError};
 use crate::metrics::LogOutput;
 use crate::pb::storage::TableSchema;
@@ -36,7 +39,8 @@ pub enum DepsError {
 pub struct WriterSide {
     pub client: WriteClient,
     pub schema: TableSchema,
-    pub encoder: Arc<Encoder>,
+    pub encoder: Encoder,
+    pub options: EncoderOptions,
 }
 
 impl WriterSide {
@@ -55,11 +59,10 @@ impl WriterSide {
         let client =
             WriteClient::connect(&ClientConfig { endpoint: config.endpoint.clone(), auth }).await?;
         let schema = client.table_schema(&config.table).await?;
-        let encoder = Encoder::new(
-            &schema,
-            EncoderOptions { format: config.row_format, unknown_fields: config.unknown_fields },
-        )?;
-        Ok(Self { client, schema, encoder: Arc::new(encoder) })
+        let options =
+            EncoderOptions { format: config.row_format, unknown_fields: config.unknown_fields };
+        let encoder = Encoder::new(&schema, options)?;
+        Ok(Self { client, schema, encoder, options })
     }
 
     /// "7 columns: a STRING, ...": what `check` prints.
@@ -122,8 +125,29 @@ async fn aws_config(config: &Config) -> aws_config::SdkConfig {
     if needed {
         aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
     } else {
-        aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build()
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build()
     }
+}
+
+/// The append retry policy for `RETRY_BUDGET_MS`: the client's default
+/// backoff (exponential from 100 ms, capped), with as many attempts as fit
+/// the budget in backoff time before jitter. A budget of 0 means one attempt.
+pub fn retry_policy(budget: Duration) -> RetryPolicy {
+    let base = RetryPolicy::default();
+    let mut attempts = 1u32;
+    let mut slept = Duration::ZERO;
+    let mut delay = base.initial_delay;
+    while attempts < 1_000 {
+        slept = slept.saturating_add(delay);
+        if slept > budget {
+            break;
+        }
+        attempts += 1;
+        delay = delay.mul_f32(base.factor).min(base.max_delay);
+    }
+    RetryPolicy { max_attempts: attempts, ..base }
 }
 
 /// Everything one invocation needs.
@@ -143,7 +167,32 @@ impl Deps {
     /// [`DepsError`] naming the part that failed.
     pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
         let (writer, sinks) = tokio::try_join!(WriterSide::connect(config), Sinks::open(config))?;
-        let delivery = DeliveryDeps::new(config, writer, sinks);
+        // At-least-once keeps no state; delivery still holds a store, so it
+        // gets one that is never written (a directory that need not exist).
+        let state = match sinks.state {
+            Some(s) => s,
+            None => Arc::new(FileStateStore::new(
+                std::env::temp_dir().join("kinesis-bigquery-unused-state"),
+            )),
+        };
+        let mut delivery = DeliveryDeps::new(
+            writer.client,
+            EncoderCell::new(writer.encoder, writer.options),
+            state,
+            sinks.spill,
+            sinks.dead_letter,
+            config.write_mode,
+        );
+        delivery.limits = BatchLimits {
+            max_rows: config.batch.max_rows,
+            max_bytes: config.batch.max_bytes,
+            window: config.batch.window,
+        };
+        delivery.appender = AppenderOptions {
+            max_inflight_requests: config.max_inflight_requests,
+            max_inflight_bytes: config.max_inflight_bytes,
+            retry: retry_policy(config.retry_budget),
+        };
         Ok(Self {
             config: config.clone(),
             delivery,

@@ -5,7 +5,7 @@ use super::deps::Deps;
 use super::error::HandlerError;
 use super::response::partial_batch_response;
 use super::shards::{ShardGroup, group_by_shard};
-use crate::delivery::{self, ShardBatch, ShardOutcome};
+use crate::delivery::{self, Landing, ShardBatch, ShardOutcome};
 use crate::metrics::{InvocationSummary, emf_line};
 use crate::source;
 use aws_lambda_events::event::kinesis::KinesisEvent;
@@ -47,15 +47,21 @@ pub async fn handle(
     );
     async move {
         let records = source::records(&event)?;
-        let shards = group_by_shard(&records);
+        let user_records = records.len();
+        let shards = group_by_shard(records);
         let outcomes = futures::future::join_all(
             shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
         )
         .await;
-        let response =
-            partial_batch_response(&event, outcomes.iter().map(ShardOutcome::first_not_landed))?;
+        // Outcome indexes are batch positions; the response names event records.
+        let first_not_landed = shards
+            .iter()
+            .zip(&outcomes)
+            .map(|(shard, o)| o.first_not_landed().and_then(|i| shard.event_index(i)));
+        let response = partial_batch_response(&event, first_not_landed)?;
 
-        let summary = summarize(&event, &records, &outcomes, started.elapsed());
+        let mut summary = summarize(&event, &outcomes, started.elapsed());
+        summary.user_records = user_records as u64;
         summary.log();
         deps.output.write_line(&emf_line(
             &summary,
@@ -69,17 +75,12 @@ pub async fn handle(
     .await
 }
 
-async fn deliver_shard(shard: &ShardGroup<'_>, deps: &Deps, deadline: Instant) -> ShardOutcome {
-    let span = tracing::info_span!(
-        "shard",
-        shard_id = %shard.shard_id,
-        first_seq = %shard.first_sequence_number(),
-        records = shard.records.len(),
-    );
+async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> ShardOutcome {
+    let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
     let batch = ShardBatch {
         table: &deps.config.table,
-        stream_arn: shard.stream_arn,
-        shard_id: shard.shard_id,
+        stream_arn: &shard.stream_arn,
+        shard_id: &shard.shard_id,
         records: &shard.records,
     };
     delivery::deliver(batch, &deps.delivery, deadline).instrument(span).await
@@ -87,25 +88,25 @@ async fn deliver_shard(shard: &ShardGroup<'_>, deps: &Deps, deadline: Instant) -
 
 fn summarize(
     event: &KinesisEvent,
-    records: &[Result<source::SourceRecord, source::BadRecord>],
     outcomes: &[ShardOutcome],
     duration: Duration,
 ) -> InvocationSummary {
     let mut s = InvocationSummary {
         records: event.records.len() as u64,
-        user_records: records.len() as u64,
         shards: outcomes.len() as u64,
         bytes: event.records.iter().map(|r| r.kinesis.data.len() as u64).sum(),
         duration,
         ..InvocationSummary::default()
     };
     for o in outcomes {
-        let c = o.counts();
-        s.rows += c.rows;
-        s.skipped += c.skipped;
-        s.dead_lettered += c.dead_lettered;
-        s.spilled += c.spilled;
-        s.not_landed += c.not_landed;
+        s.rows += o.count(Landing::Table) as u64;
+        s.skipped += o.count(Landing::Earlier) as u64;
+        s.dead_lettered += o.count(Landing::DeadLetter) as u64;
+        s.spilled += o.count(Landing::Spill) as u64;
+        s.not_landed += o.records.iter().filter(|r| !r.is_landed()).count() as u64;
+        if let Some(reason) = &o.gave_back {
+            tracing::warn!(?reason, "shard batch given back to Kinesis");
+        }
     }
     let now = i64::try_from(now_millis()).unwrap_or(i64::MAX);
     s.max_record_age_ms = event

@@ -1,9 +1,19 @@
 //! One invocation, start to partial batch response: Kinesis event → source
 //! records → per shard [`delivery`](crate::delivery) → the response that
 //! tells Kinesis only what landed (DESIGN.md invariant 5).
+//!
+//! [`Deps`] is built once per container; [`handle`] runs per invocation.
 
 mod deadline;
+mod deps;
+mod error;
+mod invoke;
 mod response;
+mod shards;
 
 pub use deadline::working_deadline;
+pub use deps::{Deps, DepsError, Sinks, WriterSide, retry_policy};
+pub use error::HandlerError;
+pub use invoke::{handle, local_event};
 pub use response::{UnnamedRecord, partial_batch_response};
+pub use shards::{ShardGroup, group_by_shard};

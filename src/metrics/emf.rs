@@ -13,7 +13,12 @@ pub const NAMESPACE: &str = "KinesisBigQuery";
 /// The EMF line for one invocation, dimensioned by table (the unit an
 /// operator watches). `function` is a plain property, so two functions
 /// feeding one table add up. `timestamp_ms`: milliseconds since the epoch.
-pub fn emf_line(summary: &InvocationSummary, table: &str, function: &str, timestamp_ms: u64) -> String {
+pub fn emf_line(
+    summary: &InvocationSummary,
+    table: &str,
+    function: &str,
+    timestamp_ms: u64,
+) -> String {
     let ms = u64::try_from(summary.duration.as_millis()).unwrap_or(u64::MAX);
     let mut metrics: Vec<(&str, &str, u64)> = vec![
         ("Records", "Count", summary.records),
@@ -71,7 +76,8 @@ mod tests {
             max_record_age_ms: Some(10),
             ..Default::default()
         };
-        let v: Value = serde_json::from_str(&emf_line(&s, "p.d.t", "fn", 1_700_000_000_000)).unwrap();
+        let v: Value =
+            serde_json::from_str(&emf_line(&s, "p.d.t", "fn", 1_700_000_000_000)).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
         assert_eq!(directive["Namespace"], NAMESPACE);

@@ -532,3 +532,10 @@ mod props {
         })
     }
 }
+
+#[test]
+fn encoder_is_send_and_sync() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Encoder>();
+    shared::<std::sync::Arc<Encoder>>();
+}
