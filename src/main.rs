@@ -43,6 +43,8 @@ enum Command {
     Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
     /// Replay spillover objects into BigQuery, exactly once.
     Backfill(kinesis_bigquery::backfill::BackfillArgs),
+    /// Run the whole pipeline locally with injected faults and check exactly-once.
+    Demo(kinesis_bigquery::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,11 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backfill(args) => backfill_command(args).await,
+            Command::Demo(args) => {
+                let report = kinesis_bigquery::demo::run(&args).await?;
+                print!("{report}");
+                Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
         }
     });
     match result {
@@ -132,7 +139,9 @@ async fn check_command() -> anyhow::Result<ExitCode> {
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn backfill_command(args: kinesis_bigquery::backfill::BackfillArgs) -> anyhow::Result<ExitCode> {
+async fn backfill_command(
+    args: kinesis_bigquery::backfill::BackfillArgs,
+) -> anyhow::Result<ExitCode> {
     use kinesis_bigquery::backfill::{Progress, run};
     init_logging(&config::LogFilter::default(), LogOutput::Stderr);
     let deps = args.deps().await?;

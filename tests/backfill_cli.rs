@@ -67,7 +67,10 @@ async fn json_progress_summary_and_exit_status() -> anyhow::Result<()> {
     assert_eq!(lines[0]["objects"], 2);
     let summary = lines.last().unwrap();
     assert_eq!(summary["event"], "summary");
-    assert_eq!((summary["counted"].as_u64(), summary["dead_lettered"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (summary["counted"].as_u64(), summary["dead_lettered"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert!(ids_in_table(&h.emulator, &table).is_empty());
 
     // No dead-letter queue: the object with a bad record stays, exit non-zero.
@@ -75,7 +78,11 @@ async fn json_progress_summary_and_exit_status() -> anyhow::Result<()> {
     assert_ne!(code, 0);
     let objects: Vec<&Value> = lines.iter().filter(|l| l["event"] == "object").collect();
     assert_eq!(objects.len(), 2);
-    assert!(objects.iter().any(|o| o["status"] == "failed" && o["error"].as_str().unwrap().contains("dead-letter")));
+    assert!(
+        objects.iter().any(
+            |o| o["status"] == "failed" && o["error"].as_str().unwrap().contains("dead-letter")
+        )
+    );
     assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&good));
 
     // With a queue: everything lands, exit 0.

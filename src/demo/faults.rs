@@ -91,7 +91,7 @@ pub fn plan(faults: &FaultSet, invocation: usize) -> Plan {
         3 | 4 if faults.has(Fault::Outage) => Plan::Outage,
         6 if faults.has(Fault::Crash) => Plan::KillMidway(Duration::from_millis(150)),
         7 if faults.has(Fault::Crash) => Plan::LoseResponse,
-        9 if faults.has(Fault::InDoubt) => Plan::InDoubt,
+        10 if faults.has(Fault::InDoubt) => Plan::InDoubt,
         _ => Plan::Clean,
     }
 }

@@ -6,9 +6,14 @@
 //! spillover, and a summary shows that every good record is in the table
 //! exactly once.
 
-// `kinesis.rs` and `run.rs` are declared once the handler branch lands.
 mod faults;
 pub mod generate;
+mod kinesis;
+mod report;
+mod run;
 mod table;
 
 pub use faults::{Fault, FaultSet};
+pub use kinesis::EsmStats;
+pub use report::DemoReport;
+pub use run::{DemoArgs, DemoError, run};

@@ -36,7 +36,8 @@ pub struct DemoArgs {
     /// Kinesis shards.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub shards: u16,
-    /// Kinesis records per invocation (the mapping's BatchSize).
+    /// Kinesis records per invocation at most (the mapping's BatchSize); made
+    /// smaller for small runs, so every fault meets a batch of its own.
     #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
     /// Row format of the AppendRows requests.
@@ -121,11 +122,14 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
 
     let generated = generate(args.records, usize::from(args.shards), args.seed);
     let kinesis_records: u64 = generated.shards.iter().map(|(_, r)| r.len() as u64).sum();
+    // The faults hit invocations 1 to 10 (faults.rs): make more than that.
+    let per_shard = kinesis_records / u64::from(args.shards.max(1));
+    let batch_size =
+        args.batch_size.min(usize::try_from(per_shard / 7).unwrap_or(usize::MAX).max(1));
     let bar = progress_bar(args.quiet, kinesis_records);
     bar.set_message("delivering");
     let esm =
-        drive(&deps, emulator.faults(), &generated.shards, args.batch_size, &args.faults, &bar)
-            .await;
+        drive(&deps, emulator.faults(), &generated.shards, batch_size, &args.faults, &bar).await;
 
     let mut report = DemoReport {
         format: format_name(args.format).to_string(),

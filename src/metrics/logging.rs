@@ -12,6 +12,9 @@ pub enum LogOutput {
     /// CLI commands: stdout carries the command's own output (`invoke`
     /// prints the response JSON), so logs go to stderr.
     Stderr,
+    /// Nothing: the demo runs hundreds of invocations in-process and prints
+    /// its own summary instead.
+    Discard,
 }
 
 impl LogOutput {
@@ -22,6 +25,7 @@ impl LogOutput {
         let _ = match self {
             Self::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
             Self::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+            Self::Discard => Ok(()),
         };
     }
 }
@@ -39,5 +43,6 @@ pub fn init_logging(filter: &LogFilter, output: LogOutput) -> bool {
     match output {
         LogOutput::Stdout => builder.with_writer(std::io::stdout).try_init().is_ok(),
         LogOutput::Stderr => builder.with_writer(std::io::stderr).try_init().is_ok(),
+        LogOutput::Discard => builder.with_writer(std::io::sink).try_init().is_ok(),
     }
 }
