@@ -42,7 +42,7 @@ pub async fn gate(
 ) -> Result<Gate, BackfillError> {
     let Some((shard, _)) = load(state, batch).await? else { return Ok(Gate::Pending) };
     let path = key.path();
-    if shard.spills.iter().any(|p| *p == path) {
+    if shard.spills.contains(&path) {
         return Ok(Gate::Genuine);
     }
     let done = match (&shard.last_position, batch.last_position()) {
