@@ -93,12 +93,20 @@ impl Sinks {
     /// # Errors
     /// The first sink that cannot be opened.
     pub async fn open(config: &Config) -> Result<Self, DepsError> {
-        let aws = aws_config(config).await;
+        Self::open_with(config, &aws_config(config).await)
+    }
+
+    /// As [`Sinks::open`], with an AWS configuration of the caller's (tests
+    /// pointing at a local S3/SQS).
+    ///
+    /// # Errors
+    /// The first sink that cannot be opened.
+    pub fn open_with(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, DepsError> {
         let state = match &config.state {
-            Some(url) => Some(store::open(url, &aws)?),
+            Some(url) => Some(store::open(url, aws)?),
             None => None,
         };
-        let spill = spill::open(&config.spill, &aws)?;
+        let spill = spill::open(&config.spill, aws)?;
         // Letters too large for an SQS message carry a pointer to their bytes
         // in the spillover bucket instead.
         let payloads = match &config.spill {
@@ -108,7 +116,7 @@ impl Sinks {
             }),
             _ => None,
         };
-        let dead_letter = dlq::open(&config.dead_letter, payloads.as_ref(), &aws)?;
+        let dead_letter = dlq::open(&config.dead_letter, payloads.as_ref(), aws)?;
         Ok(Self { state, spill, dead_letter })
     }
 }
@@ -167,6 +175,25 @@ impl Deps {
     /// [`DepsError`] naming the part that failed.
     pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
         let (writer, sinks) = tokio::try_join!(WriterSide::connect(config), Sinks::open(config))?;
+        Ok(Self::assemble(config, output, writer, sinks))
+    }
+
+    /// As [`Deps::build`], with an AWS configuration of the caller's (tests
+    /// and benchmarks pointing at a local S3/SQS).
+    ///
+    /// # Errors
+    /// [`DepsError`] naming the part that failed.
+    pub async fn build_with_aws(
+        config: &Config,
+        output: LogOutput,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, DepsError> {
+        let writer = WriterSide::connect(config).await?;
+        let sinks = Sinks::open_with(config, aws)?;
+        Ok(Self::assemble(config, output, writer, sinks))
+    }
+
+    fn assemble(config: &Config, output: LogOutput, writer: WriterSide, sinks: Sinks) -> Self {
         // At-least-once keeps no state; delivery still holds a store, so it
         // gets one that is never written (a directory that need not exist).
         let state = match sinks.state {
@@ -193,11 +220,6 @@ impl Deps {
             max_inflight_bytes: config.max_inflight_bytes,
             retry: retry_policy(config.retry_budget),
         };
-        Ok(Self {
-            config: config.clone(),
-            delivery,
-            output,
-            local_timeout: Duration::from_secs(900),
-        })
+        Self { config: config.clone(), delivery, output, local_timeout: Duration::from_secs(900) }
     }
 }

@@ -66,9 +66,10 @@ pub fn row_json(i: usize, size: usize) -> Vec<u8> {
 }
 
 fn row_value(i: usize, tags: &[String]) -> Value {
+    let kind = ["search", "browse", "map"].get(i % 3).copied().unwrap_or("map");
     json!({
         "event_id": format!("e{i}"),
-        "type": ["search", "browse", "map"][i % 3],
+        "type": kind,
         "user_id": i as i64 * 7,
         "ts": format!("2026-11-25T10:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, i % 1000),
         "tags": tags,
