@@ -37,7 +37,10 @@ fn table_schema() -> TableSchema {
         ..Default::default()
     };
     TableSchema {
-        fields: vec![col("id", Type::Int64, Mode::Required), col("name", Type::String, Mode::Nullable)],
+        fields: vec![
+            col("id", Type::Int64, Mode::Required),
+            col("name", Type::String, Mode::Nullable),
+        ],
     }
 }
 
@@ -159,8 +162,13 @@ fn append(c: &mut Criterion) {
     let (_, bytes) = batch(0);
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Bytes(bytes as u64));
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
-    group.bench_function("pipelined_16", |b| b.iter_custom(|iters| bench.run("pipelined", 16, iters)));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
+    group.bench_function("pipelined_16", |b| {
+        b.iter_custom(|iters| bench.run("pipelined", 16, iters))
+    });
     group.bench_function("one_at_a_time", |b| b.iter_custom(|iters| bench.run("serial", 1, iters)));
     group.finish();
     report(bytes);
@@ -176,7 +184,9 @@ fn report(bytes: usize) {
     let of = |l: &str| median(samples.iter().filter(|(k, _)| *k == l).map(|(_, v)| *v).collect());
     let (p, s) = (of("pipelined"), of("serial"));
     let rows_per_mb = (REQUESTS * ROWS_PER_REQUEST) as f64 / (bytes as f64 / 1e6);
-    println!("append medians per iteration ({REQUESTS} requests x {ROWS_PER_REQUEST} rows, {bytes} bytes):");
+    println!(
+        "append medians per iteration ({REQUESTS} requests x {ROWS_PER_REQUEST} rows, {bytes} bytes):"
+    );
     println!("  pipelined (16 in flight): {p:8.1} MB/s {:12.0} rows/s", p * rows_per_mb);
     println!("  one at a time:            {s:8.1} MB/s {:12.0} rows/s", s * rows_per_mb);
     println!("  ratio pipelined / one at a time: {:.2}x", p / s);

@@ -25,6 +25,7 @@ pub const REQUEST_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Default and ceiling for the row bytes of one request: the service limit less the
 /// overhead above (the "just under 10 MiB including request overhead").
 pub const BATCH_MAX_BYTES: usize = SERVICE_MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES;
+const _: () = assert!(BATCH_MAX_BYTES > 0 && BATCH_MAX_BYTES < SERVICE_MAX_REQUEST_BYTES);
 
 /// The service documents no row-count limit per request. A Kinesis event source mapping
 /// delivers at most 10,000 records per invocation (BatchSize maximum), so by default
@@ -230,7 +231,6 @@ mod tests {
         assert_eq!(BatchLimits::new(1, 0, Duration::ZERO), Err(BatchError::ZeroBytes));
         let l = BatchLimits::new(5, 50 * 1024 * 1024, Duration::ZERO).unwrap();
         assert_eq!(l.max_bytes, BATCH_MAX_BYTES);
-        assert!(BATCH_MAX_BYTES + REQUEST_OVERHEAD_BYTES <= SERVICE_MAX_REQUEST_BYTES);
     }
 
     #[test]

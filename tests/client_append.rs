@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use client_support::*;
 use kinesis_bigquery::bigquery::{AppendError, AppendOutcome, RetryPolicy};
-use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::TableFieldSchema;
+use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use tonic::Code;
 
 #[tokio::test]
@@ -52,13 +52,17 @@ async fn default_stream_appends_without_offsets() -> anyhow::Result<()> {
     let w = world().await;
     let mut appender = w.appender(&w.table.default_stream(), options(8, fast_retry(3)));
     let outcomes = appender.append_all(requests(0, 5, 4, false), in_secs(10)).await;
-    assert!(outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended { offset: None })), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended { offset: None })),
+        "{outcomes:?}"
+    );
     assert_eq!(w.ids(), (0..20).collect::<Vec<_>>());
     Ok(())
 }
 
 #[tokio::test]
-async fn resending_acknowledged_requests_is_already_exists_and_writes_nothing() -> anyhow::Result<()> {
+async fn resending_acknowledged_requests_is_already_exists_and_writes_nothing() -> anyhow::Result<()>
+{
     let w = world().await;
     let stream = w.committed_stream().await;
     let mut appender = w.appender(&stream, options(8, fast_retry(3)));
@@ -98,7 +102,9 @@ async fn an_offset_beyond_the_end_fails_without_retrying() -> anyhow::Result<()>
     let stream = w.committed_stream().await;
     let mut appender = w.appender(&stream, options(1, fast_retry(5)));
     let outcomes = appender.append_all(requests(7, 2, 1, true), in_secs(10)).await;
-    let AppendOutcome::Failed(AppendError::Rejected(status)) = &outcomes[0] else { panic!("{outcomes:?}") };
+    let AppendOutcome::Failed(AppendError::Rejected(status)) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
     assert_eq!(status.code, Code::OutOfRange);
     assert!(matches!(outcomes[1], AppendOutcome::NotSent));
     assert!(w.ids().is_empty());
@@ -181,4 +187,50 @@ async fn a_deadline_already_past_sends_nothing() -> anyhow::Result<()> {
     assert_eq!(kinds(&outcomes), ["notsent", "notsent"]);
     assert!(w.ids().is_empty());
     Ok(())
+}
+
+/// A column that is not a proto identifier travels through the `column_name` field
+/// option, which only the serialized-descriptor form of the writer schema keeps.
+#[tokio::test]
+async fn descriptor_bytes_keep_the_column_name_option() -> anyhow::Result<()> {
+    use kinesis_bigquery::bigquery::WriterSchema;
+    let w = world().await;
+    let table = table_name();
+    let column = TableFieldSchema {
+        name: "user-name".into(),
+        r#type: Type::String as i32,
+        mode: Mode::Nullable as i32,
+        ..Default::default()
+    };
+    w.emulator.create_table(
+        &table,
+        kinesis_bigquery::pb::storage::TableSchema { fields: vec![column] },
+    )?;
+    let (mut options, mut field, mut descriptor) = (Vec::new(), Vec::new(), Vec::new());
+    prost::encoding::string::encode(454_943_157, &"user-name".to_string(), &mut options);
+    prost::encoding::string::encode(1, &"col_dXNlci1uYW1l".to_string(), &mut field);
+    prost::encoding::int32::encode(3, &1, &mut field); // number
+    prost::encoding::int32::encode(4, &1, &mut field); // LABEL_OPTIONAL
+    prost::encoding::int32::encode(5, &9, &mut field); // TYPE_STRING
+    prost::encoding::bytes::encode(8, &options, &mut field);
+    prost::encoding::string::encode(1, &"Row".to_string(), &mut descriptor);
+    prost::encoding::bytes::encode(2, &field, &mut descriptor);
+
+    let mut appender = kinesis_bigquery::bigquery::Appender::new(
+        w.client.clone(),
+        table.default_stream(),
+        WriterSchema::ProtoDescriptorBytes(descriptor),
+        options_for_test(),
+    );
+    let mut row = Vec::new();
+    prost::encoding::string::encode(1, &"ada".to_string(), &mut row);
+    let outcomes = appender.append_all(vec![request(None, vec![row])], in_secs(10)).await;
+    assert_eq!(kinds(&outcomes), ["ok"], "{outcomes:?}");
+    let rows = w.emulator.read_rows(&table)?;
+    assert_eq!(rows, vec![serde_json::json!({"user-name": "ada"})]);
+    Ok(())
+}
+
+fn options_for_test() -> kinesis_bigquery::bigquery::AppenderOptions {
+    options(4, fast_retry(3))
 }

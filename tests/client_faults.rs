@@ -38,7 +38,9 @@ async fn connection_level_retryable_codes_are_retried(code: Code) -> anyhow::Res
 #[test_case(Code::DeadlineExceeded)]
 #[test_case(Code::ResourceExhausted)]
 #[tokio::test]
-async fn in_stream_retryable_codes_resend_from_the_failed_request(code: Code) -> anyhow::Result<()> {
+async fn in_stream_retryable_codes_resend_from_the_failed_request(
+    code: Code,
+) -> anyhow::Result<()> {
     let w = world().await;
     let stream = w.committed_stream().await;
     let mut appender = w.appender(&stream, options(8, fast_retry(5)));
@@ -56,16 +58,24 @@ async fn a_permanent_code_is_not_retried() -> anyhow::Result<()> {
     let mut appender = w.appender(&stream, options(4, fast_retry(5)));
     w.emulator.faults().fail_next_in_band(1, Code::InvalidArgument, "bad request");
     let outcomes = appender.append_all(requests(0, 3, 1, true), in_secs(10)).await;
-    let AppendOutcome::Failed(AppendError::Rejected(s)) = &outcomes[0] else { panic!("{outcomes:?}") };
+    let AppendOutcome::Failed(AppendError::Rejected(s)) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
     assert_eq!(s.code, Code::InvalidArgument);
     // Sent behind it: ABORTED by the service (not written) or never sent.
-    assert!(outcomes[1..].iter().all(|o| matches!(o, AppendOutcome::Failed(_) | AppendOutcome::NotSent)));
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Failed(_) | AppendOutcome::NotSent))
+    );
     assert!(w.ids().is_empty());
 
     // Refused at the connection level: the oldest request has its answer.
     w.emulator.faults().fail_next("AppendRows", 1, Code::PermissionDenied, "no");
     let outcomes = appender.append_all(requests(0, 1, 1, true), in_secs(10)).await;
-    let AppendOutcome::Failed(AppendError::Connection(s)) = &outcomes[0] else { panic!("{outcomes:?}") };
+    let AppendOutcome::Failed(AppendError::Connection(s)) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
     assert_eq!(s.code, Code::PermissionDenied);
     Ok(())
 }
@@ -103,7 +113,10 @@ async fn idle_close_reconnects_without_spending_the_retry_budget() -> anyhow::Re
     let stream = w.committed_stream().await;
     // No retries at all: only the free reconnect can make the second call work.
     let mut appender = w.appender(&stream, options(4, RetryPolicy::none()));
-    assert_eq!(kinds(&appender.append_all(requests(0, 2, 1, true), in_secs(10)).await), ["ok", "ok"]);
+    assert_eq!(
+        kinds(&appender.append_all(requests(0, 2, 1, true), in_secs(10)).await),
+        ["ok", "ok"]
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let outcomes = appender.append_all(requests(2, 2, 1, true), in_secs(10)).await;
     assert_eq!(kinds(&outcomes), ["ok", "ok"], "{outcomes:?}");
@@ -148,7 +161,9 @@ async fn retries_exhausted_leave_the_sent_requests_in_doubt() -> anyhow::Result<
     let mut appender = w.appender(&stream, options(2, fast_retry(3)));
     w.emulator.faults().set_down(true);
     let outcomes = appender.append_all(requests(0, 4, 1, true), in_secs(10)).await;
-    let AppendOutcome::InDoubt(AppendError::Connection(s)) = &outcomes[0] else { panic!("{outcomes:?}") };
+    let AppendOutcome::InDoubt(AppendError::Connection(s)) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
     assert_eq!(s.code, Code::Unavailable);
     assert_eq!(kinds(&outcomes)[2..], ["notsent", "notsent"]);
     w.emulator.faults().set_down(false);

@@ -5,9 +5,7 @@
 mod client_support;
 
 use client_support::*;
-use kinesis_bigquery::bigquery::{
-    CommitOutcome, RpcError, WriteStreamView, write_stream,
-};
+use kinesis_bigquery::bigquery::{CommitOutcome, RpcError, WriteStreamView, write_stream};
 use kinesis_bigquery::pb::storage::storage_error::StorageErrorCode;
 use test_case::test_case;
 use tonic::Code;
@@ -47,7 +45,8 @@ async fn pending_streams_commit_atomically() -> anyhow::Result<()> {
     assert!(w.ids().is_empty(), "pending rows are invisible");
 
     // Not finalized yet: nothing is committed, with a reason per stream.
-    let CommitOutcome::NotCommitted(errors) = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?
+    let CommitOutcome::NotCommitted(errors) =
+        w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?
     else {
         panic!("committed an unfinalized stream");
     };
@@ -55,11 +54,11 @@ async fn pending_streams_commit_atomically() -> anyhow::Result<()> {
     assert!(w.ids().is_empty());
 
     assert_eq!(w.client.finalize_write_stream(&pending.name).await?, 10);
-    let outcome = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?;
+    let outcome = w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?;
     assert!(matches!(outcome, CommitOutcome::Committed { .. }), "{outcome:?}");
     assert_eq!(w.ids(), (0..10).collect::<Vec<_>>());
     // A second commit of the same stream changes nothing.
-    let again = w.client.batch_commit(&w.table, &[pending.name.clone()]).await?;
+    let again = w.client.batch_commit(&w.table, std::slice::from_ref(&pending.name)).await?;
     let CommitOutcome::NotCommitted(errors) = again else { panic!("committed twice") };
     assert_eq!(errors[0].code, StorageErrorCode::StreamAlreadyCommitted as i32);
     assert_eq!(w.ids().len(), 10);

@@ -14,7 +14,7 @@ use kinesis_bigquery::bigquery::{
 };
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    Boundary, CrashPoints, DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch,
+    Boundary, CrashPoints, DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch,
     ShardOutcome, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
@@ -39,12 +39,31 @@ fn col(name: &str, mode: Mode) -> TableFieldSchema {
 }
 
 /// The table requires `must`; the encoder thinks it optional, so a record
-/// without it encodes and BigQuery rejects the row.
+/// without it encodes and BigQuery rejects the row. `opt` (last, so the
+/// field numbers of the others do not move) lets a test take a column out of
+/// the encoder's view, as an older container's schema would.
 fn table_schema() -> TableSchema {
-    TableSchema { fields: vec![col("key", Mode::Required), col("must", Mode::Required)] }
+    TableSchema {
+        fields: vec![
+            col("key", Mode::Required),
+            col("must", Mode::Required),
+            col("opt", Mode::Nullable),
+        ],
+    }
 }
 
 fn encoder_schema() -> TableSchema {
+    TableSchema {
+        fields: vec![
+            col("key", Mode::Required),
+            col("must", Mode::Nullable),
+            col("opt", Mode::Nullable),
+        ],
+    }
+}
+
+/// The encoder's view without `opt`.
+fn older_schema() -> TableSchema {
     TableSchema { fields: vec![col("key", Mode::Required), col("must", Mode::Nullable)] }
 }
 
@@ -80,6 +99,11 @@ fn rejected(seq: u64) -> Result<SourceRecord, BadRecord> {
 /// The encoder refuses it (unknown field).
 fn unknown_field(seq: u64) -> Result<SourceRecord, BadRecord> {
     rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","extra":1}}"#))
+}
+
+/// Good for a schema with `opt`; an unknown field for one without.
+fn with_opt(seq: u64) -> Result<SourceRecord, BadRecord> {
+    rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","opt":"y"}}"#))
 }
 
 fn not_json(seq: u64) -> Result<SourceRecord, BadRecord> {
@@ -259,6 +283,67 @@ async fn a_refused_record_first_is_settled_by_a_probe_not_a_rotation() -> anyhow
     assert_eq!(out.records, vec![DLQ, TABLE, TABLE]);
     assert_eq!(s.keys(), keys(&[1, 3, 4]));
     assert_eq!((out.stats.rotations, out.stats.finalizes), (0, 0), "{:?}", out.stats);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_an_earlier_attempt_wrote_stays_in_the_table_when_the_schema_now_refuses_it()
+-> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    // Attempt 1 knows `opt`: appends records 2..4, then dies after the answers.
+    s.deps.crash = Some(Arc::new(CrashPoints::at(1)));
+    let crashed = s.run(&[with_opt(2), good(3), good(4)]).await;
+    assert!(
+        matches!(&crashed.gave_back, Some(GaveBack::Crashed(c)) if c.contains("AfterAppendRound")),
+        "{crashed:?}"
+    );
+    s.deps.crash = None;
+    // The retry runs where the schema view lacks `opt`: record 2 is refused
+    // now, but the stream's row count shows an earlier attempt wrote it.
+    s.deps.encoder.replace(&older_schema())?;
+    let out = s.run(&[with_opt(2)]).await;
+    assert_eq!(out.records, vec![TABLE], "{out:?}");
+    assert_eq!(out.stats.finalizes, 1);
+    // The rest of the batch, and one more: 3 and 4 are below the row count,
+    // 5 goes to a new stream.
+    let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
+    assert_eq!(out.records, vec![EARLIER, TABLE, TABLE, TABLE], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_first_record_with_rows_after_it_in_the_stream_is_resolved() -> anyhow::Result<()>
+{
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.deps.crash = Some(Arc::new(CrashPoints::at(1)));
+    s.run(&[with_opt(2), good(3), good(4)]).await;
+    s.deps.crash = None;
+    s.deps.encoder.replace(&older_schema())?;
+    // The probe appends record 3 at its offset: ALREADY_EXISTS, so the
+    // mapping stands and the stream's row count settles it.
+    let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
+    assert_eq!(out.records, vec![TABLE; 4], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_column_announced_by_bigquery_swaps_the_encoder() -> anyhow::Result<()> {
+    let s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.emu.add_columns(&s.table, vec![col("late", Mode::Nullable)])?;
+    let late = |seq: u64| rec(seq, &format!(r#"{{"key":"k{seq}","must":"x","late":"z"}}"#));
+    // The warm connection learns the new schema from its next response
+    // (`updated_schema`); the record that needs it is refused until then.
+    let out = s.run(&[good(2), late(3)]).await;
+    assert_eq!(out.records, vec![TABLE, DLQ]);
+    let out = s.run(&[late(4)]).await;
+    assert_eq!(out.records, vec![TABLE], "the encoder now knows `late`");
+    let row = s.emu.read_rows(&s.table)?.into_iter().last().unwrap();
+    assert_eq!(row.get("late").and_then(|v| v.as_str()), Some("z"));
     Ok(())
 }
 

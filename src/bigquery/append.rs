@@ -5,11 +5,12 @@
 //! protocol builds its exactly-once decisions on exactly these distinctions,
 //! so no outcome claims more than the service said.
 
-use crate::pb::storage::append_rows_request::Rows;
-use crate::pb::storage::{AppendRowsRequest, RowError as PbRowError};
+use crate::pb::storage::RowError as PbRowError;
+use crate::pb::storage::append_rows_request::{ArrowData, Rows};
 
 use super::error::AppendError;
 use super::retry::RetryPolicy;
+use super::wire::{WireAppendRowsRequest, WireProtoData, WireProtoSchema, WireRows, WriterSchema};
 
 /// One AppendRows request, before the connection decides whether it is the first
 /// (which carries `write_stream` and the writer schema).
@@ -68,7 +69,7 @@ impl RowError {
     }
 }
 
-/// The writer schema of a connection's first request.
+/// The `rows` oneof carrying only the writer schema; converts into a [`WriterSchema`].
 pub type WriterSchemaRows = Rows;
 
 /// Bounds and retry behaviour of one [`super::Appender`].
@@ -92,38 +93,46 @@ impl Default for AppenderOptions {
     }
 }
 
+/// Identifies our writes in the service's logs; only a connection's first counts (§1.3).
+const TRACE_ID: &str = concat!("kinesis-bigquery/", env!("CARGO_PKG_VERSION"));
+
 /// Builds the wire request; the first on a connection names the stream and carries
 /// the writer schema, later ones omit both (fact sheet §2.3).
 pub(crate) fn wire_request(
     request: &AppendRequest,
-    first: Option<(&str, &WriterSchemaRows)>,
-) -> Result<AppendRowsRequest, AppendError> {
-    let mut rows = request.rows.clone();
-    let mut write_stream = String::new();
-    if let Some((stream, schema)) = first {
-        write_stream = stream.to_string();
-        match (&mut rows, schema) {
-            (Rows::ProtoRows(data), Rows::ProtoRows(s)) => {
-                data.writer_schema.clone_from(&s.writer_schema)
-            }
-            (Rows::ArrowRows(data), Rows::ArrowRows(s)) => {
-                data.writer_schema.clone_from(&s.writer_schema)
-            }
-            _ => return Err(AppendError::FormatMismatch),
+    first: Option<(&str, &WriterSchema)>,
+) -> Result<WireAppendRowsRequest, AppendError> {
+    let (write_stream, trace_id) = match first {
+        Some((stream, _)) => (stream.to_string(), TRACE_ID.to_string()),
+        None => (String::new(), String::new()),
+    };
+    let schema = first.map(|(_, schema)| schema);
+    let rows = match (&request.rows, schema) {
+        (Rows::ProtoRows(data), None | Some(WriterSchema::ProtoDescriptorBytes(_))) => {
+            let writer_schema = match schema {
+                Some(WriterSchema::ProtoDescriptorBytes(bytes)) => {
+                    Some(WireProtoSchema { proto_descriptor: bytes.clone() })
+                }
+                _ => None,
+            };
+            WireRows::ProtoRows(WireProtoData { writer_schema, rows: data.rows.clone() })
         }
-    }
-    Ok(AppendRowsRequest {
-        write_stream,
-        offset: request.offset,
-        rows: Some(rows),
-        ..Default::default()
-    })
+        (Rows::ArrowRows(data), None | Some(WriterSchema::Arrow(_))) => {
+            let writer_schema = match schema {
+                Some(WriterSchema::Arrow(s)) => Some(s.clone()),
+                _ => None,
+            };
+            WireRows::ArrowRows(ArrowData { writer_schema, rows: data.rows.clone() })
+        }
+        _ => return Err(AppendError::FormatMismatch),
+    };
+    Ok(WireAppendRowsRequest { write_stream, offset: request.offset, rows: Some(rows), trace_id })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::storage::append_rows_request::{ArrowData, ProtoData};
+    use crate::pb::storage::append_rows_request::ProtoData;
     use crate::pb::storage::{ArrowSchema, ProtoRows, ProtoSchema};
 
     fn proto(rows: Vec<Vec<u8>>) -> Rows {
@@ -133,11 +142,11 @@ mod tests {
         })
     }
 
-    fn schema() -> Rows {
-        Rows::ProtoRows(ProtoData {
+    fn schema() -> WriterSchema {
+        WriterSchema::from(Rows::ProtoRows(ProtoData {
             writer_schema: Some(ProtoSchema { proto_descriptor: None }),
             rows: None,
-        })
+        }))
     }
 
     #[test]
@@ -147,23 +156,21 @@ mod tests {
         let first = wire_request(&req, Some(("s", &schema()))).unwrap();
         assert_eq!(first.write_stream, "s");
         assert_eq!(first.offset, Some(7));
-        let Some(Rows::ProtoRows(d)) = first.rows else { panic!() };
+        assert_eq!(first.trace_id, TRACE_ID);
+        let Some(WireRows::ProtoRows(d)) = first.rows else { panic!() };
         assert!(d.writer_schema.is_some());
         assert_eq!(d.rows.unwrap().serialized_rows, vec![vec![1]]);
 
         let later = wire_request(&req, None).unwrap();
-        assert_eq!(later.write_stream, "");
-        let Some(Rows::ProtoRows(d)) = later.rows else { panic!() };
+        assert_eq!((later.write_stream.as_str(), later.trace_id.as_str()), ("", ""));
+        let Some(WireRows::ProtoRows(d)) = later.rows else { panic!() };
         assert!(d.writer_schema.is_none());
     }
 
     #[test]
     fn format_mismatch_is_refused() {
         let req = AppendRequest { offset: None, rows: proto(vec![]), row_count: 0, bytes: 0 };
-        let arrow = Rows::ArrowRows(ArrowData {
-            writer_schema: Some(ArrowSchema { serialized_schema: vec![1] }),
-            rows: None,
-        });
+        let arrow = WriterSchema::Arrow(ArrowSchema { serialized_schema: vec![1] });
         assert!(matches!(
             wire_request(&req, Some(("s", &arrow))),
             Err(AppendError::FormatMismatch)

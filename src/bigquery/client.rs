@@ -34,7 +34,7 @@ pub(crate) const ROUTING_HEADER: &str = "x-goog-request-params";
 
 /// Responses are small, but GetWriteStream(FULL) carries the whole table schema,
 /// which can exceed tonic's 4 MiB default for very wide tables.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where to connect and how to authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,7 @@ pub enum CommitOutcome {
 /// A cheap-to-clone handle to the Storage Write API.
 #[derive(Clone, Debug)]
 pub struct WriteClient {
+    channel: Channel,
     grpc: BigQueryWriteClient<Channel>,
     auth: Auth,
     retry: RetryPolicy,
@@ -87,10 +88,12 @@ impl WriteClient {
             .http2_adaptive_window(true)
             .user_agent(concat!("kinesis-bigquery/", env!("CARGO_PKG_VERSION")))
             .map_err(bad)?;
-        let grpc = BigQueryWriteClient::new(ep.connect_lazy())
+        let channel = ep.connect_lazy();
+        let grpc = BigQueryWriteClient::new(channel.clone())
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .max_encoding_message_size(usize::MAX);
         Ok(Self {
+            channel,
             grpc,
             auth: Auth::new(&config.auth)?,
             retry: RetryPolicy::default(),
@@ -197,9 +200,9 @@ impl WriteClient {
         Ok(response.offset)
     }
 
-    /// The raw gRPC client, for the append pipeline.
-    pub(crate) fn grpc(&self) -> BigQueryWriteClient<Channel> {
-        self.grpc.clone()
+    /// The HTTP/2 channel, for the append pipeline's own AppendRows encoding.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// Adds credentials and the routing header `key=value` to a request.
@@ -234,7 +237,8 @@ impl WriteClient {
             let err = match self.decorate(&mut req, routing).await {
                 Err(source) => RpcError::Auth { method, source },
                 Ok(()) => {
-                    match tokio::time::timeout(self.rpc_timeout, call(self.grpc(), req)).await {
+                    match tokio::time::timeout(self.rpc_timeout, call(self.grpc.clone(), req)).await
+                    {
                         Ok(Ok(response)) => return Ok(response.into_inner()),
                         Ok(Err(status)) => {
                             RpcError::Status { method, status: ServerStatus::from_tonic(&status) }

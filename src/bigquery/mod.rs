@@ -13,6 +13,7 @@ mod client;
 mod error;
 mod pipeline;
 mod retry;
+mod wire;
 
 pub use append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows};
 pub use auth::{AuthError, AuthMode};
@@ -22,6 +23,7 @@ pub use error::{
 };
 pub use pipeline::Appender;
 pub use retry::{Decision, RetryPolicy};
+pub use wire::WriterSchema;
 
 /// Re-exported so callers name stream kinds and views without digging into `pb`.
 pub use crate::pb::storage::{TableSchema, WriteStream, WriteStreamView, write_stream};

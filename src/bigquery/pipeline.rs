@@ -24,14 +24,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use crate::pb::storage::append_rows_response::Response;
-use crate::pb::storage::{AppendRowsRequest, AppendRowsResponse, TableSchema};
+use crate::pb::storage::{AppendRowsResponse, TableSchema};
 
-use super::append::{
-    AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows, wire_request,
-};
-use super::client::WriteClient;
+use super::append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, wire_request};
+use super::client::{MAX_RESPONSE_BYTES, WriteClient};
 use super::error::{AppendError, Class, Classify, ServerStatus};
 use super::retry::Decision;
+use super::wire::{self, WireAppendRowsRequest, WriterSchema};
 
 /// Reconnects that cost no retry attempt: an idle close, or a connection found
 /// closed with nothing in flight (fact sheet §2.8: "do not count this close").
@@ -45,7 +44,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// One open AppendRows call.
 struct Connection {
-    tx: mpsc::Sender<AppendRowsRequest>,
+    tx: mpsc::Sender<WireAppendRowsRequest>,
     rx: Streaming<AppendRowsResponse>,
 }
 
@@ -53,7 +52,7 @@ struct Connection {
 pub struct Appender {
     client: WriteClient,
     write_stream: String,
-    writer_schema: WriterSchemaRows,
+    writer_schema: WriterSchema,
     options: AppenderOptions,
     conn: Option<Connection>,
     /// A connection we ended (half-closed) whose close the service has not confirmed.
@@ -110,15 +109,16 @@ impl Run {
 }
 
 impl Appender {
-    /// `writer_schema` is the `rows` oneof carrying only the writer schema (proto or
-    /// Arrow); every request's rows must be of the same kind. No connection is
-    /// opened until the first append.
+    /// `writer_schema`: a [`WriterSchema`], or the `rows` oneof carrying only the
+    /// writer schema (proto or Arrow); every request's rows must be of the same kind.
+    /// No connection is opened until the first append.
     pub fn new(
         client: WriteClient,
         write_stream: String,
-        writer_schema: WriterSchemaRows,
+        writer_schema: impl Into<WriterSchema>,
         options: AppenderOptions,
     ) -> Self {
+        let writer_schema = writer_schema.into();
         Self {
             client,
             write_stream,
@@ -142,8 +142,8 @@ impl Appender {
 
     /// Switches to a new writer schema. An explicit stream accepts a new schema only
     /// on a new connection (fact sheet §2.3), so the current one is closed.
-    pub fn set_writer_schema(&mut self, writer_schema: WriterSchemaRows) {
-        self.writer_schema = writer_schema;
+    pub fn set_writer_schema(&mut self, writer_schema: impl Into<WriterSchema>) {
+        self.writer_schema = writer_schema.into();
         self.retire();
     }
 
@@ -239,8 +239,7 @@ impl Appender {
         run: &mut Run,
         deadline: Instant,
     ) -> Flow {
-        loop {
-            let Some(request) = requests.get(run.next) else { break };
+        while let Some(request) = requests.get(run.next) {
             let fits = run.inflight.is_empty()
                 || (run.inflight.len() < self.options.max_inflight_requests
                     && run.inflight_bytes.saturating_add(request.bytes)
@@ -286,7 +285,7 @@ impl Appender {
     /// `first` may have reached the service.
     async fn open(
         &mut self,
-        first: AppendRowsRequest,
+        first: WireAppendRowsRequest,
         deadline: Instant,
     ) -> Result<Connection, (AppendError, bool)> {
         if let Some(mut old) = self.closing.take() {
@@ -298,10 +297,12 @@ impl Appender {
             .await;
         }
         let mut call = tonic::Request::new(());
-        self.client
-            .decorate(&mut call, ("write_stream", &self.write_stream))
-            .await
-            .map_err(|e| (AppendError::Auth(e), false))?;
+        let routing = ("write_stream", self.write_stream.as_str());
+        match tokio::time::timeout_at(deadline, self.client.decorate(&mut call, routing)).await {
+            Err(_elapsed) => return Err((AppendError::DeadlineExceeded, false)),
+            Ok(Err(e)) => return Err((AppendError::Auth(e), false)),
+            Ok(Ok(())) => {}
+        }
         // One slot more than can be in flight: `try_send` then only fails when the call is over.
         let (tx, rx) = mpsc::channel(self.options.max_inflight_requests.max(1) + 1);
         // Queued before the call starts: some servers send response headers only after
@@ -311,8 +312,8 @@ impl Appender {
         }
         let (metadata, extensions, ()) = call.into_parts();
         let request = tonic::Request::from_parts(metadata, extensions, ReceiverStream::new(rx));
-        let mut grpc = self.client.grpc();
-        match tokio::time::timeout_at(deadline, grpc.append_rows(request)).await {
+        let call = wire::append_rows(self.client.channel(), MAX_RESPONSE_BYTES, request);
+        match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => Err((AppendError::DeadlineExceeded, true)),
             Ok(Err(status)) => {
                 Err((AppendError::Connection(ServerStatus::from_tonic(&status)), true))

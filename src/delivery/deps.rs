@@ -105,7 +105,7 @@ impl DeliveryDeps {
             limits: BatchLimits::default(),
             appender: AppenderOptions::default(),
             spill_reserve: Duration::from_secs(2),
-            max_rounds: 16,
+            max_rounds: 64,
             crash: None,
             appenders: tokio::sync::Mutex::new(HashMap::new()),
         }

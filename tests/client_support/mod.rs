@@ -69,12 +69,22 @@ pub fn table_name() -> TableName {
 }
 
 fn col(name: &str, t: Type, mode: Mode) -> TableFieldSchema {
-    TableFieldSchema { name: name.into(), r#type: t as i32, mode: mode as i32, ..Default::default() }
+    TableFieldSchema {
+        name: name.into(),
+        r#type: t as i32,
+        mode: mode as i32,
+        ..Default::default()
+    }
 }
 
 /// `id INT64 REQUIRED, name STRING NULLABLE`.
 pub fn schema() -> TableSchema {
-    TableSchema { fields: vec![col("id", Type::Int64, Mode::Required), col("name", Type::String, Mode::Nullable)] }
+    TableSchema {
+        fields: vec![
+            col("id", Type::Int64, Mode::Required),
+            col("name", Type::String, Mode::Nullable),
+        ],
+    }
 }
 
 fn field(name: &str, number: i32, t: PType) -> FieldDescriptorProto {
@@ -118,7 +128,10 @@ pub fn request(offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendRequest {
     let bytes = rows.iter().map(|r| r.len() + 2).sum::<usize>() + 16;
     AppendRequest {
         offset,
-        rows: Rows::ProtoRows(ProtoData { writer_schema: None, rows: Some(ProtoRows { serialized_rows: rows }) }),
+        rows: Rows::ProtoRows(ProtoData {
+            writer_schema: None,
+            rows: Some(ProtoRows { serialized_rows: rows }),
+        }),
         row_count,
         bytes,
     }

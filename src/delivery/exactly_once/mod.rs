@@ -1,0 +1,259 @@
+//! The exactly-once driver for one shard batch (DESIGN.md, "Exactly-once:
+//! the invariants"; `WRITE_MODE=exactly_once`).
+//!
+//! One invocation: load the shard's state (or create the placeholder);
+//! dead-letter the records that get no row; then rounds of
+//! - **rotate** when the state's stream is finalized: rows below its row
+//!   count are in the table, the rest continue in a new COMMITTED stream whose
+//!   name is persisted before anything is appended to it;
+//! - **persist new exclusions** (records the current schema refuses, rows
+//!   BigQuery rejected) as an intent, but only where the stream's end is known
+//!   exactly, so no earlier attempt can have put a row where the new mapping
+//!   puts another;
+//! - **append** the rows of the mapping, pipelined, and judge the answers:
+//!   all in; rows rejected at a known end; not written past a known end (→
+//!   spillover); or unknown (`ALREADY_EXISTS` at the tail, answers lost) →
+//!   **resolve** with `FinalizeWriteStream`, keep its row count in the state,
+//!   and rotate.
+//!
+//! Then one compare-and-swap commits what landed. A lost CAS gives the batch
+//! back. Kinesis is told "landed" only for what the last successful state
+//! write covers.
+
+mod round;
+mod settle;
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::crash::{self, Boundary, Crash};
+use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
+use super::plan::{self, Kind, Slot};
+use super::prepare::{self, Item, Prepared};
+use super::state::{ShardState, state_key};
+use super::store::{StoreError, Version};
+use super::{DeliveryDeps, ShardBatch};
+use crate::rows::Encoder;
+use crate::source::Position;
+
+/// Runs the protocol for one shard batch.
+pub(crate) async fn deliver(
+    batch: &ShardBatch<'_>,
+    deps: &DeliveryDeps,
+    deadline: Instant,
+) -> ShardOutcome {
+    let encoder = deps.encoder.snapshot();
+    let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
+    let mut run = Run::new(batch, deps, prepared, encoder, deadline);
+    let result = run.go().await;
+    if let Err(GaveBack::Crashed(_)) = &result {
+        // A crashed container's connections die with it.
+        deps.forget_appenders().await;
+    }
+    run.finish(result.err())
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+struct Run<'a, 'b> {
+    batch: &'b ShardBatch<'a>,
+    deps: &'b DeliveryDeps,
+    items: Vec<Item<'a>>,
+    repeats: Vec<(usize, usize)>,
+    encoder: Arc<Encoder>,
+    /// Appends and finalize stop here; the time after it is for spill + commit.
+    work_deadline: Instant,
+    key: String,
+    state: ShardState,
+    version: Option<Version>,
+    /// `last_position` of the last state loaded or written: what Kinesis may
+    /// be told has landed.
+    durable: Option<Position>,
+    /// An offset at or after which `state.write_stream` holds no row, when
+    /// this invocation knows one: exactly the end after acknowledged appends,
+    /// a bound after an `OUT_OF_RANGE` probe. Where it equals `next_offset`
+    /// the mapping may change without colliding with an earlier attempt.
+    known_end: Option<i64>,
+    /// Items at or after this index are not handled in this invocation.
+    limit: usize,
+    landing: Vec<Option<Landing>>,
+    /// Set when the records after the table-landed prefix were spilled as
+    /// definitely not written: the stream ends here.
+    unwritten_end: Option<i64>,
+    /// Spillover objects written in this invocation: (key path, last position).
+    spilled: Vec<(String, Position)>,
+    stats: DeliveryStats,
+}
+
+impl<'a, 'b> Run<'a, 'b> {
+    fn new(
+        batch: &'b ShardBatch<'a>,
+        deps: &'b DeliveryDeps,
+        prepared: Prepared<'a>,
+        encoder: Arc<Encoder>,
+        deadline: Instant,
+    ) -> Self {
+        let n = prepared.items.len();
+        Self {
+            batch,
+            deps,
+            items: prepared.items,
+            repeats: prepared.repeats,
+            encoder,
+            work_deadline: deadline.checked_sub(deps.spill_reserve).unwrap_or(deadline),
+            key: state_key(batch.table, batch.stream_arn, batch.shard_id),
+            state: ShardState::initial(),
+            version: None,
+            durable: None,
+            known_end: None,
+            limit: n,
+            landing: vec![None; n],
+            unwritten_end: None,
+            spilled: Vec::new(),
+            stats: DeliveryStats::default(),
+        }
+    }
+
+    fn hook(&self) -> Option<&crash::CrashPoints> {
+        self.deps.crash.as_deref()
+    }
+
+    fn pass(&self, b: Boundary) -> Result<(), GaveBack> {
+        crash::pass(self.hook(), b).map_err(crashed)
+    }
+
+    async fn go(&mut self) -> Result<(), GaveBack> {
+        self.load().await?;
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        self.dead_letter_excluded().await?;
+        let mut done = false;
+        for _ in 0..self.deps.max_rounds.max(1) {
+            if let Flow::Done = self.round().await? {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            tracing::warn!(
+                shard_id = self.batch.shard_id,
+                "round limit reached; the rest goes back"
+            );
+        }
+        self.commit().await
+    }
+
+    async fn load(&mut self) -> Result<(), GaveBack> {
+        match self.deps.state.load(&self.key).await {
+            Ok(Some((bytes, version))) => {
+                self.state = ShardState::from_json(&bytes)
+                    .map_err(|e| GaveBack::CorruptState(format!("{}: {e}", self.key)))?;
+                self.version = Some(version);
+                self.durable = self.state.last_position.clone();
+                Ok(())
+            }
+            Ok(None) => {
+                if self.items.is_empty() {
+                    return Ok(());
+                }
+                self.write_state(ShardState::initial()).await
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Positions and kinds of the items handled in this invocation.
+    fn slots(&self) -> Vec<Slot> {
+        let items: Vec<(&Position, Kind)> =
+            self.items.iter().take(self.limit).map(|i| (&i.position, i.kind)).collect();
+        plan::map(&self.state, &items)
+    }
+
+    fn positions(&self) -> Vec<&Position> {
+        self.items.iter().take(self.limit).map(|i| &i.position).collect()
+    }
+
+    /// One CAS write of what landed.
+    async fn commit(&mut self) -> Result<(), GaveBack> {
+        let slots = self.slots();
+        let landed = self.landing.iter().take(self.limit).take_while(|l| l.is_some()).count();
+        let positions = self.positions();
+        let mut next = plan::advance(&self.state, &positions, &slots, landed);
+        if let Some(end) = self.unwritten_end
+            && next.next_offset > end
+        {
+            // Rows past the end were spilled, not written: the mapping
+            // restarts at the end.
+            next.next_offset = end;
+        }
+        for (path, last) in &self.spilled {
+            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
+            {
+                next.spills.push(path.clone());
+            }
+        }
+        if next == self.state {
+            return Ok(());
+        }
+        self.write_state(next).await
+    }
+
+    async fn write_state(&mut self, next: ShardState) -> Result<(), GaveBack> {
+        self.pass(Boundary::BeforeStateWrite)?;
+        let bytes = next.to_json();
+        let written = match &self.version {
+            Some(v) => self.deps.state.replace(&self.key, &bytes, v).await,
+            None => self.deps.state.create(&self.key, &bytes).await,
+        };
+        let version = written.map_err(store_error)?;
+        self.stats.state_writes += 1;
+        self.version = Some(version);
+        self.durable = next.last_position.clone();
+        self.state = next;
+        self.pass(Boundary::AfterStateWrite)
+    }
+
+    /// Per record of the batch: landed only up to the durable state.
+    fn finish(self, gave_back: Option<GaveBack>) -> ShardOutcome {
+        let n = self.batch.records.len();
+        let mut records = vec![RecordOutcome::NotLanded; n];
+        let mut by_item = vec![RecordOutcome::NotLanded; self.items.len()];
+        for (i, item) in self.items.iter().enumerate() {
+            let covered = self.durable.as_ref().is_some_and(|d| item.position <= *d);
+            let landing = self.landing.get(i).copied().flatten();
+            let outcome = match (covered, landing) {
+                (true, Some(l)) => RecordOutcome::Landed(l),
+                (true, None) => RecordOutcome::Landed(Landing::Earlier),
+                (false, _) => RecordOutcome::NotLanded,
+            };
+            if let Some(slot) = by_item.get_mut(i) {
+                *slot = outcome;
+            }
+            if let Some(slot) = records.get_mut(item.index) {
+                *slot = outcome;
+            }
+        }
+        for (index, item) in &self.repeats {
+            if let (Some(slot), Some(o)) = (records.get_mut(*index), by_item.get(*item)) {
+                *slot = *o;
+            }
+        }
+        ShardOutcome { records, gave_back, stats: self.stats }
+    }
+}
+
+fn crashed(c: Crash) -> GaveBack {
+    GaveBack::Crashed(c.to_string())
+}
+
+fn store_error(e: StoreError) -> GaveBack {
+    match e {
+        StoreError::Conflict { .. } => GaveBack::Conflict,
+        other => GaveBack::StateStore(other.to_string()),
+    }
+}

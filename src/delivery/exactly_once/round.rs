@@ -1,0 +1,254 @@
+//! One round of the exactly-once driver: which rows to append now, the
+//! append itself, and what its verdict changes — the known end of the
+//! stream, exclusions persisted where that end is known, or a resolution.
+
+use super::{Flow, Run, crashed};
+use crate::bigquery::AppendRequest;
+use crate::delivery::outcome::GaveBack;
+use crate::delivery::plan::Kind;
+use crate::delivery::plan::{self, Slot};
+use crate::delivery::prepare;
+use crate::delivery::send::{self, Verdict};
+use crate::delivery::state::{Exclusion, ExclusionReason};
+use crate::dlq::{DeadLetter, Reason};
+
+impl Run<'_, '_> {
+    pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
+        let slots = self.slots();
+        if let Some(end) = self.state.stream_end {
+            return self.rotate(&slots, end).await;
+        }
+        let first_bad = slots.iter().position(|s| matches!(s, Slot::Row { sendable: false, .. }));
+        if first_bad.is_some() && self.known_end == Some(self.state.next_offset) {
+            // Nothing exists at or after next_offset: the new exclusions can
+            // take effect now, persisted first.
+            let more = self.new_exclusions(&slots, 0);
+            let next = plan::exclude(&self.state, more);
+            self.write_state(next).await?;
+            return Ok(Flow::Continue);
+        }
+        let upto = first_bad.unwrap_or(slots.len());
+        let segment: Vec<usize> =
+            (0..upto).filter(|&i| matches!(slots.get(i), Some(Slot::Row { .. }))).collect();
+        if segment.is_empty() {
+            let Some(k) = first_bad else {
+                self.land_prefix(&slots, slots.len());
+                return Ok(Flow::Done);
+            };
+            if let Some((probe, upto)) = self.probe_segment(&slots, k) {
+                return self.append_round(&slots, probe, upto, Some(k), true).await;
+            }
+            // Refused records first, and no row before them to learn the
+            // stream's end from: only its row count can tell.
+            return self.resolve("new exclusion at an unknown stream end".into()).await;
+        }
+        self.append_round(&slots, segment, upto, first_bad, false).await
+    }
+
+    /// One refused record leads the mapping at `next_offset` and a row
+    /// follows it: appending the rows after it at their own offsets bounds
+    /// the stream's end — `OUT_OF_RANGE` means no row at or after the refused
+    /// record's offset, so it may leave the mapping; an acknowledgement means
+    /// an earlier attempt wrote it, and the mapping stands. Returns the
+    /// segment and where it stops.
+    pub(super) fn probe_segment(&self, slots: &[Slot], k: usize) -> Option<(Vec<usize>, usize)> {
+        let at = slots.get(k)?.offset()?;
+        if at != self.state.next_offset {
+            return None;
+        }
+        let (j, next) = slots.iter().enumerate().skip(k + 1).find(|(_, s)| s.offset().is_some())?;
+        if *next != (Slot::Row { offset: at + 1, sendable: true }) {
+            return None;
+        }
+        let upto = slots
+            .iter()
+            .enumerate()
+            .skip(j)
+            .find(|(_, s)| matches!(s, Slot::Row { sendable: false, .. }))
+            .map_or(slots.len(), |(i, _)| i);
+        let segment =
+            (j..upto).filter(|&i| matches!(slots.get(i), Some(Slot::Row { .. }))).collect();
+        Some((segment, upto))
+    }
+
+    /// Appends the rows of `segment` (consecutive offsets; everything before
+    /// `upto` that is not in it is excluded, earlier, or — for a probe — the
+    /// one refused record `first_bad` right before it) and acts on the verdict.
+    pub(super) async fn append_round(
+        &mut self,
+        slots: &[Slot],
+        segment: Vec<usize>,
+        upto: usize,
+        first_bad: Option<usize>,
+        probe: bool,
+    ) -> Result<Flow, GaveBack> {
+        let slots = slots.to_vec();
+        let Some(first_offset) = segment.first().and_then(|&i| slots.get(i)).and_then(Slot::offset)
+        else {
+            return Ok(Flow::Done);
+        };
+        let row_lens: Vec<usize> =
+            segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
+        let cuts = send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits);
+        let mut requests = Vec::with_capacity(cuts.len());
+        for c in &cuts {
+            let rows: Vec<&[u8]> = segment
+                .get(c.rows.clone())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&i| self.items.get(i))
+                .map(|i| i.row.as_slice())
+                .collect();
+            match self.encoder.request_rows(&rows, false) {
+                Ok(r) => requests.push(AppendRequest {
+                    offset: Some(c.offset),
+                    bytes: self.encoder.request_bytes(rows.iter().map(|r| r.len())),
+                    row_count: rows.len(),
+                    rows: r,
+                }),
+                Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
+            }
+        }
+        self.stats.requests += requests.len();
+        let stream = self.state.write_stream.clone();
+        let mut appender = self.deps.take_appender(&stream, &self.encoder).await;
+        let sent = send::send(&mut appender, requests, self.work_deadline, self.hook()).await;
+        self.deps.put_appender(appender).await;
+        let outcomes = sent.map_err(crashed)?;
+        if probe && outcomes.first().is_some_and(send::is_out_of_range) {
+            // No row at or after the refused record: it may leave the mapping.
+            self.known_end = Some(first_offset - 1);
+            return Ok(Flow::Continue);
+        }
+        let verdict = send::judge(&cuts, &outcomes, self.known_end);
+        // Items before this index are landed once `landed` requests are in.
+        // Before a probe's first acknowledgement its refused record is not.
+        let in_table = |landed: usize| -> usize {
+            match (landed, probe, first_bad) {
+                (0, true, Some(k)) => k,
+                _ => cuts
+                    .get(landed)
+                    .and_then(|c| segment.get(c.rows.start))
+                    .copied()
+                    .unwrap_or(upto),
+            }
+        };
+        match verdict {
+            Verdict::AllIn { end } => {
+                self.stats.rows_appended += segment.len();
+                self.known_end = Some(end);
+                self.land_prefix(&slots, upto);
+                // After a probe the refused record before the segment is in
+                // the table (an earlier attempt wrote it); the next refused
+                // one, if any, is at `upto`.
+                let next_bad = if probe { (upto < slots.len()).then_some(upto) } else { first_bad };
+                let Some(k) = next_bad else { return Ok(Flow::Done) };
+                let more = self.new_exclusions(&slots, k);
+                let positions = self.positions();
+                let next = plan::exclude(&plan::advance(&self.state, &positions, &slots, k), more);
+                self.write_state(next).await?;
+                Ok(Flow::Continue)
+            }
+            Verdict::RowErrors { landed, request, offset, errors, at_end } => {
+                let start = in_table(landed);
+                self.land_prefix(&slots, start);
+                let base = cuts.get(request).map_or(0, |c| c.rows.start);
+                let rejected: Vec<(usize, String)> = errors
+                    .iter()
+                    .filter_map(|e| segment.get(base + e.index).map(|&i| (i, e.message.clone())))
+                    .collect();
+                if rejected.is_empty() {
+                    return self.resolve("row errors name no row of the request".into()).await;
+                }
+                if at_end {
+                    self.known_end = Some(offset);
+                    self.reject(&slots, start, rejected).await?;
+                } else {
+                    // Where the stream ends is not known, so the mapping may
+                    // not change yet: treat the rows like records the schema
+                    // refuses, and learn the end from the rows before them.
+                    self.refuse(rejected).await?;
+                }
+                Ok(Flow::Continue)
+            }
+            Verdict::NotWritten { landed, end, reason, error } => {
+                let start = in_table(landed);
+                self.land_prefix(&slots, start);
+                self.known_end = Some(end);
+                self.unwritten_end = Some(end);
+                self.spill(&slots, start, None, reason, error).await?;
+                Ok(Flow::Done)
+            }
+            Verdict::Unknown { landed, error } => {
+                let start = in_table(landed);
+                self.land_prefix(&slots, start);
+                self.resolve(error).await
+            }
+        }
+    }
+
+    /// The intent entries for every refused record from `from` on.
+    pub(super) fn new_exclusions(&self, slots: &[Slot], from: usize) -> Vec<Exclusion> {
+        slots
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, s)| matches!(s, Slot::Row { sendable: false, .. }))
+            .filter_map(|(i, _)| self.items.get(i))
+            .map(prepare::schema_exclusion)
+            .collect()
+    }
+
+    /// Rows BigQuery refused at the known end `slots[start]`: dead-letter
+    /// them, then persist their exclusion with the landed prefix.
+    pub(super) async fn reject(
+        &mut self,
+        slots: &[Slot],
+        start: usize,
+        rejected: Vec<(usize, String)>,
+    ) -> Result<(), GaveBack> {
+        let mut which = Vec::new();
+        let mut letters = Vec::new();
+        let mut more = Vec::new();
+        for (i, message) in rejected {
+            let Some(item) = self.items.get(i) else { continue };
+            more.push(prepare::exclusion_for(
+                item,
+                ExclusionReason::RejectedByBigquery,
+                message.clone(),
+            ));
+            if let Some(record) = item.record {
+                which.push(i);
+                letters.push(DeadLetter::new(
+                    record,
+                    self.batch.table,
+                    Reason::RejectedByBigquery,
+                    message,
+                ));
+            }
+        }
+        self.send_letters(which, letters).await?;
+        let positions = self.positions();
+        let next = plan::exclude(&plan::advance(&self.state, &positions, slots, start), more);
+        self.write_state(next).await
+    }
+
+    /// Rows BigQuery refused where the stream's end is not known: they become
+    /// refused records (dead-lettered now, excluded once the end is known).
+    pub(super) async fn refuse(&mut self, rejected: Vec<(usize, String)>) -> Result<(), GaveBack> {
+        let mut which = Vec::new();
+        let mut letters = Vec::new();
+        for (i, message) in rejected {
+            let Some(item) = self.items.get_mut(i) else { continue };
+            let Some(record) = item.record else { continue };
+            let letter =
+                DeadLetter::new(record, self.batch.table, Reason::RejectedByBigquery, message);
+            item.kind = Kind::SchemaBad;
+            item.row = Vec::new();
+            item.letter = Some(letter.clone());
+            which.push(i);
+            letters.push(letter);
+        }
+        self.send_letters(which, letters).await
+    }
+}

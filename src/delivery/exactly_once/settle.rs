@@ -1,0 +1,215 @@
+//! Where records settle when they do not simply land by an append: the
+//! dead-letter queue, a finalized stream's row count and the rotation to a
+//! new stream, and the spillover.
+
+use super::{Flow, Run};
+use crate::bigquery::write_stream;
+use crate::delivery::crash::Boundary;
+use crate::delivery::outcome::{GaveBack, Landing};
+use crate::delivery::plan::{self, Slot};
+use crate::delivery::prepare;
+use crate::delivery::state::ShardState;
+use crate::dlq::{DeadLetter, DlqError};
+use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
+
+impl Run<'_, '_> {
+    /// Sends every record that gets no row (or cannot be sent) to the
+    /// dead-letter queue before anything else, so every later state write may
+    /// move past them. A letter the queue refuses ends the invocation's work
+    /// at that record.
+    pub(super) async fn dead_letter_excluded(&mut self) -> Result<(), GaveBack> {
+        let slots = self.slots();
+        let mut which = Vec::new();
+        let mut letters = Vec::new();
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(item) = self.items.get(i) else { continue };
+            let needs = matches!(slot, Slot::Excluded | Slot::Row { sendable: false, .. });
+            if !needs {
+                continue;
+            }
+            let exclusion = self.state.excluded(&item.position);
+            if let Some(letter) = prepare::letter_for_excluded(item, exclusion, self.batch.table) {
+                which.push(i);
+                letters.push(letter);
+            }
+        }
+        self.send_letters(which, letters).await
+    }
+
+    pub(super) async fn send_letters(
+        &mut self,
+        which: Vec<usize>,
+        letters: Vec<DeadLetter>,
+    ) -> Result<(), GaveBack> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.pass(Boundary::BeforeDeadLetter)?;
+        let failed: Vec<usize> = match self.deps.dlq.send(&letters).await {
+            Ok(()) => Vec::new(),
+            Err(DlqError::Partial { failed, cause }) => {
+                tracing::warn!(error = %cause, failed = failed.len(), "dead letters not accepted");
+                failed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dead-letter queue unusable");
+                (0..letters.len()).collect()
+            }
+        };
+        self.stats.dead_lettered += letters.len() - failed.len().min(letters.len());
+        if let Some(first) = failed.iter().filter_map(|&f| which.get(f)).min() {
+            self.limit = self.limit.min(*first);
+        }
+        self.pass(Boundary::AfterDeadLetter)
+    }
+
+    /// The stream's end is not known: finalize it for its row count, keep
+    /// that in the state, and let the next round rotate. If BigQuery cannot
+    /// answer, spill what is not proven landed with its stream and offsets.
+    pub(super) async fn resolve(&mut self, why: String) -> Result<Flow, GaveBack> {
+        let stream = self.state.write_stream.clone();
+        self.pass(Boundary::BeforeFinalize)?;
+        let finalized = tokio::time::timeout_at(
+            self.work_deadline,
+            self.deps.client.finalize_write_stream(&stream),
+        )
+        .await;
+        self.deps.drop_appender(&stream).await;
+        match finalized {
+            Ok(Ok(rows)) => {
+                self.pass(Boundary::AfterFinalize)?;
+                self.stats.finalizes += 1;
+                tracing::info!(shard_id = self.batch.shard_id, write_stream = %stream, rows, why = %why, "stream finalized to resolve its end");
+                let next = ShardState { stream_end: Some(rows), ..self.state.clone() };
+                self.write_state(next).await?;
+                Ok(Flow::Continue)
+            }
+            Ok(Err(e)) => {
+                let slots = self.slots();
+                let error = format!("{why}; finalize failed: {e}");
+                self.spill(&slots, 0, Some(stream), SpillReason::InDoubt, error).await?;
+                Ok(Flow::Done)
+            }
+            Err(_elapsed) => {
+                let slots = self.slots();
+                let error = format!("{why}; no time left to finalize");
+                self.spill(&slots, 0, Some(stream), SpillReason::InDoubt, error).await?;
+                Ok(Flow::Done)
+            }
+        }
+    }
+
+    /// The state's stream is finalized with `end` rows: everything mapped
+    /// below it is in the table; the rest continues in a new stream.
+    pub(super) async fn rotate(&mut self, slots: &[Slot], end: i64) -> Result<Flow, GaveBack> {
+        let point = plan::rotation_point(slots, end);
+        self.land_prefix(slots, point);
+        if point >= slots.len() {
+            return Ok(Flow::Done);
+        }
+        self.pass(Boundary::BeforeCreateStream)?;
+        let created = tokio::time::timeout_at(
+            self.work_deadline,
+            self.deps.client.create_write_stream(self.batch.table, write_stream::Type::Committed),
+        )
+        .await;
+        let name = match created {
+            Ok(Ok(s)) if !s.name.is_empty() => s.name,
+            other => {
+                let error = match other {
+                    Ok(Ok(_)) => "CreateWriteStream returned no name".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "no time left to create a write stream".to_string(),
+                };
+                // Beyond a finalized end nothing is in the table: no offsets needed.
+                self.spill(slots, point, None, SpillReason::RetriesExhausted, error).await?;
+                return Ok(Flow::Done);
+            }
+        };
+        self.pass(Boundary::AfterCreateStream)?;
+        let more = self.new_exclusions(slots, point);
+        let positions = self.positions();
+        let next = plan::rotate(&self.state, &positions, slots, end, name, more);
+        self.write_state(next).await?;
+        self.stats.rotations += 1;
+        self.known_end = Some(0);
+        Ok(Flow::Continue)
+    }
+
+    /// Marks items `..upto` landed according to their slots (rows in the
+    /// table, exclusions in the dead-letter queue).
+    pub(super) fn land_prefix(&mut self, slots: &[Slot], upto: usize) {
+        for (i, slot) in slots.iter().enumerate().take(upto) {
+            if let Some(l) = self.landing.get_mut(i)
+                && l.is_none()
+            {
+                *l = Some(match slot {
+                    Slot::Earlier => Landing::Earlier,
+                    Slot::Row { sendable: true, .. } => Landing::Table,
+                    // Refused now but mapped below a proven end: an earlier
+                    // attempt wrote it.
+                    Slot::Row { sendable: false, .. } => Landing::Table,
+                    Slot::Excluded => Landing::DeadLetter,
+                });
+            }
+        }
+    }
+
+    /// Spills the not-yet-landed rows from `from` on; `write_stream` (with
+    /// each record's offset) when their appends are in doubt.
+    pub(super) async fn spill(
+        &mut self,
+        slots: &[Slot],
+        from: usize,
+        write_stream: Option<String>,
+        reason: SpillReason,
+        error: String,
+    ) -> Result<(), GaveBack> {
+        let mut which = Vec::new();
+        let mut records = Vec::new();
+        for (i, slot) in slots.iter().enumerate().skip(from) {
+            let pending = self.landing.get(i).is_some_and(Option::is_none);
+            match slot {
+                Slot::Row { offset, sendable: true } if pending => {
+                    if let Some(record) = self.items.get(i).and_then(|it| it.record) {
+                        let offset = write_stream.as_ref().map(|_| *offset);
+                        which.push(i);
+                        records.push(SpilledRecord::from_source(record, offset));
+                    }
+                }
+                Slot::Row { sendable: false, .. } | Slot::Excluded if pending => {
+                    if let Some(l) = self.landing.get_mut(i) {
+                        *l = Some(Landing::DeadLetter);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(first) = records.first() else { return Ok(()) };
+        let mut spilled = SpilledBatch::new(self.batch.table.clone(), reason, error, &[]);
+        spilled.stream_arn = self.batch.stream_arn.to_string();
+        spilled.shard_id = self.batch.shard_id.to_string();
+        spilled.write_stream = first.offset.and(write_stream);
+        spilled.records = records;
+        self.pass(Boundary::BeforeSpill)?;
+        match self.deps.spill.spill(&spilled).await {
+            Ok(key) => {
+                let path = key.path();
+                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), "spilled");
+                self.stats.spilled += which.len();
+                if let Some(last) = spilled.last_position() {
+                    self.spilled.push((path, last.clone()));
+                }
+                for i in which {
+                    if let Some(l) = self.landing.get_mut(i) {
+                        *l = Some(Landing::Spill);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(shard_id = self.batch.shard_id, error = %e, "spillover failed too");
+            }
+        }
+        self.pass(Boundary::AfterSpill)
+    }
+}
