@@ -1,8 +1,9 @@
 //! A Lambda Kinesis event → the user records of its Kinesis records.
 //!
 //! First step of the flow: the handler calls [`records`] on the event Lambda
-//! hands it. Each Kinesis record yields at least one item, in event order:
-//! one [`SourceRecord`] for a plain record, one per sub-record for a KPL
+//! hands it (read as a [`super::Event`], for exact arrival times). Each
+//! Kinesis record yields at least one item, in event order: one
+//! [`SourceRecord`] for a plain record, one per sub-record for a KPL
 //! aggregate, or one [`BadRecord`] for an aggregate that cannot be unpacked.
 //! So every record of the event is accounted for — delivered, or dead-lettered
 //! — and none can stall the shard.
@@ -41,6 +42,11 @@ pub enum SourceError {
 /// # Errors
 /// [`SourceError`] when a record lacks its shard id (from `eventID`), a valid
 /// sequence number or its stream ARN.
+#[allow(
+    clippy::result_large_err,
+    reason = "BadRecord is SourceRecord plus a reason: boxing it would not shrink the \
+              Vec's elements, which are as large as a SourceRecord anyway"
+)]
 pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecord>>, SourceError> {
     let mut out = Vec::with_capacity(event.records.len());
     // Records of one event nearly always share shard and stream: share the strings.
@@ -48,8 +54,11 @@ pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecor
     let mut stream: Option<Arc<str>> = None;
     for (index, record) in event.records.iter().enumerate() {
         let parent = parent(index, record, &mut shard, &mut stream)?;
-        match kpl::unpack(&record.kinesis.data.0) {
-            Ok(Unpacked::Plain) => out.push(Ok(parent)),
+        let raw = &record.kinesis.data.0;
+        match kpl::unpack(raw) {
+            Ok(Unpacked::Plain) => {
+                out.push(Ok(SourceRecord { data: Bytes::copy_from_slice(raw), ..parent }))
+            }
             Ok(Unpacked::Aggregate(subs)) => {
                 out.extend(subs.into_iter().zip(0u64..).map(|(sub, sub_sequence_number)| {
                     Ok(SourceRecord {
@@ -61,14 +70,18 @@ pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecor
                     })
                 }))
             }
-            Err(reason) => out.push(Err(BadRecord { record: parent, reason })),
+            Err(reason) => out.push(Err(BadRecord {
+                record: SourceRecord { data: Bytes::copy_from_slice(raw), ..parent },
+                reason,
+            })),
         }
     }
     Ok(out)
 }
 
-/// The Kinesis record as one `SourceRecord` (sub-sequence number 0, its raw
-/// bytes), reusing `shard`/`stream` when they are unchanged.
+/// The Kinesis record as one `SourceRecord` (sub-sequence number 0), without
+/// its data: only plain and bad records copy the raw bytes, aggregates give
+/// each sub-record its own. Reuses `shard`/`stream` when they are unchanged.
 fn parent(
     index: usize,
     record: &KinesisEventRecord,
@@ -93,11 +106,10 @@ fn parent(
         event_index: index,
         partition_key: Arc::from(kinesis.partition_key.as_str()),
         explicit_hash_key: None,
-        // Caveat: aws_lambda_events 1.2.1 reads the fraction's digits as a
-        // count of milliseconds, so `.5` becomes 5 ms and `.120` 12 ms (only
-        // three-digit fractions without a trailing zero come out right).
+        // Exact when the event was read through `source::Event`; the
+        // library's own reader gets some fractions wrong (see lambda_event.rs).
         arrival_micros: Some(kinesis.approximate_arrival_timestamp.timestamp_micros()),
-        data: Bytes::copy_from_slice(&kinesis.data.0),
+        data: Bytes::new(),
     })
 }
 

@@ -10,10 +10,12 @@
 
 mod event;
 pub mod kpl;
+mod lambda_event;
 mod position;
 mod record;
 
 pub use event::{SourceError, records};
 pub use kpl::BadReason;
+pub use lambda_event::Event;
 pub use position::{Position, SequenceNumber, SequenceNumberError};
 pub use record::{BadRecord, SourceRecord};

@@ -110,7 +110,8 @@ pub fn events_schema() -> anyhow::Result<TableSchema> {
 pub fn sample_event() -> anyhow::Result<KinesisEvent> {
     let path = shared_data("kinesis-event-sample.json");
     let json = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    Ok(serde_json::from_str(&json)?)
+    let event: kinesis_bigquery::source::Event = serde_json::from_str(&json)?;
+    Ok(event.into())
 }
 
 /// Moto's S3 client (see [`Moto::s3_client`]).

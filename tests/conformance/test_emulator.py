@@ -64,13 +64,16 @@ def emulator_binary() -> str:
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """The emulator binary on ports it picks itself; yields (grpc, rest) URLs."""
+    binary = emulator_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"no emulator binary at {binary}: run scripts/test (or cargo test --no-run)")
     tmp = tmp_path_factory.mktemp("emulator")
     schema = tmp / "events.json"
     schema.write_text(SCHEMA_JSON)
     stderr = open(tmp / "stderr.log", "wb")
     proc = subprocess.Popen(
         [
-            emulator_binary(),
+            binary,
             "emulator",
             "--grpc",
             "127.0.0.1:0",
@@ -337,3 +340,27 @@ def test_pending_stream_is_invisible_until_batch_commit(write_client, bq, table)
 
     after = write_client.get_write_stream(name=ws.name)
     assert "commit_time" in after
+
+
+def test_a_bad_row_rejects_the_request_with_row_errors(write_client, bq, table):
+    good = Event(event_id="e0").SerializeToString()
+    # REQUIRED event_id left out (proto2 allows serializing it partially).
+    bad = Event(user_id=7).SerializePartialToString()
+    request = types.AppendRowsRequest()
+    proto_data = types.AppendRowsRequest.ProtoData()
+    proto_data.rows = types.ProtoRows(serialized_rows=[good, bad, good])
+    request.proto_rows = proto_data
+    stream = open_writer(write_client, f"{table}/streams/_default")
+    try:
+        with pytest.raises(exceptions.InvalidArgument) as failed:
+            stream.send(request).result(timeout=TIMEOUT)
+        # The connection stays usable after an in-stream error.
+        ok = append(stream, [event(1)]).result(timeout=TIMEOUT)
+        assert not ok.error.code
+    finally:
+        stream.close()
+    response = failed.value.response
+    assert [e.index for e in response.row_errors] == [1]
+    assert response.row_errors[0].code == types.RowError.RowErrorCode.FIELDS_ERROR
+    # No row of the failed request was written.
+    assert read_back(bq, table) == expected([event(1)])
