@@ -6,11 +6,14 @@
 //! so no outcome claims more than the service said.
 
 use crate::pb::storage::RowError as PbRowError;
-use crate::pb::storage::append_rows_request::{ArrowData, Rows};
+use crate::pb::storage::append_rows_request::Rows;
 
 use super::error::AppendError;
 use super::retry::RetryPolicy;
-use super::wire::{WireAppendRowsRequest, WireProtoData, WireProtoSchema, WireRows, WriterSchema};
+use super::wire::{
+    PreparedRows, WireAppendRowsRequest, WireArrowData, WireProtoData, WireProtoSchema, WireRows,
+    WriterSchema,
+};
 
 /// One AppendRows request, before the connection decides whether it is the first
 /// (which carries `write_stream` and the writer schema).
@@ -99,7 +102,8 @@ const TRACE_ID: &str = concat!("kinesis-bigquery/", env!("CARGO_PKG_VERSION"));
 /// Builds the wire request; the first on a connection names the stream and carries
 /// the writer schema, later ones omit both (fact sheet §2.3).
 pub(crate) fn wire_request(
-    request: &AppendRequest,
+    offset: Option<i64>,
+    rows: &PreparedRows,
     first: Option<(&str, &WriterSchema)>,
 ) -> Result<WireAppendRowsRequest, AppendError> {
     let (write_stream, trace_id) = match first {
@@ -107,26 +111,28 @@ pub(crate) fn wire_request(
         None => (String::new(), String::new()),
     };
     let schema = first.map(|(_, schema)| schema);
-    let rows = match (&request.rows, schema) {
-        (Rows::ProtoRows(data), None | Some(WriterSchema::ProtoDescriptorBytes(_))) => {
-            let writer_schema = match schema {
-                Some(WriterSchema::ProtoDescriptorBytes(bytes)) => {
-                    Some(WireProtoSchema { proto_descriptor: bytes.clone() })
-                }
-                _ => None,
-            };
-            WireRows::ProtoRows(WireProtoData { writer_schema, rows: data.rows.clone() })
+    let rows = match (rows, schema) {
+        (PreparedRows::Proto(rows), None) => {
+            WireRows::ProtoRows(WireProtoData { writer_schema: None, rows: rows.clone() })
         }
-        (Rows::ArrowRows(data), None | Some(WriterSchema::Arrow(_))) => {
-            let writer_schema = match schema {
-                Some(WriterSchema::Arrow(s)) => Some(s.clone()),
-                _ => None,
-            };
-            WireRows::ArrowRows(ArrowData { writer_schema, rows: data.rows.clone() })
+        (PreparedRows::Proto(rows), Some(WriterSchema::ProtoDescriptorBytes(bytes))) => {
+            WireRows::ProtoRows(WireProtoData {
+                writer_schema: Some(WireProtoSchema { proto_descriptor: bytes.clone() }),
+                rows: rows.clone(),
+            })
+        }
+        (PreparedRows::Arrow(rows), None) => {
+            WireRows::ArrowRows(WireArrowData { writer_schema: None, rows: rows.clone() })
+        }
+        (PreparedRows::Arrow(rows), Some(WriterSchema::Arrow(s))) => {
+            WireRows::ArrowRows(WireArrowData {
+                writer_schema: Some(s.clone()),
+                rows: rows.clone(),
+            })
         }
         _ => return Err(AppendError::FormatMismatch),
     };
-    Ok(WireAppendRowsRequest { write_stream, offset: request.offset, rows: Some(rows), trace_id })
+    Ok(WireAppendRowsRequest { write_stream, offset, rows: Some(rows), trace_id })
 }
 
 #[cfg(test)]
@@ -134,6 +140,7 @@ mod tests {
     use super::*;
     use crate::pb::storage::append_rows_request::ProtoData;
     use crate::pb::storage::{ArrowSchema, ProtoRows, ProtoSchema};
+    use prost::Message;
 
     fn proto(rows: Vec<Vec<u8>>) -> Rows {
         Rows::ProtoRows(ProtoData {
@@ -153,15 +160,17 @@ mod tests {
     fn first_request_carries_stream_and_schema() {
         let req =
             AppendRequest { offset: Some(7), rows: proto(vec![vec![1]]), row_count: 1, bytes: 3 };
-        let first = wire_request(&req, Some(("s", &schema()))).unwrap();
+        let prepared = PreparedRows::from(req.rows.clone());
+        let first = wire_request(req.offset, &prepared, Some(("s", &schema()))).unwrap();
         assert_eq!(first.write_stream, "s");
         assert_eq!(first.offset, Some(7));
         assert_eq!(first.trace_id, TRACE_ID);
         let Some(WireRows::ProtoRows(d)) = first.rows else { panic!() };
         assert!(d.writer_schema.is_some());
-        assert_eq!(d.rows.unwrap().serialized_rows, vec![vec![1]]);
+        let rows = ProtoRows::decode(d.rows.unwrap()).unwrap();
+        assert_eq!(rows.serialized_rows, vec![vec![1]]);
 
-        let later = wire_request(&req, None).unwrap();
+        let later = wire_request(req.offset, &prepared, None).unwrap();
         assert_eq!((later.write_stream.as_str(), later.trace_id.as_str()), ("", ""));
         let Some(WireRows::ProtoRows(d)) = later.rows else { panic!() };
         assert!(d.writer_schema.is_none());
@@ -171,10 +180,9 @@ mod tests {
     fn format_mismatch_is_refused() {
         let req = AppendRequest { offset: None, rows: proto(vec![]), row_count: 0, bytes: 0 };
         let arrow = WriterSchema::Arrow(ArrowSchema { serialized_schema: vec![1] });
-        assert!(matches!(
-            wire_request(&req, Some(("s", &arrow))),
-            Err(AppendError::FormatMismatch)
-        ));
+        let prepared = PreparedRows::from(req.rows);
+        let refused = wire_request(None, &prepared, Some(("s", &arrow)));
+        assert!(matches!(refused, Err(AppendError::FormatMismatch)));
     }
 
     #[test]

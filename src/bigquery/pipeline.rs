@@ -30,7 +30,7 @@ use super::append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, wir
 use super::client::{MAX_RESPONSE_BYTES, WriteClient};
 use super::error::{AppendError, Class, Classify, ServerStatus};
 use super::retry::Decision;
-use super::wire::{self, WireAppendRowsRequest, WriterSchema};
+use super::wire::{self, PreparedRows, WireAppendRowsRequest, WriterSchema};
 
 /// Reconnects that cost no retry attempt: an idle close, or a connection found
 /// closed with nothing in flight (fact sheet §2.8: "do not count this close").
@@ -58,6 +58,20 @@ pub struct Appender {
     /// A connection we ended (half-closed) whose close the service has not confirmed.
     closing: Option<Streaming<AppendRowsResponse>>,
     updated_schema: Option<TableSchema>,
+}
+
+/// A request with its rows serialized once for all its sends.
+struct Prepared {
+    offset: Option<i64>,
+    rows: PreparedRows,
+    row_count: usize,
+    bytes: usize,
+}
+
+impl From<AppendRequest> for Prepared {
+    fn from(r: AppendRequest) -> Self {
+        Self { offset: r.offset, rows: r.rows.into(), row_count: r.row_count, bytes: r.bytes }
+    }
 }
 
 /// Progress through one `append_all` call.
@@ -174,6 +188,7 @@ impl Appender {
         requests: Vec<AppendRequest>,
         deadline: Instant,
     ) -> Vec<AppendOutcome> {
+        let requests: Vec<Prepared> = requests.into_iter().map(Prepared::from).collect();
         let mut run = Run {
             outcomes: vec![None; requests.len()],
             next: 0,
@@ -235,7 +250,7 @@ impl Appender {
     /// `Done` when nothing is in flight and nothing more may be sent.
     async fn send_allowed(
         &mut self,
-        requests: &[AppendRequest],
+        requests: &[Prepared],
         run: &mut Run,
         deadline: Instant,
     ) -> Flow {
@@ -250,7 +265,7 @@ impl Appender {
             let i = run.next;
             let first = self.conn.is_none();
             let schema = first.then_some((self.write_stream.as_str(), &self.writer_schema));
-            let wire = match wire_request(request, schema) {
+            let wire = match wire_request(request.offset, &request.rows, schema) {
                 Ok(wire) => wire,
                 Err(err) => {
                     run.settle(i, AppendOutcome::Failed(err));
@@ -392,7 +407,7 @@ impl Appender {
     async fn on_response(
         &mut self,
         response: AppendRowsResponse,
-        requests: &[AppendRequest],
+        requests: &[Prepared],
         run: &mut Run,
         deadline: Instant,
     ) -> Flow {

@@ -8,13 +8,17 @@
 //! `AppendRowsRequest` whose `ProtoSchema.proto_descriptor` is plain bytes. An
 //! embedded message and a bytes field are the same on the wire (length-delimited),
 //! so the service sees exactly the generated message's encoding.
+//!
+//! The rows of each request are serialized once ([`PreparedRows`]) and shared by
+//! every send of it: a resend costs no re-encoding and no per-row allocation.
 
+use bytes::Bytes;
 use prost::Message;
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
-use crate::pb::storage::append_rows_request::{ArrowData, Rows};
-use crate::pb::storage::{AppendRowsResponse, ArrowSchema, ProtoRows, ProtoSchema};
+use crate::pb::storage::append_rows_request::Rows;
+use crate::pb::storage::{AppendRowsResponse, ArrowSchema, ProtoSchema};
 
 /// The writer schema of a connection's first request.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,15 +67,41 @@ pub(crate) enum WireRows {
     #[prost(message, tag = "4")]
     ProtoRows(WireProtoData),
     #[prost(message, tag = "5")]
-    ArrowRows(ArrowData),
+    ArrowRows(WireArrowData),
 }
 
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct WireProtoData {
     #[prost(message, optional, tag = "1")]
     pub writer_schema: Option<WireProtoSchema>,
-    #[prost(message, optional, tag = "2")]
-    pub rows: Option<ProtoRows>,
+    /// A serialized `ProtoRows`.
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    pub rows: Option<Bytes>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WireArrowData {
+    #[prost(message, optional, tag = "1")]
+    pub writer_schema: Option<ArrowSchema>,
+    /// A serialized `ArrowRecordBatch`.
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    pub rows: Option<Bytes>,
+}
+
+/// A request's rows, serialized once.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum PreparedRows {
+    Proto(Option<Bytes>),
+    Arrow(Option<Bytes>),
+}
+
+impl From<Rows> for PreparedRows {
+    fn from(rows: Rows) -> Self {
+        match rows {
+            Rows::ProtoRows(data) => Self::Proto(data.rows.map(|r| r.encode_to_vec().into())),
+            Rows::ArrowRows(data) => Self::Arrow(data.rows.map(|r| r.encode_to_vec().into())),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -104,8 +134,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::storage::AppendRowsRequest;
     use crate::pb::storage::append_rows_request::ProtoData;
+    use crate::pb::storage::{AppendRowsRequest, ProtoRows};
     use prost_types::{DescriptorProto, FieldDescriptorProto};
 
     #[test]
@@ -139,7 +169,7 @@ mod tests {
                 writer_schema: Some(WireProtoSchema {
                     proto_descriptor: descriptor.encode_to_vec(),
                 }),
-                rows: Some(rows),
+                rows: Some(rows.encode_to_vec().into()),
             })),
         };
         assert_eq!(wire.encode_to_vec(), generated.encode_to_vec());
