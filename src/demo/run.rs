@@ -185,7 +185,11 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         .filter_map(|row| row.get("event_id").and_then(|v| v.as_str()).map(str::to_string))
         .collect();
     report.check_table(&generated.good, &in_table);
-    for letter in dead_letters(&dir.join("dead-letters.ndjson"))? {
+    let letters = dead_letters(&dir.join("dead-letters.ndjson"))?;
+    let distinct: std::collections::HashSet<_> =
+        letters.iter().map(|l| (l.shard_id.clone(), l.position())).collect();
+    report.dead_lettered_records = distinct.len() as u64;
+    for letter in letters {
         let reason = serde_json::to_value(letter.reason)?;
         *report
             .dead_letters
