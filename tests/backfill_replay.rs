@@ -295,3 +295,32 @@ async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()>
     h.shutdown().await;
     Ok(())
 }
+
+/// A row too large for any AppendRows request under the limits goes to the
+/// dead-letter queue; the rest of the object lands.
+#[tokio::test]
+async fn a_row_too_large_for_a_request_is_dead_lettered() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let table = h.new_events_table()?;
+    let dir = tempfile::tempdir()?;
+    let spill = file_spill(&dir);
+    let mut recs = records("shardId-000000000000", 0, 5);
+    let huge = serde_json::json!({"event_id": "huge", "type": "x".repeat(8192)}).to_string();
+    recs.push(record("shardId-000000000000", 5, huge.into_bytes()));
+    spill.spill(&spilled(&table, &recs)).await?;
+    let dlq_path = dir.path().join("dlq.ndjson");
+    let mut deps = deps(&h.emulator, spill.clone(), Some(file_dlq(&dlq_path))).await;
+    deps.limits = kinesis_bigquery::batch::BatchLimits::new(7, 4096, Duration::ZERO)?;
+
+    let dry = run(&deps, &BackfillOptions { dry_run: true, ..options() }).await;
+    assert_eq!((dry.rows, dry.dead_lettered), (5, 1));
+    let summary = run(&deps, &options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    assert_eq!((summary.rows, summary.dead_lettered), (5, 1));
+    assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&recs[..5]));
+    let letters = letters(&dlq_path);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, Reason::RowTooLarge);
+    h.shutdown().await;
+    Ok(())
+}

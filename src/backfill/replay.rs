@@ -130,16 +130,6 @@ async fn fresh(
     let mut rejected: Vec<(usize, DeadLetter)> = Vec::new();
     for _attempt in 0..MAX_ATTEMPTS {
         let encoded = encode(&encoder, table, &records, &fates, &rejected);
-        report.rows = encoded.rows.len() as u64;
-        report.already_in_table = encoded.already_in_table;
-        report.dead_lettered = encoded.dead.len() as u64;
-        if ctx.options.dry_run {
-            report.status = ObjectStatus::Counted;
-            return Ok(report);
-        }
-        if !encoded.dead.is_empty() && ctx.deps.dlq.is_none() {
-            return Err(BackfillError::NoDeadLetterQueue(encoded.dead.len()));
-        }
         if let Err(too_large) = cut(ctx, &encoder, &encoded.rows) {
             for row in too_large {
                 let index = encoded.record_of_row.get(row).copied();
@@ -154,6 +144,16 @@ async fn fresh(
                 }
             }
             continue;
+        }
+        report.rows = encoded.rows.len() as u64;
+        report.already_in_table = encoded.already_in_table;
+        report.dead_lettered = encoded.dead.len() as u64;
+        if ctx.options.dry_run {
+            report.status = ObjectStatus::Counted;
+            return Ok(report);
+        }
+        if !encoded.dead.is_empty() && ctx.deps.dlq.is_none() {
+            return Err(BackfillError::NoDeadLetterQueue(encoded.dead.len()));
         }
         if encoded.rows.is_empty() {
             // Nothing to write: every record is in the table or dead-lettered.
