@@ -49,10 +49,27 @@ pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize) {
         }
         return;
     }
-    let mut prefix = Vec::with_capacity(10);
-    put_varint(&mut prefix, len as u64);
-    let at = body_start - 1;
-    out.splice(at..body_start, prefix);
+    // Widen the reserved byte in place: shift the body right, write the varint.
+    let mut prefix = [0u8; 10];
+    let mut n = 0;
+    let mut v = len as u64;
+    while v >= 0x80 {
+        if let Some(b) = prefix.get_mut(n) {
+            *b = (v as u8) | 0x80;
+        }
+        v >>= 7;
+        n += 1;
+    }
+    if let Some(b) = prefix.get_mut(n) {
+        *b = v as u8;
+    }
+    n += 1;
+    let extra = n - 1;
+    out.resize(out.len() + extra, 0);
+    out.copy_within(body_start..body_start + len, body_start + extra);
+    if let (Some(dst), Some(src)) = (out.get_mut(body_start - 1..body_start - 1 + n), prefix.get(..n)) {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// One field read back from row bytes.

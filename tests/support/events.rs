@@ -51,13 +51,17 @@ pub fn event(shard: &str, records: &[Rec]) -> Value {
 /// A JSON event of the `events.schema.json` table, padded with tags to
 /// about `size` bytes (at least ~120).
 pub fn row_json(i: usize, size: usize) -> Vec<u8> {
-    let mut tags = Vec::new();
-    let mut v = row_value(i, &tags);
-    while v.to_string().len() + 12 <= size {
-        tags.push(format!("tag-{:06}", tags.len()));
-        v = row_value(i, &tags);
-    }
-    let mut out = v.to_string().into_bytes();
+    let base = row_value(i, &[]).to_string().len();
+    // Each tag `"tag-000000",` adds 13 bytes.
+    let mut n = size.saturating_sub(base) / 13;
+    let mut out = loop {
+        let tags: Vec<String> = (0..n).map(|t| format!("tag-{:06}", t % 1_000_000)).collect();
+        let text = row_value(i, &tags).to_string().into_bytes();
+        if text.len() <= size || n == 0 {
+            break text;
+        }
+        n -= 1;
+    };
     // Pad the last few bytes with spaces (valid JSON) to hit the size exactly.
     while out.len() < size {
         out.push(b' ');

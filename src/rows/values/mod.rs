@@ -11,12 +11,26 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 /// An integer: optional sign, ASCII digits, within i64. JSON numbers with a
 /// fraction or exponent are refused (JsonStreamWriter refuses doubles for
 /// INT64); strings may carry a leading `+` as `Long.parseLong` allows.
+#[inline]
 pub(crate) fn parse_i64(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let b = s.as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, b.get(1..)?),
+        Some(b'+') => (false, b.get(1..)?),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
         return None;
     }
-    s.parse().ok()
+    // Accumulate negatively so i64::MIN fits; one pass, checked.
+    let mut acc: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc = acc.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if neg { Some(acc) } else { acc.checked_neg() }
 }
 
 /// Why a FLOAT64 text was refused.
