@@ -324,3 +324,32 @@ async fn a_row_too_large_for_a_request_is_dead_lettered() -> anyhow::Result<()> 
     h.shutdown().await;
     Ok(())
 }
+
+/// Column names that are not proto identifiers reach the table: the writer
+/// descriptor carries their `column_name` option.
+#[tokio::test]
+async fn columns_whose_names_are_not_proto_identifiers() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let schema = kinesis_bigquery::emulator::parse_bq_schema(
+        r#"[{"name": "event_id", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "user-name", "type": "STRING"}]"#,
+    )?;
+    let table = h.new_table(schema)?;
+    let dir = tempfile::tempdir()?;
+    let spill = file_spill(&dir);
+    let recs: Vec<SourceRecord> = (0..3)
+        .map(|i| {
+            let json =
+                serde_json::json!({"event_id": format!("e{i}"), "user-name": format!("ü{i}")});
+            record("shardId-000000000000", i, json.to_string().into_bytes())
+        })
+        .collect();
+    spill.spill(&spilled(&table, &recs)).await?;
+    let summary = run(&deps(&h.emulator, spill, None).await, &options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    let rows = h.emulator.read_rows(&table)?;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["user-name"], "ü0");
+    h.shutdown().await;
+    Ok(())
+}

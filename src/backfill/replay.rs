@@ -28,9 +28,8 @@ use super::resolve::{Fate, SentAt, decide, streams_to_resolve};
 use super::run::Ctx;
 use super::summary::{ObjectReport, ObjectStatus};
 use crate::batch::{self, BatchLimits, Piece};
-use crate::bigquery::{AppendOutcome, AppendRequest, Appender, CommitOutcome};
+use crate::bigquery::{self, AppendOutcome, AppendRequest, Appender, CommitOutcome};
 use crate::dlq::{DeadLetter, Reason};
-use crate::pb::storage::append_rows_request::{ArrowData, ProtoData, Rows};
 use crate::pb::storage::storage_error::StorageErrorCode;
 use crate::pb::storage::{WriteStreamView, write_stream};
 use crate::rows::{Encoder, WriterSchema};
@@ -368,11 +367,14 @@ pub async fn remove(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> 
     ctx.crash(CrashPoint::AfterDelete)
 }
 
-/// The `rows` oneof carrying only the writer schema, for the first request
-/// of the Appender's connection.
-fn writer_schema(encoder: &Encoder) -> Rows {
+/// The writer schema of the Appender's first request. Proto rows travel
+/// with the descriptor's raw bytes, so the `column_name` option of columns
+/// whose names are not proto identifiers survives.
+fn writer_schema(encoder: &Encoder) -> bigquery::WriterSchema {
     match encoder.writer_schema() {
-        WriterSchema::Proto(s) => Rows::ProtoRows(ProtoData { writer_schema: Some(s), rows: None }),
-        WriterSchema::Arrow(s) => Rows::ArrowRows(ArrowData { writer_schema: Some(s), rows: None }),
+        WriterSchema::Proto(_) => {
+            bigquery::WriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())
+        }
+        WriterSchema::Arrow(s) => bigquery::WriterSchema::Arrow(s),
     }
 }
