@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use kinesis_bigquery::check;
 use kinesis_bigquery::config::{self, Config};
 use kinesis_bigquery::handler::{self, Deps};
-use kinesis_bigquery::metrics::{LogOutput, init_logging};
+use kinesis_bigquery::metrics::{LogOutput, Redactor, init_logging};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -93,9 +93,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Masks the values of credential variables in every log line.
+fn redactor() -> Redactor {
+    Redactor::new(config::credential_values())
+}
+
 async fn lambda(started: Instant) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    init_logging(&config.log_filter, LogOutput::Stdout);
+    init_logging(&config.log_filter, LogOutput::Stdout, redactor());
     let deps = Deps::build(&config, LogOutput::Stdout).await?;
     tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready");
     let deps = &deps;
@@ -107,7 +112,7 @@ async fn lambda(started: Instant) -> anyhow::Result<ExitCode> {
 
 async fn invoke(path: &PathBuf, timeout: Duration, started: Instant) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
-    init_logging(&config.log_filter, LogOutput::Stderr);
+    init_logging(&config.log_filter, LogOutput::Stderr, redactor());
     let bytes =
         tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
     let event: KinesisEvent = serde_json::from_slice(&bytes)
@@ -133,7 +138,7 @@ async fn check_command() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    init_logging(&config.log_filter, LogOutput::Stderr);
+    init_logging(&config.log_filter, LogOutput::Stderr, redactor());
     let report = check::run(&config).await;
     print!("{report}");
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -143,7 +148,7 @@ async fn backfill_command(
     args: kinesis_bigquery::backfill::BackfillArgs,
 ) -> anyhow::Result<ExitCode> {
     use kinesis_bigquery::backfill::{Progress, run};
-    init_logging(&config::LogFilter::default(), LogOutput::Stderr);
+    init_logging(&config::LogFilter::default(), LogOutput::Stderr, redactor());
     let deps = args.deps().await?;
     let summary = run(&deps, &args.options(), &Progress::auto()).await?;
     // Non-zero when any object was left behind: a rerun retries it.

@@ -5,9 +5,9 @@
 //! reported not landed.
 
 mod common;
-mod handler_support;
 #[path = "support/events.rs"]
 mod events;
+mod handler_support;
 
 use common::sample_event;
 use handler_support::{World, event, failures, invoke};
@@ -18,7 +18,8 @@ const SHARD: &str = "shardId-000000000002";
 /// truncated JSON.
 fn records(first: usize, n: usize, bad: &[usize]) -> Vec<events::Rec> {
     let mut recs = events::plain_records(first, n, 200);
-    for r in recs.iter_mut().enumerate().filter(|(i, _)| bad.contains(&(first + i))).map(|(_, r)| r) {
+    for r in recs.iter_mut().enumerate().filter(|(i, _)| bad.contains(&(first + i))).map(|(_, r)| r)
+    {
         r.data = br#"{"event_id":"broken","#.to_vec();
     }
     recs
@@ -64,9 +65,8 @@ async fn bigquery_and_spillover_down_report_the_first_record_not_landed() -> any
 
     // Then BigQuery goes down and the spillover bucket is gone: Kinesis
     // resends 0..5 with 5..10 behind them; record 6 is bad JSON.
-    let broken = world
-        .deps(&[("SPILL_URL", format!("s3://{}-missing/spill", world.bucket))])
-        .await?;
+    let broken =
+        world.deps(&[("SPILL_URL", format!("s3://{}-missing/spill", world.bucket))]).await?;
     world.harness.emulator.faults().set_down(true);
     let response = invoke(&broken, event(events::event(SHARD, &records(0, 10, &[6])))?).await?;
     // 0..5 landed before, 5 is stuck: the response starts there, and only there.
@@ -85,9 +85,8 @@ async fn bigquery_and_spillover_down_report_the_first_record_not_landed() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lettered_record_counts_as_landed_before_the_stuck_one() -> anyhow::Result<()> {
     let world = World::start().await?;
-    let broken = world
-        .deps(&[("SPILL_URL", format!("s3://{}-missing/spill", world.bucket))])
-        .await?;
+    let broken =
+        world.deps(&[("SPILL_URL", format!("s3://{}-missing/spill", world.bucket))]).await?;
     world.harness.emulator.faults().set_down(true);
     // Record 0 is bad (to the DLQ: landed); record 1 cannot land anywhere.
     let response = invoke(&broken, event(events::event(SHARD, &records(0, 3, &[0])))?).await?;

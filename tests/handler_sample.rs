@@ -4,9 +4,9 @@
 //! (moto), all through the real clients.
 
 mod common;
-mod handler_support;
 #[path = "support/events.rs"]
 mod events;
+mod handler_support;
 
 use base64::Engine as _;
 use common::{sample_event, shared_data};
@@ -41,7 +41,8 @@ async fn the_sample_event_lands_rows_and_one_dead_letter() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kpl_aggregates_are_deaggregated_and_a_bad_checksum_is_dead_lettered() -> anyhow::Result<()> {
+async fn kpl_aggregates_are_deaggregated_and_a_bad_checksum_is_dead_lettered() -> anyhow::Result<()>
+{
     let world = World::start().await?;
     let deps = world.deps(&[]).await?;
     let records: Vec<events::Rec> = ["agg-5.bin", "agg-200.bin", "agg-5-bad-md5.bin"]

@@ -3,9 +3,9 @@
 //! including one too large for an SQS message once dead-lettered.
 
 mod common;
-mod handler_support;
 #[path = "support/events.rs"]
 mod events;
+mod handler_support;
 
 use handler_support::{World, event, failures, invoke};
 

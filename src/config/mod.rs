@@ -24,3 +24,23 @@ pub use log_filter::{LEVELS, LogFilter};
 pub fn in_lambda_runtime() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty())
 }
+
+/// Names of environment variables whose values are credentials, by the
+/// conventions of AWS, Google and most tools: their values are masked in
+/// every log line ([`crate::metrics::Redactor`]). Read here because this
+/// module is the only one that reads the environment.
+const CREDENTIAL_NAME_PARTS: &[&str] =
+    &["SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "API_KEY", "PRIVATE_KEY", "CREDENTIAL"];
+
+/// The values of credential-looking environment variables (see
+/// [`CREDENTIAL_NAME_PARTS`]), never logged, only used to mask logs.
+pub fn credential_values() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| {
+            let k = k.to_ascii_uppercase();
+            CREDENTIAL_NAME_PARTS.iter().any(|part| k.contains(part))
+        })
+        .map(|(_, v)| v)
+        .collect()
+}

@@ -83,7 +83,15 @@ async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> Sh
         shard_id: &shard.shard_id,
         records: &shard.records,
     };
-    delivery::deliver(batch, &deps.delivery, deadline).instrument(span).await
+    let outcome = delivery::deliver(batch, &deps.delivery, deadline).instrument(span).await;
+    tracing::debug!(
+        shard_id = %shard.shard_id,
+        records = shard.records.len(),
+        first_not_landed = outcome.first_not_landed(),
+        stats = ?outcome.stats,
+        "shard delivered"
+    );
+    outcome
 }
 
 fn summarize(

@@ -1,8 +1,11 @@
 //! The `tracing` subscriber: JSON lines, one object per event, with the
-//! fields of the enclosing spans (`shard_id`, `request_id`, ...).
+//! fields of the enclosing spans (`request_id`, `shard_id`, ...), every line
+//! scrubbed of credentials on its way out.
 
+use super::redact::{RedactingWriter, Redactor};
 use crate::config::LogFilter;
 use std::io::Write;
+use std::sync::Arc;
 
 /// Where log lines and EMF lines go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,9 +33,11 @@ impl LogOutput {
     }
 }
 
-/// Installs the global JSON subscriber. Returns `false` when one was
-/// already installed (tests, or a second call): the first one stays.
-pub fn init_logging(filter: &LogFilter, output: LogOutput) -> bool {
+/// Installs the global JSON subscriber; `redactor` masks credentials in
+/// every line. Returns `false` when one was already installed (tests, or a
+/// second call): the first one stays.
+pub fn init_logging(filter: &LogFilter, output: LogOutput, redactor: Redactor) -> bool {
+    let redactor = Arc::new(redactor);
     let builder = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -41,8 +46,14 @@ pub fn init_logging(filter: &LogFilter, output: LogOutput) -> bool {
         .with_target(true)
         .with_env_filter(filter.env_filter());
     match output {
-        LogOutput::Stdout => builder.with_writer(std::io::stdout).try_init().is_ok(),
-        LogOutput::Stderr => builder.with_writer(std::io::stderr).try_init().is_ok(),
+        LogOutput::Stdout => builder
+            .with_writer(move || RedactingWriter::new(std::io::stdout(), Arc::clone(&redactor)))
+            .try_init()
+            .is_ok(),
+        LogOutput::Stderr => builder
+            .with_writer(move || RedactingWriter::new(std::io::stderr(), Arc::clone(&redactor)))
+            .try_init()
+            .is_ok(),
         LogOutput::Discard => builder.with_writer(std::io::sink).try_init().is_ok(),
     }
 }

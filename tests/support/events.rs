@@ -85,6 +85,10 @@ fn row_value(i: usize, tags: &[String]) -> Value {
 /// `n` plain records of about `size` bytes each, sequence numbers from `first`.
 pub fn plain_records(first: usize, n: usize, size: usize) -> Vec<Rec> {
     (first..first + n)
-        .map(|i| Rec { sequence_number: seq(i), partition_key: format!("user-{}", i % 100), data: row_json(i, size) })
+        .map(|i| Rec {
+            sequence_number: seq(i),
+            partition_key: format!("user-{}", i % 100),
+            data: row_json(i, size),
+        })
         .collect()
 }
