@@ -139,3 +139,33 @@ fn first_failure(response: &KinesisEventResponse, batch: &[Value]) -> Option<usi
         })
         .or(Some(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::streams::KinesisBatchItemFailure;
+
+    fn batch() -> Vec<Value> {
+        ["1", "2", "3"].iter().map(|s| json!({"kinesis": {"sequenceNumber": s}})).collect()
+    }
+
+    fn response(ids: &[&str]) -> KinesisEventResponse {
+        let mut r = KinesisEventResponse::default();
+        for id in ids {
+            let mut f = KinesisBatchItemFailure::default();
+            f.item_identifier = Some((*id).to_string());
+            r.batch_item_failures.push(f);
+        }
+        r
+    }
+
+    #[test]
+    fn resumes_at_the_named_record() {
+        assert_eq!(first_failure(&response(&[]), &batch()), None);
+        assert_eq!(first_failure(&response(&["2"]), &batch()), Some(1));
+        // Several named: Lambda checkpoints at the lowest.
+        assert_eq!(first_failure(&response(&["3", "2"]), &batch()), Some(1));
+        // A name not in the batch: the whole batch again.
+        assert_eq!(first_failure(&response(&["9"]), &batch()), Some(0));
+    }
+}
