@@ -353,3 +353,29 @@ async fn columns_whose_names_are_not_proto_identifiers() -> anyhow::Result<()> {
     h.shutdown().await;
     Ok(())
 }
+
+/// Objects of one shard replayed concurrently all unlist themselves from the
+/// same state object: compare-and-swap losers reload and retry.
+#[tokio::test]
+async fn concurrent_unlisting_from_one_shard_state() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let table = h.new_events_table()?;
+    let dir = tempfile::tempdir()?;
+    let spill = file_spill(&dir);
+    let state: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path().join("state")));
+    let shard = "shardId-000000000000";
+    let recs = records(shard, 0, 48);
+    let batches: Vec<_> = recs.chunks(6).map(|c| spilled(&table, c)).collect();
+    for b in &batches {
+        spill.spill(b).await?;
+    }
+    commit_state(state.as_ref(), &table, &recs, &batches.iter().collect::<Vec<_>>()).await;
+    let mut deps = deps(&h.emulator, spill.clone(), None).await;
+    deps.state = Some(Arc::clone(&state));
+    let summary = run(&deps, &BackfillOptions { concurrency: 8, ..options() }).await;
+    assert_eq!((summary.replayed, summary.failed), (8, 0), "{:?}", summary.failures);
+    assert!(listed(state.as_ref(), &table, shard).await.is_empty());
+    assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&recs));
+    h.shutdown().await;
+    Ok(())
+}
