@@ -55,6 +55,11 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// The byte offset of the cursor.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     fn err<T>(&self, what: &'static str) -> Res<T> {
         Err(JsonError { offset: self.pos, what })
     }
@@ -175,6 +180,36 @@ impl<'a> Reader<'a> {
     where
         'a: 's,
     {
+        let at = self.pos;
+        let bytes = self.read_str_bytes(scratch)?;
+        std::str::from_utf8(bytes)
+            .map_err(|_| JsonError { offset: at, what: "invalid UTF-8 in string" })
+    }
+
+    /// A string's contents as bytes, checked to be UTF-8 (the full check is
+    /// skipped when the bytes are ASCII, which is always UTF-8).
+    #[inline]
+    pub(crate) fn read_str_bytes<'s>(&mut self, scratch: &'s mut String) -> Res<&'s [u8]>
+    where
+        'a: 's,
+    {
+        let at = self.pos;
+        let raw = self.read_key_bytes(scratch)?;
+        if raw.is_ascii() || std::str::from_utf8(raw).is_ok() {
+            Ok(raw)
+        } else {
+            Err(JsonError { offset: at, what: "invalid UTF-8 in string" })
+        }
+    }
+
+    /// A string's raw bytes, NOT checked for UTF-8 when unescaped: for object
+    /// keys, which are compared with column names (valid UTF-8) and checked
+    /// only when they match none. Escaped strings are always checked.
+    #[inline]
+    fn read_key_bytes<'s>(&mut self, scratch: &'s mut String) -> Res<&'s [u8]>
+    where
+        'a: 's,
+    {
         if self.peek_byte()? != b'"' {
             return self.err("expected a string");
         }
@@ -183,15 +218,14 @@ impl<'a> Reader<'a> {
         let (end, escaped) = self.scan_plain();
         match self.buf.get(end) {
             Some(b'"') if !escaped => {
-                let raw = self.buf.get(start..end).unwrap_or_default();
                 self.pos = end + 1;
-                std::str::from_utf8(raw).or_else(|_| self.err("invalid UTF-8 in string"))
+                Ok(self.buf.get(start..end).unwrap_or_default())
             }
             _ => {
                 scratch.clear();
                 self.pos = start;
                 self.decode_escaped(scratch)?;
-                Ok(scratch.as_str())
+                Ok(scratch.as_bytes())
             }
         }
     }
@@ -329,13 +363,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The next key of an object (and its `:`), or `None` at `}`. `first`
-    /// tracks whether a comma is due; start it at `true`.
+    /// tracks whether a comma is due; start it at `true`. The key's bytes are
+    /// UTF-8-checked only when escaped: a caller keeping an unmatched key checks it.
     #[inline]
     pub(crate) fn next_key<'s>(
         &mut self,
         first: &mut bool,
         scratch: &'s mut String,
-    ) -> Res<Option<&'s str>>
+    ) -> Res<Option<&'s [u8]>>
     where
         'a: 's,
     {
@@ -351,7 +386,7 @@ impl<'a> Reader<'a> {
             self.pos += 1;
         }
         *first = false;
-        let key = self.read_str(scratch)?;
+        let key = self.read_key_bytes(scratch)?;
         if self.peek_byte()? != b':' {
             return self.err("expected ':'");
         }
@@ -423,7 +458,13 @@ impl<'a> Reader<'a> {
                 };
                 let (obj, ref mut first) = *top;
                 let more = if obj {
-                    self.next_key(first, &mut scratch)?.is_some()
+                    let at = self.pos;
+                    match self.next_key(first, &mut scratch)? {
+                        Some(k) if std::str::from_utf8(k).is_err() => {
+                            return Err(JsonError { offset: at, what: "invalid UTF-8 in key" });
+                        }
+                        k => k.is_some(),
+                    }
                 } else {
                     self.next_element(first)?
                 };
@@ -483,6 +524,7 @@ mod tests {
             b"\"\\x\"",
             b"\"a\nb\"",
             b"\"\xff\"",
+            b"{\"\xff\":1}",
             b"tru",
             b"[1] x",
             b"{\"a\":1}}",
@@ -516,9 +558,9 @@ mod tests {
         let mut scratch = String::new();
         r.begin_object().unwrap();
         let mut first = true;
-        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some("a"));
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some(&b"a"[..]));
         assert_eq!(r.read_number().unwrap(), "1");
-        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some("b"));
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some(&b"b"[..]));
         r.begin_array().unwrap();
         let mut f2 = true;
         assert!(r.next_element(&mut f2).unwrap());

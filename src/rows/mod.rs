@@ -4,7 +4,7 @@
 //! The [`Encoder`] is built once per table schema ([`schema`] compiles it,
 //! [`descriptor`] and [`arrow`] derive the writer schemas) and encodes each
 //! record straight from JSON bytes to proto wire bytes ([`json`] reads,
-//! [`encode`] walks, [`values`] parses each type). A record that cannot
+//! [`encode`] walks, [`scalar`] and [`values`] handle each type). A record that cannot
 //! become a row is a [`RowError`] naming the field; the coercion table is
 //! `docs/coercions.md`.
 
@@ -15,6 +15,7 @@ mod encoder;
 mod error;
 mod json;
 mod meta;
+mod scalar;
 mod schema;
 #[cfg(test)]
 mod tests;

@@ -309,8 +309,12 @@ fn failed_encode_leaves_out_untouched_and_ignore_drops_unknown() {
     let row = encode(&e, r#"{"zz":{"deep":[1,{"x":null}]},"b":true,"user":{"name":"a","q":[]}}"#)
         .unwrap();
     assert_eq!(decode(&e, &row), json!({"b":true,"user":{"name":"a"}}));
-    // Ignoring still checks the skipped value is JSON.
+    // Ignoring still checks the skipped value is JSON, and keys are UTF-8.
     assert_eq!(err(&e, r#"{"zz":[1,}"#).kind, RowErrorKind::InvalidJson);
+    for bad in [&b"{\"\xff\":1}"[..], b"{\"s\":\"\xc3\"}", b"{\"zz\":{\"\xff\":1}}"] {
+        let got = e.encode(bad, &RecordMeta::default(), &mut Vec::new()).unwrap_err();
+        assert_eq!(got.kind, RowErrorKind::InvalidJson, "{got}");
+    }
 }
 
 #[test]

@@ -67,7 +67,9 @@ pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize) {
     let extra = n - 1;
     out.resize(out.len() + extra, 0);
     out.copy_within(body_start..body_start + len, body_start + extra);
-    if let (Some(dst), Some(src)) = (out.get_mut(body_start - 1..body_start - 1 + n), prefix.get(..n)) {
+    if let (Some(dst), Some(src)) =
+        (out.get_mut(body_start - 1..body_start - 1 + n), prefix.get(..n))
+    {
         dst.copy_from_slice(src);
     }
 }

@@ -122,7 +122,7 @@ pub(crate) fn is_geojson(text: &[u8]) -> bool {
         loop {
             let is_type = match r.next_key(&mut first, &mut scratch)? {
                 None => break,
-                Some(k) => k == "type",
+                Some(k) => k == b"type",
             };
             if is_type && r.peek()? == Kind::String {
                 has_type = true;

@@ -1,0 +1,241 @@
+//! The whole handler on the largest event an event source mapping sends:
+//! 10,000 records of 1 KiB, through `handler::handle` (source, encoding,
+//! exactly-once delivery with a file:// state store) into the in-process
+//! emulator, with file:// spillover and dead-letter sinks. No network.
+//!
+//! Measures (issue 5 targets):
+//! - records/s, criterion, the handler on ONE thread (a current-thread
+//!   runtime; the emulator runs on its own runtime, as the real service
+//!   would run elsewhere) — target ≥ 150,000;
+//! - peak RSS of the release binary running `invoke` on the same event,
+//!   divided by the event's size (`/usr/bin/time -f %M`) — target ≤ 3×;
+//! - process start → ready: spawn of the release binary until its `ready`
+//!   log line (Deps built: channel, table schema, encoder, sinks) — target
+//!   ≤ 30 ms.
+//!
+//! Run: `cargo bench --bench handler` (release profile).
+
+#[path = "../tests/support/events.rs"]
+mod events;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use criterion::{Criterion, Throughput};
+use kinesis_bigquery::config::Config;
+use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
+use kinesis_bigquery::handler::{self, Deps};
+use kinesis_bigquery::metrics::LogOutput;
+use kinesis_bigquery::table::TableName;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RECORDS: usize = 10_000;
+const RECORD_BYTES: usize = 1024;
+const SCHEMA: &str = include_str!("../tests/fixtures/events.schema.json");
+const BIN: &str = env!("CARGO_BIN_EXE_kinesis-bigquery");
+
+struct World {
+    emulator_rt: tokio::runtime::Runtime,
+    emulator: Emulator,
+    table: TableName,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> anyhow::Result<Self> {
+        let emulator_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let table: TableName = "bench.handler.events".parse()?;
+        let schema = emulator::parse_bq_schema(SCHEMA)?;
+        let emulator = emulator_rt.block_on(emulator::start(EmulatorConfig {
+            tables: vec![(table.clone(), schema)],
+            ..EmulatorConfig::default()
+        }))?;
+        Ok(Self { emulator_rt, emulator, table, dir: tempfile::tempdir()? })
+    }
+
+    fn env(&self) -> HashMap<&'static str, String> {
+        let dir = self.dir.path().display();
+        HashMap::from([
+            ("BIGQUERY_TABLE", self.table.to_string()),
+            ("BIGQUERY_ENDPOINT", self.emulator.grpc_endpoint()),
+            ("STATE_URL", format!("file://{dir}/state")),
+            ("SPILL_URL", format!("file://{dir}/spill")),
+            ("DLQ_URL", format!("file://{dir}/dlq.ndjson")),
+            ("LOG_LEVEL", "warn".into()),
+        ])
+    }
+
+    /// Drops the table's rows between iterations (REST tables.delete, then
+    /// create again), so the emulator's memory stays flat.
+    fn reset_table(&self) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
+            self.emulator.rest_endpoint(),
+            self.table.project(),
+            self.table.dataset(),
+            self.table.table()
+        );
+        self.emulator_rt.block_on(reqwest::Client::new().delete(url).send())?;
+        self.emulator.create_table(&self.table, emulator::parse_bq_schema(SCHEMA)?)?;
+        Ok(())
+    }
+}
+
+/// The event, each time on a fresh shard: exactly-once state would
+/// otherwise (rightly) skip records an earlier iteration landed.
+fn event_json(shard: usize) -> serde_json::Value {
+    let records = events::plain_records(0, RECORDS, RECORD_BYTES);
+    events::event(&format!("shardId-{shard:012}"), &records)
+}
+
+fn bench_handler(c: &mut Criterion, world: &World) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let env = world.env();
+    let config = Config::from_lookup(|k| env.get(k).cloned())?;
+    let deps = rt.block_on(Deps::build(&config, LogOutput::Stderr))?;
+    let template: KinesisEvent = serde_json::from_value(event_json(0))?;
+    let mut shard = 0usize;
+
+    let mut group = c.benchmark_group("handler");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("10k x 1KiB event, exactly_once, proto", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                if let Err(e) = world.reset_table() {
+                    eprintln!("reset failed: {e:#}");
+                }
+                shard += 1;
+                let mut event = template.clone();
+                let shard_id = format!("shardId-{shard:012}");
+                for r in &mut event.records {
+                    r.event_id = Some(format!("{shard_id}:{}", r.kinesis.sequence_number));
+                }
+                let event = handler::local_event(event, Duration::from_secs(900));
+                let started = Instant::now();
+                let response = rt.block_on(handler::handle(event, &deps));
+                total += started.elapsed();
+                match response {
+                    Ok(r) if r.batch_item_failures.is_empty() => {}
+                    other => eprintln!("unexpected response: {other:?}"),
+                }
+            }
+            total
+        });
+    });
+    group.finish();
+    Ok(())
+}
+
+/// Peak RSS (bytes) of `invoke` on the event file, via `/usr/bin/time`.
+fn peak_rss(world: &World, event: &Path) -> anyhow::Result<u64> {
+    world.reset_table()?;
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kb=%M"])
+        .arg(BIN)
+        .args(["invoke", "--event"])
+        .arg(event)
+        .env_clear()
+        .envs(world.env())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "invoke failed: {stderr}");
+    anyhow::ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == r#"{"batchItemFailures":[]}"#,
+        "unexpected response"
+    );
+    let kb = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .ok_or_else(|| anyhow::anyhow!("no maxrss in {stderr}"))?
+        .trim()
+        .parse::<u64>()?;
+    Ok(kb * 1024)
+}
+
+/// Spawn → the `ready` log line, and the binary's own `startup_ms`.
+fn start_to_ready(world: &World, empty: &Path) -> anyhow::Result<(Duration, u64)> {
+    let mut env = world.env();
+    env.insert("LOG_LEVEL", "info".into());
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["invoke", "--event"])
+        .arg(empty)
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut ready = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        if line.contains(r#""message":"ready""#) {
+            let elapsed = started.elapsed();
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            ready = Some((elapsed, v["startup_ms"].as_u64().unwrap_or(0)));
+            break;
+        }
+    }
+    child.wait()?;
+    ready.ok_or_else(|| anyhow::anyhow!("no ready line"))
+}
+
+fn process_measurements(world: &World) -> anyhow::Result<()> {
+    let event = world.dir.path().join("event.json");
+    std::fs::write(&event, serde_json::to_vec(&event_json(999_999))?)?;
+    let event_bytes = std::fs::metadata(&event)?.len();
+    let empty = world.dir.path().join("empty.json");
+    std::fs::write(&empty, br#"{"Records":[]}"#)?;
+
+    let mut rss = Vec::new();
+    for _ in 0..3 {
+        rss.push(peak_rss(world, &event)?);
+    }
+    rss.sort_unstable();
+    let median_rss = rss.get(1).copied().unwrap_or(0);
+    let raw_bytes = (RECORDS * RECORD_BYTES) as u64;
+    println!(
+        "handler/peak_rss: {:.1} MiB for an event of {:.1} MiB JSON ({:.1} MiB of record data): \
+         {:.2}x the event, {:.2}x the record data (runs: {:?} KiB)",
+        median_rss as f64 / 1048576.0,
+        event_bytes as f64 / 1048576.0,
+        raw_bytes as f64 / 1048576.0,
+        median_rss as f64 / event_bytes as f64,
+        median_rss as f64 / raw_bytes as f64,
+        rss.iter().map(|b| b / 1024).collect::<Vec<_>>(),
+    );
+
+    let mut ready = Vec::new();
+    for _ in 0..15 {
+        ready.push(start_to_ready(world, &empty)?);
+    }
+    ready.sort_unstable();
+    let (median, own) = ready.get(ready.len() / 2).copied().unwrap_or_default();
+    println!(
+        "handler/start_to_ready: median {:.1} ms from spawn (binary's own startup_ms {own}); \
+         min {:.1} ms, max {:.1} ms over {} runs",
+        median.as_secs_f64() * 1000.0,
+        ready.first().map_or(0.0, |r| r.0.as_secs_f64() * 1000.0),
+        ready.last().map_or(0.0, |r| r.0.as_secs_f64() * 1000.0),
+        ready.len(),
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let world = World::start()?;
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_handler(&mut criterion, &world)?;
+    process_measurements(&world)?;
+    criterion.final_summary();
+    Ok(())
+}
