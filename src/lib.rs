@@ -18,6 +18,7 @@ pub mod bigquery;
 pub mod check;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod dlq;
 pub mod emulator;
 pub mod handler;

@@ -41,6 +41,10 @@ enum Command {
     Check,
     /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
     Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
+    /// Replay spillover objects into BigQuery, exactly once.
+    Backfill(kinesis_bigquery::backfill::BackfillArgs),
+    /// Run the whole pipeline locally with injected faults and check exactly-once.
+    Demo(kinesis_bigquery::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,12 @@ fn main() -> ExitCode {
             Command::Emulator(args) => {
                 kinesis_bigquery::emulator::cli::serve(args).await?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Backfill(args) => backfill_command(args).await,
+            Command::Demo(args) => {
+                let report = kinesis_bigquery::demo::run(&args).await?;
+                print!("{report}");
+                Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
         }
     });
@@ -132,4 +142,15 @@ async fn check_command() -> anyhow::Result<ExitCode> {
     let report = check::run(&config).await;
     print!("{report}");
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn backfill_command(
+    args: kinesis_bigquery::backfill::BackfillArgs,
+) -> anyhow::Result<ExitCode> {
+    use kinesis_bigquery::backfill::{Progress, run};
+    init_logging(&config::LogFilter::default(), LogOutput::Stderr, redactor());
+    let deps = args.deps().await?;
+    let summary = run(&deps, &args.options(), &Progress::auto()).await?;
+    // Non-zero when any object was left behind: a rerun retries it.
+    Ok(if summary.left_behind() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

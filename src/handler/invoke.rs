@@ -53,11 +53,8 @@ pub async fn handle(
             shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
         )
         .await;
-        // Outcome indexes are batch positions; the response names event records.
-        let first_not_landed = shards
-            .iter()
-            .zip(&outcomes)
-            .map(|(shard, o)| o.first_not_landed().and_then(|i| shard.event_index(i)));
+        let first_not_landed =
+            shards.iter().zip(&outcomes).map(|(shard, o)| first_not_landed(shard, o));
         let response = partial_batch_response(&event, first_not_landed)?;
 
         let mut summary = summarize(&event, &outcomes, started.elapsed());
@@ -73,6 +70,23 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+    .inspect_err(|e: &HandlerError| tracing::error!(error = %e, "invocation failed as a whole"))
+}
+
+/// The event index of the shard's first Kinesis record not landed. Outcome
+/// indexes are batch positions; the response names event records. An
+/// outcome that does not cover the batch one-to-one cannot be trusted, so
+/// the whole shard is handed back rather than claiming what is unknown.
+fn first_not_landed(shard: &ShardGroup, outcome: &ShardOutcome) -> Option<usize> {
+    if outcome.records.len() != shard.records.len() {
+        tracing::error!(
+            records = shard.records.len(),
+            outcomes = outcome.records.len(),
+            "delivery outcome does not match the batch; handing the shard back"
+        );
+        return shard.event_index(0);
+    }
+    outcome.first_not_landed().map(|i| shard.event_index(i).or(shard.event_index(0)).unwrap_or(0))
 }
 
 async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> ShardOutcome {
@@ -140,4 +154,63 @@ pub fn local_event(event: KinesisEvent, timeout: Duration) -> LambdaEvent<Kinesi
     context.request_id = format!("local-{}", uuid::Uuid::new_v4());
     context.deadline = now_millis().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(0));
     LambdaEvent::new(event, context)
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // `Item` is the source module's own result type
+mod tests {
+    use super::*;
+    use crate::delivery::{DeliveryStats, RecordOutcome};
+    use crate::source::{Position, SequenceNumber, SourceRecord};
+
+    fn group(event_indexes: &[usize]) -> ShardGroup {
+        let records = event_indexes
+            .iter()
+            .map(|&event_index| {
+                Ok(SourceRecord {
+                    shard_id: "s".into(),
+                    stream_arn: "a".into(),
+                    position: Position {
+                        sequence_number: SequenceNumber::new("1").unwrap(),
+                        sub_sequence_number: 0,
+                    },
+                    event_index,
+                    partition_key: "k".into(),
+                    explicit_hash_key: None,
+                    arrival_micros: None,
+                    data: bytes::Bytes::new(),
+                })
+            })
+            .collect();
+        ShardGroup { shard_id: "s".into(), stream_arn: "a".into(), records }
+    }
+
+    fn outcome(landed: &[bool]) -> ShardOutcome {
+        ShardOutcome {
+            records: landed
+                .iter()
+                .map(|&l| {
+                    if l { RecordOutcome::Landed(Landing::Table) } else { RecordOutcome::NotLanded }
+                })
+                .collect(),
+            gave_back: None,
+            stats: DeliveryStats::default(),
+        }
+    }
+
+    #[test]
+    fn maps_batch_positions_to_event_records() {
+        // Sub-records 1..3 of an aggregate at event index 4.
+        let shard = group(&[3, 4, 4, 4, 5]);
+        assert_eq!(first_not_landed(&shard, &outcome(&[true; 5])), None);
+        assert_eq!(first_not_landed(&shard, &outcome(&[true, true, false, true, false])), Some(4));
+        assert_eq!(first_not_landed(&shard, &outcome(&[true, true, true, true, false])), Some(5));
+    }
+
+    #[test]
+    fn an_outcome_that_does_not_cover_the_batch_hands_the_shard_back() {
+        let shard = group(&[3, 4, 5]);
+        assert_eq!(first_not_landed(&shard, &outcome(&[true, true])), Some(3));
+        assert_eq!(first_not_landed(&shard, &outcome(&[true; 4])), Some(3));
+    }
 }

@@ -59,6 +59,7 @@ pub fn group_by_shard(records: Vec<Item>) -> Vec<ShardGroup> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // `Item` is the source module's own result type
 mod tests {
     use super::*;
     use crate::source::{Position, SequenceNumber};

@@ -15,6 +15,9 @@ pub enum LogOutput {
     /// CLI commands: stdout carries the command's own output (`invoke`
     /// prints the response JSON), so logs go to stderr.
     Stderr,
+    /// Nothing: the demo runs hundreds of invocations in-process and prints
+    /// its own summary instead.
+    Discard,
 }
 
 impl LogOutput {
@@ -25,6 +28,7 @@ impl LogOutput {
         let _ = match self {
             Self::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
             Self::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+            Self::Discard => Ok(()),
         };
     }
 }
@@ -50,5 +54,6 @@ pub fn init_logging(filter: &LogFilter, output: LogOutput, redactor: Redactor) -
             .with_writer(move || RedactingWriter::new(std::io::stderr(), Arc::clone(&redactor)))
             .try_init()
             .is_ok(),
+        LogOutput::Discard => builder.with_writer(std::io::sink).try_init().is_ok(),
     }
 }

@@ -1,1 +1,0 @@
-//! (to be built: see the issue that owns this module)

@@ -1,0 +1,165 @@
+//! `kinesis-bigquery backfill`: the flags, and the clients and sinks they
+//! name, built once.
+
+use super::options::{BackfillOptions, Filter};
+use super::run::BackfillDeps;
+use crate::batch::{BatchError, BatchLimits};
+use crate::bigquery::{
+    AppenderOptions, AuthMode, ClientConfig, ClientError, DEFAULT_ENDPOINT, WriteClient,
+};
+
+use crate::delivery::WriteMode;
+use crate::delivery::store::{self, StoreError};
+use crate::dlq::{self, DlqError};
+use crate::rows::{EncoderOptions, RowFormat, UnknownFields};
+use crate::sink_url::{SinkUrl, SinkUrlError};
+use crate::spill::{self, SpillError};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// Replay spillover objects into BigQuery, exactly once.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// Where the Lambda spilled: `s3://BUCKET/PREFIX` or `file:///DIR` (its `SPILL_URL`).
+    pub spill_url: String,
+    /// The Lambda's `WRITE_MODE`. With `exactly_once` only the spillover
+    /// objects the shard state lists are replayed (`--state` is required).
+    #[arg(long, env = "WRITE_MODE", default_value = "exactly_once", value_parser = parse_mode)]
+    pub write_mode: WriteMode,
+    /// The Lambda's `STATE_URL` (`s3://BUCKET/PREFIX` or `file:///DIR`).
+    #[arg(long, env = "STATE_URL")]
+    pub state: Option<String>,
+    /// Dead-letter queue for records that still cannot become rows: an SQS
+    /// queue URL or `file:///PATH.ndjson`. Without it such objects are left behind.
+    #[arg(long, env = "DLQ_URL")]
+    pub dlq: Option<String>,
+    /// `s3://BUCKET/PREFIX` for dead letters too large for an SQS message
+    /// (stored under `PREFIX/dead-letter-payloads/`); by default the spill
+    /// URL when it is `s3://`.
+    #[arg(long)]
+    pub dlq_payloads: Option<String>,
+    /// The Storage Write API endpoint (`http://HOST:PORT` for the emulator).
+    #[arg(long, env = "BIGQUERY_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Row format, as the Lambda's `ROW_FORMAT`.
+    #[arg(long, env = "ROW_FORMAT", default_value = "proto", value_parser = parse_format)]
+    pub format: RowFormat,
+    /// As the Lambda's `UNKNOWN_FIELDS`: `reject` dead-letters a record with a
+    /// field the table lacks, `ignore` drops the field.
+    #[arg(long, env = "UNKNOWN_FIELDS", default_value = "reject", value_parser = parse_unknown)]
+    pub unknown_fields: UnknownFields,
+    /// Read and encode every object and count; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Objects replayed at once (each on its own PENDING stream).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Only objects of this shard (repeatable), e.g. `shardId-000000000001`.
+    #[arg(long = "shard")]
+    pub shards: Vec<String>,
+    /// Only objects spilled at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only objects spilled before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<DateTime<Utc>>,
+    /// Move replayed objects under this prefix (relative to the spill root)
+    /// instead of deleting them.
+    #[arg(long)]
+    pub archive_to: Option<String>,
+    /// AppendRows request size bound, as the Lambda's `BATCH_MAX_BYTES`.
+    #[arg(long, env = "BATCH_MAX_BYTES", default_value_t = crate::batch::BATCH_MAX_BYTES)]
+    pub max_request_bytes: usize,
+    /// Rows per AppendRows request, as the Lambda's `BATCH_MAX_ROWS`.
+    #[arg(long, env = "BATCH_MAX_ROWS", default_value_t = crate::batch::BATCH_MAX_ROWS)]
+    pub max_rows: usize,
+    /// How long one object's appends may take before it is left behind.
+    #[arg(long, default_value_t = 300)]
+    pub append_timeout_secs: u64,
+}
+
+fn parse_format(s: &str) -> Result<RowFormat, String> {
+    s.parse()
+}
+
+fn parse_mode(s: &str) -> Result<WriteMode, String> {
+    s.parse()
+}
+
+fn parse_unknown(s: &str) -> Result<UnknownFields, String> {
+    s.parse()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("bad sink URL")]
+    Url(#[from] SinkUrlError),
+    #[error("opening the spillover")]
+    Spill(#[from] SpillError),
+    #[error("opening the dead-letter queue")]
+    Dlq(#[from] DlqError),
+    #[error("WRITE_MODE=exactly_once needs the Lambda's state store: pass --state (or STATE_URL)")]
+    StateRequired,
+    #[error("opening the state store")]
+    State(#[from] StoreError),
+    #[error("request limits")]
+    Limits(#[from] BatchError),
+    #[error("connecting to BigQuery")]
+    Client(#[from] ClientError),
+}
+
+impl BackfillArgs {
+    pub fn options(&self) -> BackfillOptions {
+        BackfillOptions {
+            dry_run: self.dry_run,
+            concurrency: usize::from(self.concurrency),
+            filter: Filter { shards: self.shards.clone(), since: self.since, until: self.until },
+            archive_to: self.archive_to.clone(),
+            crash_at: None,
+        }
+    }
+
+    /// Opens the spillover, the dead-letter queue and the BigQuery client.
+    ///
+    /// # Errors
+    /// [`SetupError`] naming what could not be opened.
+    pub async fn deps(&self) -> Result<BackfillDeps, SetupError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let state = match (self.write_mode, &self.state) {
+            (WriteMode::ExactlyOnce, None) => return Err(SetupError::StateRequired),
+            (WriteMode::ExactlyOnce, Some(url)) => {
+                Some(store::open(&url.parse::<SinkUrl>()?, &aws)?)
+            }
+            (WriteMode::AtLeastOnce, _) => None,
+        };
+        let spill_url = self.spill_url.parse::<SinkUrl>()?;
+        let spill = spill::open(&spill_url, &aws)?;
+        // The payload store puts its objects under `dead-letter-payloads/`.
+        let payloads = match (&self.dlq_payloads, &spill_url) {
+            (Some(url), _) => Some(url.parse::<SinkUrl>()?),
+            (None, SinkUrl::S3 { .. }) => Some(spill_url.clone()),
+            (None, _) => None,
+        };
+        let dlq = match &self.dlq {
+            Some(url) => Some(dlq::open(&url.parse::<SinkUrl>()?, payloads.as_ref(), &aws)?),
+            None => None,
+        };
+        let auth = if self.endpoint.starts_with("https://") {
+            AuthMode::ApplicationDefault
+        } else {
+            AuthMode::None
+        };
+        let client =
+            WriteClient::connect(&ClientConfig { endpoint: self.endpoint.clone(), auth }).await?;
+        Ok(BackfillDeps {
+            client,
+            state,
+            spill,
+            dlq,
+            encoder: EncoderOptions { format: self.format, unknown_fields: self.unknown_fields },
+            limits: BatchLimits::new(self.max_rows, self.max_request_bytes, Duration::ZERO)?,
+            appender: AppenderOptions::default(),
+            append_timeout: Duration::from_secs(self.append_timeout_secs),
+        })
+    }
+}

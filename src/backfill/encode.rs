@@ -1,0 +1,67 @@
+//! The records of a spillover object → rows of AppendRows requests, with the
+//! same encoder the Lambda uses, and dead letters for those that cannot be.
+
+use super::resolve::Fate;
+use crate::dlq::{DeadLetter, Reason};
+use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
+use crate::source::SourceRecord;
+use crate::table::TableName;
+
+/// The replayable part of one object, encoded.
+pub struct Encoded {
+    /// Serialized rows, in record order.
+    pub rows: Vec<Vec<u8>>,
+    /// Records that cannot become rows, as dead letters.
+    pub dead: Vec<DeadLetter>,
+    /// Records skipped because an in-doubt append already wrote them.
+    pub already_in_table: u64,
+    /// For each row, the index of its record in the object (to dead-letter
+    /// a row BigQuery rejects).
+    pub record_of_row: Vec<usize>,
+}
+
+/// Encodes every record whose fate is [`Fate::Replay`] and is not in
+/// `excluded` (records BigQuery rejected on an earlier attempt).
+pub fn encode(
+    encoder: &Encoder,
+    table: &TableName,
+    records: &[SourceRecord],
+    fates: &[Fate],
+    excluded: &[(usize, DeadLetter)],
+) -> Encoded {
+    let mut out = Encoded {
+        rows: Vec::with_capacity(records.len()),
+        dead: excluded.iter().map(|(_, letter)| letter.clone()).collect(),
+        already_in_table: 0,
+        record_of_row: Vec::with_capacity(records.len()),
+    };
+    for (index, (record, fate)) in records.iter().zip(fates).enumerate() {
+        if *fate == Fate::InTable {
+            out.already_in_table += 1;
+            continue;
+        }
+        if excluded.iter().any(|(i, _)| *i == index) {
+            continue;
+        }
+        let mut row = Vec::new();
+        match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
+            Ok(()) => {
+                out.rows.push(row);
+                out.record_of_row.push(index);
+            }
+            Err(err) => out.dead.push(dead_letter(record, table, &err)),
+        }
+    }
+    out
+}
+
+/// The dead letter of a record the encoder refused.
+pub fn dead_letter(record: &SourceRecord, table: &TableName, err: &RowError) -> DeadLetter {
+    let reason = match err.kind {
+        RowErrorKind::InvalidJson => Reason::InvalidJson,
+        RowErrorKind::UnknownField => Reason::UnknownField,
+        _ => Reason::SchemaMismatch,
+    };
+    let letter = DeadLetter::new(record, table, reason, err.to_string());
+    if err.path.is_empty() { letter } else { letter.with_field_path(err.path.clone()) }
+}

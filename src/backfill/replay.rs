@@ -1,0 +1,380 @@
+//! One spillover object, replayed exactly once through its own PENDING
+//! stream (DESIGN.md, "Backfill"):
+//!
+//! 1. resolve in-doubt records (finalize the stream they were sent to; skip
+//!    those below its row count — invariant 6);
+//! 2. encode the rest; records that cannot be rows become dead letters;
+//! 3. create a PENDING stream, append every row at explicit offsets, finalize
+//!    it and check its row count;
+//! 4. send the dead letters, then record the stream in the object's marker;
+//! 5. `BatchCommitWriteStreams`: the rows become visible, all at once;
+//! 6. remove the object from the shard state's list of spillover objects
+//!    (exactly-once mode, see `gate.rs`), then delete (or archive) the object
+//!    together with its marker.
+//!
+//! Rows become visible only at step 5, and only for the stream the marker
+//! names, so a crash anywhere is safe: before the marker, a rerun starts over
+//! on a new stream (the old one is never committed and BigQuery discards
+//! it); after it, the rerun asks `GetWriteStream` whether that stream was
+//! committed and either only removes the object or commits it. The one
+//! thing a crash can repeat is step 4's dead letters (at least once).
+
+use super::encode::{Encoded, encode};
+use super::error::BackfillError;
+use super::gate::unlist;
+use super::marker::Marker;
+use super::options::CrashPoint;
+use super::resolve::{Fate, SentAt, decide, streams_to_resolve};
+use super::run::Ctx;
+use super::summary::{ObjectReport, ObjectStatus};
+use crate::batch::{self, BatchLimits, Piece};
+use crate::bigquery::{self, AppendOutcome, AppendRequest, Appender, CommitOutcome};
+use crate::dlq::{DeadLetter, Reason};
+use crate::pb::storage::storage_error::StorageErrorCode;
+use crate::pb::storage::{WriteStreamView, write_stream};
+use crate::rows::{Encoder, WriterSchema};
+use crate::spill::{SpillKey, SpilledBatch};
+use crate::table::TableName;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// Fresh attempts after BigQuery rejects rows (each drops the rejected rows
+/// to the dead-letter queue). The encoder validates what BigQuery does, so
+/// a second rejection is already unexpected.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Replays `batch`, read from `key`.
+///
+/// # Errors
+/// [`BackfillError`] leaves the object (and any marker) in place for a rerun.
+pub async fn replay(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+) -> Result<ObjectReport, BackfillError> {
+    if !ctx.options.dry_run
+        && let Some(value) = ctx.deps.spill.get_marker(key).await?
+    {
+        let marker = Marker::from_value(value)?;
+        if let Some(report) = resume(ctx, key, batch, &marker).await? {
+            return Ok(report);
+        }
+    }
+    fresh(ctx, key, batch).await
+}
+
+/// An earlier run finalized `marker.write_stream` with this object's rows.
+/// `None`: that stream can no longer be committed; start over.
+async fn resume(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+    marker: &Marker,
+) -> Result<Option<ObjectReport>, BackfillError> {
+    let stream = &marker.write_stream;
+    let report = |status| ObjectReport {
+        key: key.to_string(),
+        status,
+        records: batch.records.len() as u64,
+        rows: u64::try_from(marker.row_count).unwrap_or(0),
+        already_in_table: marker.already_in_table,
+        in_doubt: 0,
+        dead_lettered: marker.dead_lettered,
+        error: None,
+    };
+    match ctx.deps.client.get_write_stream(stream, WriteStreamView::Basic).await {
+        Ok(ws) if ws.commit_time.is_some() => {
+            finish(ctx, key, batch).await?;
+            Ok(Some(report(ObjectStatus::AlreadyCommitted)))
+        }
+        Ok(_) => match commit(ctx, &batch.table, stream).await {
+            Ok(()) => {
+                ctx.crash(CrashPoint::AfterCommit)?;
+                finish(ctx, key, batch).await?;
+                Ok(Some(report(ObjectStatus::Replayed)))
+            }
+            Err(BackfillError::CommitRefused { .. }) => {
+                tracing::warn!(key = %key, stream = %stream, "recorded stream cannot be committed; replaying on a new stream");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+            tracing::warn!(key = %key, stream = %stream, "recorded stream is gone; replaying on a new stream");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn fresh(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+) -> Result<ObjectReport, BackfillError> {
+    let table = &batch.table;
+    let records = batch.source_records();
+    let (fates, in_doubt) = resolve(ctx, batch).await?;
+    let encoder = ctx.encoder(table).await?;
+    let mut report = ObjectReport {
+        key: key.to_string(),
+        status: ObjectStatus::Replayed,
+        records: records.len() as u64,
+        rows: 0,
+        already_in_table: 0,
+        in_doubt,
+        dead_lettered: 0,
+        error: None,
+    };
+    let mut rejected: Vec<(usize, DeadLetter)> = Vec::new();
+    for _attempt in 0..MAX_ATTEMPTS {
+        let encoded = encode(&encoder, table, &records, &fates, &rejected);
+        if let Err(too_large) = cut(ctx, &encoder, &encoded.rows) {
+            for row in too_large {
+                let index = encoded.record_of_row.get(row).copied();
+                if let Some(index) = index
+                    && let Some(record) = records.get(index)
+                {
+                    let message = "the encoded row alone exceeds the AppendRows request limit";
+                    rejected.push((
+                        index,
+                        DeadLetter::new(record, table, Reason::RowTooLarge, message),
+                    ));
+                }
+            }
+            continue;
+        }
+        report.rows = encoded.rows.len() as u64;
+        report.already_in_table = encoded.already_in_table;
+        report.dead_lettered = encoded.dead.len() as u64;
+        if ctx.options.dry_run {
+            report.status = ObjectStatus::Counted;
+            return Ok(report);
+        }
+        if !encoded.dead.is_empty() && ctx.deps.dlq.is_none() {
+            return Err(BackfillError::NoDeadLetterQueue(encoded.dead.len()));
+        }
+        if encoded.rows.is_empty() {
+            // Nothing to write: every record is in the table or dead-lettered.
+            dead_letter(ctx, &encoded.dead).await?;
+            finish(ctx, key, batch).await?;
+            return Ok(report);
+        }
+        match write_pending(ctx, &encoder, table, &encoded).await? {
+            Written::Finalized { stream, row_count } => {
+                dead_letter(ctx, &encoded.dead).await?;
+                let marker = Marker::new(
+                    stream.clone(),
+                    row_count,
+                    report.dead_lettered,
+                    report.already_in_table,
+                );
+                ctx.deps.spill.put_marker(key, &marker.to_value()).await?;
+                ctx.crash(CrashPoint::AfterMarker)?;
+                commit(ctx, table, &stream).await?;
+                ctx.crash(CrashPoint::AfterCommit)?;
+                finish(ctx, key, batch).await?;
+                return Ok(report);
+            }
+            Written::Rejected(rows) => {
+                for (row, message) in rows {
+                    let index = encoded.record_of_row.get(row).copied();
+                    if let Some(index) = index
+                        && let Some(record) = records.get(index)
+                    {
+                        let letter =
+                            DeadLetter::new(record, table, Reason::RejectedByBigquery, message);
+                        rejected.push((index, letter));
+                    }
+                }
+            }
+        }
+    }
+    Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
+}
+
+/// The fate of each record and how many are in doubt. A dry run does not
+/// finalize anything, so it leaves in-doubt records counted as replayable.
+async fn resolve(ctx: &Ctx<'_>, batch: &SpilledBatch) -> Result<(Vec<Fate>, u64), BackfillError> {
+    let in_doubt = batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
+    if in_doubt == 0 || ctx.options.dry_run {
+        return Ok((vec![Fate::Replay; batch.records.len()], in_doubt));
+    }
+    let write_stream = batch.write_stream.as_deref().ok_or(BackfillError::MissingWriteStream)?;
+    let sent = || {
+        batch.records.iter().map(move |r| r.offset.map(|offset| SentAt { write_stream, offset }))
+    };
+    let mut ends = HashMap::new();
+    for stream in streams_to_resolve(sent()) {
+        // The Lambda never appends to a stream again once it spilled appends
+        // in doubt on it, so finalizing it here takes nothing from it; on an
+        // already finalized stream it returns the same row count.
+        let end = ctx.deps.client.finalize_write_stream(stream).await?;
+        ends.insert(stream.to_string(), end);
+    }
+    Ok((decide(sent(), &ends)?, 0))
+}
+
+enum Written {
+    Finalized {
+        stream: String,
+        row_count: i64,
+    },
+    /// Rows (indexes into `Encoded::rows`) BigQuery rejected; nothing of
+    /// this stream will be committed.
+    Rejected(Vec<(usize, String)>),
+}
+
+/// Steps 3: a new PENDING stream holding exactly `encoded.rows`, finalized.
+async fn write_pending(
+    ctx: &Ctx<'_>,
+    encoder: &Encoder,
+    table: &TableName,
+    encoded: &Encoded,
+) -> Result<Written, BackfillError> {
+    let client = &ctx.deps.client;
+    let stream = client.create_write_stream(table, write_stream::Type::Pending).await?.name;
+    ctx.crash(CrashPoint::AfterCreate)?;
+    let ranges = cut(ctx, encoder, &encoded.rows).map_err(|rows| {
+        // `fresh` checked the cut before creating the stream.
+        BackfillError::RowTooLarge(rows.len())
+    })?;
+    let mut requests = Vec::with_capacity(ranges.len());
+    for range in &ranges {
+        let rows: Vec<&[u8]> =
+            encoded.rows.get(range.clone()).unwrap_or(&[]).iter().map(Vec::as_slice).collect();
+        requests.push(AppendRequest {
+            offset: Some(range.start as i64),
+            rows: encoder.request_rows(&rows, false)?,
+            row_count: rows.len(),
+            bytes: encoder.request_bytes(rows.iter().map(|r| r.len())),
+        });
+    }
+    let mut appender = Appender::new(
+        client.clone(),
+        stream.clone(),
+        writer_schema(encoder),
+        ctx.deps.appender.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
+    let outcomes = appender.append_all(requests, deadline).await;
+    let mut rejected = Vec::new();
+    for (outcome, range) in outcomes.into_iter().zip(&ranges) {
+        match outcome {
+            AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists => {}
+            AppendOutcome::RowErrors(errors) => {
+                rejected.extend(errors.into_iter().map(|e| (range.start + e.index, e.message)));
+            }
+            AppendOutcome::Failed(e) if rejected.is_empty() => {
+                return Err(BackfillError::Append(e));
+            }
+            AppendOutcome::InDoubt(e) if rejected.is_empty() => {
+                return Err(BackfillError::AppendInDoubt(e));
+            }
+            AppendOutcome::NotSent if rejected.is_empty() => {
+                return Err(BackfillError::AppendNotSent);
+            }
+            // After a rejection the rest was not written; the stream is abandoned.
+            AppendOutcome::Failed(_) | AppendOutcome::InDoubt(_) | AppendOutcome::NotSent => {}
+        }
+    }
+    if !rejected.is_empty() {
+        return Ok(Written::Rejected(rejected));
+    }
+    ctx.crash(CrashPoint::AfterAppend)?;
+    let row_count = client.finalize_write_stream(&stream).await?;
+    if usize::try_from(row_count).ok() != Some(encoded.rows.len()) {
+        return Err(BackfillError::RowCountMismatch {
+            stream,
+            row_count,
+            sent: encoded.rows.len(),
+        });
+    }
+    ctx.crash(CrashPoint::AfterFinalize)?;
+    Ok(Written::Finalized { stream, row_count })
+}
+
+/// Row ranges of AppendRows requests under the run's limits, or the rows
+/// (indexes into `rows`) too large for any request.
+fn cut(
+    ctx: &Ctx<'_>,
+    encoder: &Encoder,
+    rows: &[Vec<u8>],
+) -> Result<Vec<Range<usize>>, Vec<usize>> {
+    let limits = ctx.deps.limits;
+    // `cut` counts row bytes only; the envelope and the first request's
+    // writer schema come on top of them.
+    let overhead = encoder.envelope_bytes() + encoder.schema_bytes();
+    let limits =
+        BatchLimits { max_bytes: limits.max_bytes.saturating_sub(overhead).max(1), ..limits };
+    let mut ranges = Vec::new();
+    let mut too_large = Vec::new();
+    for piece in batch::cut(rows.iter().map(|r| encoder.row_bytes(r.len())), &limits) {
+        match piece {
+            Piece::Request(range) => ranges.push(range),
+            Piece::TooLarge { index, .. } => too_large.push(index),
+        }
+    }
+    if too_large.is_empty() { Ok(ranges) } else { Err(too_large) }
+}
+
+/// BatchCommitWriteStreams of one stream; a stream some earlier call
+/// committed counts as committed.
+async fn commit(ctx: &Ctx<'_>, table: &TableName, stream: &str) -> Result<(), BackfillError> {
+    match ctx.deps.client.batch_commit(table, &[stream.to_string()]).await? {
+        CommitOutcome::Committed { .. } => Ok(()),
+        CommitOutcome::NotCommitted(errors)
+            if !errors.is_empty()
+                && errors
+                    .iter()
+                    .all(|e| e.code == StorageErrorCode::StreamAlreadyCommitted as i32) =>
+        {
+            Ok(())
+        }
+        CommitOutcome::NotCommitted(errors) => {
+            Err(BackfillError::CommitRefused { stream: stream.to_string(), errors })
+        }
+    }
+}
+
+async fn dead_letter(ctx: &Ctx<'_>, letters: &[DeadLetter]) -> Result<(), BackfillError> {
+    match (&ctx.deps.dlq, letters.is_empty()) {
+        (_, true) => Ok(()),
+        (Some(dlq), false) => Ok(dlq.send(letters).await?),
+        (None, false) => Err(BackfillError::NoDeadLetterQueue(letters.len())),
+    }
+}
+
+/// Step 6, once the object's rows are committed: it leaves the shard
+/// state's list of spillover objects (exactly-once mode), then the spillover
+/// (object, then marker).
+async fn finish(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> Result<(), BackfillError> {
+    if let Some(state) = &ctx.deps.state {
+        unlist(state.as_ref(), key, batch).await?;
+    }
+    ctx.crash(CrashPoint::AfterUnlist)?;
+    remove(ctx, key).await
+}
+
+/// Deletes the object and its marker, or moves them under `--archive-to`.
+pub async fn remove(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> {
+    match &ctx.options.archive_to {
+        Some(to) => {
+            ctx.deps.spill.archive(key, to).await?;
+        }
+        None => ctx.deps.spill.delete(key).await?,
+    }
+    ctx.crash(CrashPoint::AfterDelete)
+}
+
+/// The writer schema of the Appender's first request. Proto rows travel
+/// with the descriptor's raw bytes, so the `column_name` option of columns
+/// whose names are not proto identifiers survives.
+fn writer_schema(encoder: &Encoder) -> bigquery::WriterSchema {
+    match encoder.writer_schema() {
+        WriterSchema::Proto(_) => {
+            bigquery::WriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())
+        }
+        WriterSchema::Arrow(s) => bigquery::WriterSchema::Arrow(s),
+    }
+}

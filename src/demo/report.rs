@@ -1,0 +1,160 @@
+//! What the demo saw, and the check that matters: every good record exactly
+//! once in the table, every corrupt one in the dead-letter queue.
+
+use super::generate::CorruptCounts;
+use super::kinesis::EsmStats;
+use crate::backfill::Summary;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The demo's outcome.
+#[derive(Clone, Debug, Default)]
+pub struct DemoReport {
+    pub format: String,
+    pub faults: Vec<&'static str>,
+    pub kinesis_records: u64,
+    pub user_records: u64,
+    /// User records that must reach the table.
+    pub good: u64,
+    pub corrupt: CorruptCounts,
+    pub esm: EsmStats,
+    /// Dead letters by reason (one per message in the queue).
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Distinct records among them: a retried invocation may send a letter
+    /// again (the dead-letter queue is at-least-once).
+    pub dead_lettered_records: u64,
+    /// Spillover before the backfill: objects, records, and records spilled
+    /// in doubt (with their write stream and offsets).
+    pub spilled_objects: u64,
+    pub spilled_records: u64,
+    pub in_doubt_records: u64,
+    pub backfill: Summary,
+    pub rows_in_table: u64,
+    /// Good records not in the table, in it more than once, and rows that
+    /// are no good record.
+    pub missing: Vec<String>,
+    pub duplicated: Vec<String>,
+    pub unexpected: Vec<String>,
+    /// The working directory, when kept (`--keep`).
+    pub dir: Option<PathBuf>,
+    pub elapsed: Duration,
+}
+
+impl DemoReport {
+    /// Compares the table's `event_id`s with the good records.
+    pub fn check_table(&mut self, good: &[String], in_table: &[String]) {
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for id in in_table {
+            *counts.entry(id.as_str()).or_default() += 1;
+        }
+        let wanted: std::collections::HashSet<&str> = good.iter().map(String::as_str).collect();
+        self.rows_in_table = in_table.len() as u64;
+        self.missing =
+            good.iter().filter(|id| !counts.contains_key(id.as_str())).cloned().collect();
+        self.duplicated =
+            counts.iter().filter(|(_, n)| **n > 1).map(|(id, _)| (*id).to_string()).collect();
+        self.unexpected =
+            counts.keys().filter(|id| !wanted.contains(*id)).map(|id| (*id).to_string()).collect();
+        self.duplicated.sort();
+        self.unexpected.sort();
+    }
+
+    /// Every good record exactly once in the table, nothing else in it.
+    pub fn exactly_once(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty() && self.unexpected.is_empty()
+    }
+
+    /// Every planted corrupt record reached the dead-letter queue, and
+    /// nothing else did.
+    pub fn corrupt_dead_lettered(&self) -> bool {
+        self.dead_lettered_records == self.corrupt.total()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.exactly_once() && self.corrupt_dead_lettered() && self.backfill.failed == 0
+    }
+}
+
+impl fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let faults =
+            if self.faults.is_empty() { "none".to_string() } else { self.faults.join(", ") };
+        writeln!(f, "kinesis-bigquery demo — row format {}, faults: {faults}", self.format)?;
+        let line = |f: &mut fmt::Formatter<'_>, label: &str, value: String| {
+            writeln!(f, "  {label:<44}{value:>14}")
+        };
+        line(f, "Kinesis records in", self.kinesis_records.to_string())?;
+        line(f, "user records (after KPL de-aggregation)", self.user_records.to_string())?;
+        line(f, "  good", self.good.to_string())?;
+        line(f, "  corrupt (planted)", self.corrupt.total().to_string())?;
+        let e = &self.esm;
+        line(f, "invocations", e.invocations.to_string())?;
+        line(f, "  partial batch responses", e.partial_responses.to_string())?;
+        line(f, "  killed midway, retried", e.crashes.to_string())?;
+        line(f, "  response lost, retried", e.lost_responses.to_string())?;
+        let letters = self.dead_letters.values().sum::<u64>();
+        line(
+            f,
+            "dead-lettered (distinct records / messages)",
+            format!("{} / {letters}", self.dead_lettered_records),
+        )?;
+        for (reason, n) in &self.dead_letters {
+            line(f, &format!("  {reason}"), n.to_string())?;
+        }
+        line(
+            f,
+            "spilled (objects / records)",
+            format!("{} / {}", self.spilled_objects, self.spilled_records),
+        )?;
+        line(f, "  of which in doubt", self.in_doubt_records.to_string())?;
+        let b = &self.backfill;
+        line(f, "backfilled rows", b.rows.to_string())?;
+        line(f, "  in-doubt records already in the table", b.already_in_table.to_string())?;
+        line(f, "  orphan objects removed", b.orphaned.to_string())?;
+        line(f, "rows in table", self.rows_in_table.to_string())?;
+        let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+        line(f, "exactly once (every good record once)", verdict(self.exactly_once()).to_string())?;
+        if !self.exactly_once() {
+            writeln!(
+                f,
+                "    missing {}, duplicated {}, unexpected {} (first: {:?} {:?} {:?})",
+                self.missing.len(),
+                self.duplicated.len(),
+                self.unexpected.len(),
+                self.missing.first(),
+                self.duplicated.first(),
+                self.unexpected.first()
+            )?;
+        }
+        line(
+            f,
+            "every corrupt record dead-lettered",
+            verdict(self.corrupt_dead_lettered()).to_string(),
+        )?;
+        line(f, "time", format!("{:.1} s", self.elapsed.as_secs_f64()))?;
+        if let Some(dir) = &self.dir {
+            writeln!(f, "  state, spillover and dead letters kept in {}", dir.display())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_missing_duplicated_unexpected() {
+        let mut r = DemoReport::default();
+        let good = vec!["a".to_string(), "b".into(), "c".into()];
+        r.check_table(&good, &["a".into(), "b".into(), "c".into()]);
+        assert!(r.exactly_once());
+        r.check_table(&good, &["a".into(), "a".into(), "x".into()]);
+        assert_eq!(r.missing, ["b", "c"]);
+        assert_eq!(r.duplicated, ["a"]);
+        assert_eq!(r.unexpected, ["x"]);
+        assert!(!r.exactly_once());
+    }
+}

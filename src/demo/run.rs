@@ -1,0 +1,234 @@
+//! `kinesis-bigquery demo`: the whole pipeline on one machine, with nothing
+//! installed — the emulator in-process, `file://` state, spillover and
+//! dead-letter queue in a temporary directory, generated Kinesis events run
+//! through the real handler with faults injected, then the backfill, then
+//! the exactly-once check.
+
+use super::faults::FaultSet;
+use super::generate::generate;
+use super::kinesis::drive;
+use super::report::DemoReport;
+use super::table;
+use crate::backfill::{self, BackfillDeps, BackfillError, BackfillOptions, Progress};
+use crate::batch::BatchLimits;
+use crate::bigquery::{AppenderOptions, AuthMode, ClientConfig, ClientError, WriteClient};
+use crate::config::{Config, ConfigError};
+use crate::delivery::store::FileStateStore;
+use crate::dlq::{DeadLetter, FileDeadLetter};
+use crate::emulator::{self, EmulatorConfig, EmulatorError, SchemaJsonError};
+use crate::handler::{Deps, DepsError};
+use crate::metrics::LogOutput;
+use crate::rows::{EncoderOptions, RowFormat};
+use crate::spill::{FileSpill, SpillError, SpillFilter, SpillSink};
+use crate::table::TableNameError;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run the whole pipeline locally with faults, then check exactly-once.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoArgs {
+    /// User records to generate (after KPL de-aggregation).
+    #[arg(long, default_value_t = 5_000)]
+    pub records: u64,
+    /// Kinesis shards.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub shards: u16,
+    /// Kinesis records per invocation at most (the mapping's BatchSize); made
+    /// smaller for small runs, so every fault meets a batch of its own.
+    #[arg(long, default_value_t = 250)]
+    pub batch_size: usize,
+    /// Row format of the AppendRows requests.
+    #[arg(long, default_value = "proto", value_parser = parse_format)]
+    pub format: RowFormat,
+    /// Faults to inject: all, none, or a list of retries, outage, crash, in-doubt.
+    #[arg(long, default_value = "all", value_parser = parse_faults)]
+    pub faults: FaultSet,
+    /// Seed of the generated records.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Keep the working directory (state, spillover, dead letters) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_format(s: &str) -> Result<RowFormat, String> {
+    s.parse()
+}
+
+fn parse_faults(s: &str) -> Result<FaultSet, String> {
+    s.parse()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("working directory")]
+    Io(#[from] std::io::Error),
+    #[error("emulator")]
+    Emulator(#[from] EmulatorError),
+    #[error("demo table schema")]
+    Schema(#[from] SchemaJsonError),
+    #[error("demo table name")]
+    Table(#[from] TableNameError),
+    #[error("configuration")]
+    Config(#[from] ConfigError),
+    #[error("building the handler's dependencies")]
+    Deps(#[from] DepsError),
+    #[error("connecting the backfill to the emulator")]
+    Client(#[from] ClientError),
+    #[error("reading the spillover")]
+    Spill(#[from] SpillError),
+    #[error("backfill")]
+    Backfill(#[from] BackfillError),
+    #[error("reading the dead letters")]
+    DeadLetters(#[from] serde_json::Error),
+}
+
+/// Runs the demo and returns its report; [`DemoReport::passed`] says
+/// whether every check held.
+///
+/// # Errors
+/// [`DemoError`] when the local world cannot be set up; faults injected by
+/// the demo are not errors.
+pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
+    let started = Instant::now();
+    let workdir = tempfile::Builder::new().prefix("kinesis-bigquery-demo-").tempdir()?;
+    let dir = workdir.path().to_path_buf();
+    let emulator = emulator::start(EmulatorConfig::default()).await?;
+    let table = table::name()?;
+    emulator.create_table(&table, table::schema()?)?;
+
+    let file_url = |name: &str| format!("file://{}", dir.join(name).display());
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("BIGQUERY_TABLE", table.to_string()),
+        ("BIGQUERY_ENDPOINT", emulator.grpc_endpoint()),
+        ("WRITE_MODE", "exactly_once".to_string()),
+        ("ROW_FORMAT", format_name(args.format).to_string()),
+        ("STATE_URL", file_url("state")),
+        ("SPILL_URL", file_url("spill")),
+        ("DLQ_URL", file_url("dead-letters.ndjson")),
+        // Short, so an outage turns into spillover within a second.
+        ("RETRY_BUDGET_MS", "1000".to_string()),
+        ("DEADLINE_MARGIN_MS", "2000".to_string()),
+        ("LOG_LEVEL", "off".to_string()),
+    ]);
+    let config = Config::from_lookup(|k| vars.get(k).cloned())?;
+    let deps = Deps::build(&config, LogOutput::Discard).await?;
+
+    let generated = generate(args.records, usize::from(args.shards), args.seed);
+    let kinesis_records: u64 = generated.shards.iter().map(|(_, r)| r.len() as u64).sum();
+    // The faults hit invocations 1 to 10 (faults.rs): make more than that.
+    let per_shard = kinesis_records / u64::from(args.shards.max(1));
+    let batch_size =
+        args.batch_size.min(usize::try_from(per_shard / 7).unwrap_or(usize::MAX).max(1));
+    let bar = progress_bar(args.quiet, kinesis_records);
+    bar.set_message("delivering");
+    let esm =
+        drive(&deps, emulator.faults(), &generated.shards, batch_size, &args.faults, &bar).await;
+
+    let mut report = DemoReport {
+        format: format_name(args.format).to_string(),
+        faults: args.faults.0.iter().map(|f| f.name()).collect(),
+        kinesis_records,
+        user_records: generated.user_records,
+        good: generated.good.len() as u64,
+        corrupt: generated.corrupt,
+        esm,
+        ..DemoReport::default()
+    };
+
+    let spill: Arc<dyn SpillSink> = Arc::new(FileSpill::new(dir.join("spill")));
+    for key in spill.list(&SpillFilter::default()).await? {
+        let batch = spill.read(&key).await?;
+        report.spilled_objects += 1;
+        report.spilled_records += batch.records.len() as u64;
+        report.in_doubt_records +=
+            batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
+    }
+
+    bar.set_message("backfilling");
+    let client = WriteClient::connect(&ClientConfig {
+        endpoint: emulator.grpc_endpoint(),
+        auth: AuthMode::None,
+    })
+    .await?;
+    let backfill_deps = BackfillDeps {
+        client,
+        state: Some(Arc::new(FileStateStore::new(dir.join("state")))),
+        spill,
+        dlq: Some(Arc::new(FileDeadLetter::new(dir.join("dead-letters.ndjson")))),
+        encoder: EncoderOptions { format: args.format, unknown_fields: config.unknown_fields },
+        limits: BatchLimits {
+            max_rows: config.batch.max_rows,
+            max_bytes: config.batch.max_bytes,
+            window: Duration::ZERO,
+        },
+        appender: AppenderOptions::default(),
+        append_timeout: Duration::from_secs(60),
+    };
+    report.backfill = backfill::run(
+        &backfill_deps,
+        &BackfillOptions { concurrency: 4, ..Default::default() },
+        &Progress::Silent,
+    )
+    .await?;
+    bar.finish_and_clear();
+
+    let in_table: Vec<String> = emulator
+        .read_rows(&table)?
+        .iter()
+        .filter_map(|row| row.get("event_id").and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    report.check_table(&generated.good, &in_table);
+    let letters = dead_letters(&dir.join("dead-letters.ndjson"))?;
+    let distinct: std::collections::HashSet<_> =
+        letters.iter().map(|l| (l.shard_id.clone(), l.position())).collect();
+    report.dead_lettered_records = distinct.len() as u64;
+    for letter in letters {
+        let reason = serde_json::to_value(letter.reason)?;
+        *report
+            .dead_letters
+            .entry(reason.as_str().unwrap_or("unknown").to_string())
+            .or_default() += 1;
+    }
+    emulator.shutdown().await;
+    if args.keep {
+        report.dir = Some(workdir.keep());
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn format_name(format: RowFormat) -> &'static str {
+    match format {
+        RowFormat::Proto => "proto",
+        RowFormat::Arrow => "arrow",
+    }
+}
+
+fn progress_bar(quiet: bool, len: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {msg:<12} [{elapsed_precise}] {bar:40} {pos}/{len} Kinesis records",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn dead_letters(path: &Path) -> Result<Vec<DeadLetter>, DemoError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
