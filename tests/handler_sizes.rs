@@ -47,7 +47,10 @@ async fn records_of_one_mib_land_and_an_oversized_letter_points_to_s3() -> anyho
     let pointer = letters[0]["data_s3"].as_str().unwrap_or_default();
     let prefix = format!("s3://{}/spill/dead-letter-payloads/", world.bucket);
     let key = match pointer.strip_prefix(&format!("s3://{}/", world.bucket)) {
-        Some(key) if pointer.starts_with(&prefix) => key.to_string(),
+        // Exactly one `dead-letter-payloads/` level below the spill prefix.
+        Some(key) if pointer.starts_with(&prefix) && !key.contains("payloads/dead-letter") => {
+            key.to_string()
+        }
         _ => anyhow::bail!("unexpected pointer in {:?}", letters[0]),
     };
     let object =

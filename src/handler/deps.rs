@@ -108,21 +108,15 @@ impl Sinks {
         };
         let spill = spill::open(&config.spill, aws)?;
         // Letters too large for an SQS message carry a pointer to their bytes
-        // in the spillover bucket instead.
+        // in the spillover bucket instead; the payload store adds its own
+        // `dead-letter-payloads/` prefix, as the backfill's does.
         let payloads = match &config.spill {
-            SinkUrl::S3 { bucket, prefix } => Some(SinkUrl::S3 {
-                bucket: bucket.clone(),
-                prefix: join(prefix, "dead-letter-payloads"),
-            }),
+            url @ SinkUrl::S3 { .. } => Some(url.clone()),
             _ => None,
         };
         let dead_letter = dlq::open(&config.dead_letter, payloads.as_ref(), aws)?;
         Ok(Self { state, spill, dead_letter })
     }
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_string() } else { format!("{prefix}/{key}") }
 }
 
 async fn aws_config(config: &Config) -> aws_config::SdkConfig {
