@@ -32,7 +32,7 @@ pub async fn handle(
     deps: &Deps,
 ) -> Result<KinesisEventResponse, HandlerError> {
     let started = Instant::now();
-    let (event, context) = event.into_parts();
+    let (mut event, context) = event.into_parts();
     let deadline = working_deadline(
         context.deadline,
         deps.config.deadline_margin,
@@ -48,6 +48,10 @@ pub async fn handle(
     async move {
         let records = source::records(&event)?;
         let user_records = records.len();
+        // The source copied every record's data; the event's own copy is
+        // needed no more (only its length, for the summary), and holding it
+        // through delivery would add the whole batch again to peak memory.
+        let data_bytes = release_data(&mut event);
         let shards = group_by_shard(records);
         let outcomes = futures::future::join_all(
             shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
@@ -57,7 +61,7 @@ pub async fn handle(
             shards.iter().zip(&outcomes).map(|(shard, o)| first_not_landed(shard, o));
         let response = partial_batch_response(&event, first_not_landed)?;
 
-        let mut summary = summarize(&event, &outcomes, started.elapsed());
+        let mut summary = summarize(&event, &outcomes, data_bytes, started.elapsed());
         summary.user_records = user_records as u64;
         summary.log();
         deps.output.write_line(&emf_line(
@@ -89,6 +93,11 @@ fn first_not_landed(shard: &ShardGroup, outcome: &ShardOutcome) -> Option<usize>
     outcome.first_not_landed().map(|i| shard.event_index(i).or(shard.event_index(0)).unwrap_or(0))
 }
 
+/// Frees the decoded data of every event record, returning its total length.
+fn release_data(event: &mut KinesisEvent) -> u64 {
+    event.records.iter_mut().map(|r| std::mem::take(&mut r.kinesis.data.0).len() as u64).sum()
+}
+
 async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> ShardOutcome {
     let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
     let batch = ShardBatch {
@@ -111,12 +120,13 @@ async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> Sh
 fn summarize(
     event: &KinesisEvent,
     outcomes: &[ShardOutcome],
+    bytes: u64,
     duration: Duration,
 ) -> InvocationSummary {
     let mut s = InvocationSummary {
         records: event.records.len() as u64,
         shards: outcomes.len() as u64,
-        bytes: event.records.iter().map(|r| r.kinesis.data.len() as u64).sum(),
+        bytes,
         duration,
         ..InvocationSummary::default()
     };
