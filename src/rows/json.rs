@@ -97,9 +97,10 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     fn literal(&mut self, word: &'static [u8]) -> Res<()> {
         match self.buf.get(self.pos..self.pos + word.len()) {
-            Some(s) if s == word => {
+            Some(s) if super::schema::bytes_eq(s, word) => {
                 self.pos += word.len();
                 Ok(())
             }
@@ -181,7 +182,8 @@ impl<'a> Reader<'a> {
         'a: 's,
     {
         let at = self.pos;
-        let bytes = self.read_str_bytes(scratch)?;
+        // One UTF-8 check on the raw run (not read_str_bytes' check and then this).
+        let bytes = self.read_key_bytes(scratch)?;
         std::str::from_utf8(bytes)
             .map_err(|_| JsonError { offset: at, what: "invalid UTF-8 in string" })
     }
