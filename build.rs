@@ -22,6 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Kept for run-time reflection (prost-reflect) over our own messages.
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptors.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Rows are shared, not copied, between the encoder's output, the
+        // requests kept for resending, and the emulator's decoder.
+        .bytes(".google.cloud.bigquery.storage.v1.ProtoRows.serialized_rows")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -80,12 +80,12 @@ fn batch(offset: i64) -> (Vec<AppendRequest>, usize) {
     let requests = (0..REQUESTS)
         .map(|k| {
             let start = offset + (k * ROWS_PER_REQUEST) as i64;
-            let serialized_rows: Vec<Vec<u8>> = (start..start + ROWS_PER_REQUEST as i64)
+            let serialized_rows: Vec<bytes::Bytes> = (start..start + ROWS_PER_REQUEST as i64)
                 .map(|id| {
                     let mut row = Vec::with_capacity(NAME_BYTES + 16);
                     prost::encoding::int64::encode(1, &id, &mut row);
                     prost::encoding::string::encode(2, &name, &mut row);
-                    row
+                    row.into()
                 })
                 .collect();
             let rows = ProtoRows { serialized_rows };

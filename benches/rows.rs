@@ -253,16 +253,15 @@ fn bench_set(c: &mut Criterion, name: &str, schema: &TableSchema, records: &[Str
         })
     });
     g.bench_function("arrow", |b| {
-        let mut rows: Vec<Vec<u8>> = Vec::new();
+        let mut rows: Vec<bytes::Bytes> = Vec::new();
         b.iter(|| {
             rows.clear();
             for r in records {
                 let mut out = Vec::new();
                 arrow.encode(r.as_bytes(), &meta, &mut out).unwrap();
-                rows.push(out);
+                rows.push(out.into());
             }
-            let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-            black_box(arrow.request_rows(&refs, false).unwrap());
+            black_box(arrow.request_rows(&rows, false).unwrap());
         })
     });
     g.bench_function("naive_value_dynamic_message", |b| {

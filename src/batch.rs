@@ -237,7 +237,7 @@ mod tests {
     fn wire_bytes_match_prost() {
         use prost::Message;
         for len in [0, 1, 127, 128, 16_383, 16_384, 3_000_000] {
-            let rows = crate::pb::storage::ProtoRows { serialized_rows: vec![vec![7; len]] };
+            let rows = crate::pb::storage::ProtoRows { serialized_rows: vec![vec![7; len].into()] };
             assert_eq!(rows.encoded_len(), proto_row_wire_bytes(len), "{len}");
         }
     }

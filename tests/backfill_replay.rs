@@ -44,9 +44,9 @@ async fn append_committed(
     for r in records {
         let mut row = Vec::new();
         encoder.encode(&r.data, &RecordMeta::from(r), &mut row)?;
-        rows.push(row);
+        rows.push(bytes::Bytes::from(row));
     }
-    let slices: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+    let slices = rows;
     let WriterSchema::Proto(schema) = encoder.writer_schema() else { unreachable!() };
     let mut appender = Appender::new(
         client,

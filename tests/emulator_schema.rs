@@ -75,7 +75,7 @@ async fn names_match_case_insensitively_and_by_column_name_extension() -> anyhow
                 proto_descriptor: descriptor_bytes("Row", &[id, other]),
             }),
             rows: Some(ProtoRows {
-                serialized_rows: vec![Enc::new().int64(1, 7).string(2, "dash").done()],
+                serialized_rows: vec![Enc::new().int64(1, 7).string(2, "dash").done().into()],
             }),
         }),
     };

@@ -343,11 +343,11 @@ async fn check_case(emu: &Emulator, seed: u64, format: RowFormat) -> anyhow::Res
         }
     }
     // The batcher's size estimate never undercounts (proto: exact up to the envelope).
-    let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+    let shared: Vec<bytes::Bytes> = rows.iter().map(|r| r.clone().into()).collect();
     let real =
-        AppendRowsRequest { rows: Some(enc.request_rows(&refs, true)?), ..Default::default() }
+        AppendRowsRequest { rows: Some(enc.request_rows(&shared, true)?), ..Default::default() }
             .encoded_len();
-    let est = enc.request_bytes(refs.iter().map(|r| r.len())) + enc.schema_bytes();
+    let est = enc.request_bytes(shared.iter().map(|r| r.len())) + enc.schema_bytes();
     anyhow::ensure!(est >= real, "request_bytes {est} < real {real} ({format:?})");
     if format == RowFormat::Proto {
         anyhow::ensure!(est <= real + 12, "proto estimate {est} not exact for {real}");

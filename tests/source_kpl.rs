@@ -63,7 +63,7 @@ fn expected(rel: &str) -> anyhow::Result<Vec<(String, Option<String>, Value)>> {
 }
 
 fn deaggregate(file: &str) -> anyhow::Result<Vec<SourceRecord>> {
-    let records = source::records(&event_of(&read(file)?)?)?;
+    let records = source::records(&mut event_of(&read(file)?)?)?;
     records.into_iter().map(|r| r.map_err(|bad| anyhow::anyhow!("{}", bad.reason))).collect()
 }
 
@@ -96,7 +96,7 @@ fn agg_200_deaggregates_to_the_expected_records() -> anyhow::Result<()> {
 #[test]
 fn agg_5_with_a_flipped_byte_is_one_bad_record_with_the_raw_bytes() -> anyhow::Result<()> {
     let raw = read("kpl/agg-5-bad-md5.bin")?;
-    let records = source::records(&event_of(&raw)?)?;
+    let records = source::records(&mut event_of(&raw)?)?;
     assert_eq!(records.len(), 1, "one Kinesis record, one item");
     let Err(bad) = &records[0] else { anyhow::bail!("accepted a corrupt aggregate") };
     assert!(matches!(bad.reason, BadReason::KplChecksum { .. }), "{}", bad.reason);
@@ -111,8 +111,8 @@ fn agg_5_with_a_flipped_byte_is_one_bad_record_with_the_raw_bytes() -> anyhow::R
 
 #[test]
 fn the_sample_event_yields_the_exact_record_list() -> anyhow::Result<()> {
-    let event = common::sample_event()?;
-    let records = source::records(&event)?;
+    let mut event = common::sample_event()?;
+    let records = source::records(&mut event)?;
     let agg = expected("kpl/agg-5.expected.json")?;
 
     // (event index, position, partition key, explicit hash key, arrival ms, data).

@@ -1,6 +1,8 @@
 //! The records of a spillover object → rows of AppendRows requests, with the
 //! same encoder the Lambda uses, and dead letters for those that cannot be.
 
+use bytes::Bytes;
+
 use super::resolve::Fate;
 use crate::dlq::{DeadLetter, Reason};
 use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
@@ -10,7 +12,7 @@ use crate::table::TableName;
 /// The replayable part of one object, encoded.
 pub struct Encoded {
     /// Serialized rows, in record order.
-    pub rows: Vec<Vec<u8>>,
+    pub rows: Vec<Bytes>,
     /// Records that cannot become rows, as dead letters.
     pub dead: Vec<DeadLetter>,
     /// Records skipped because an in-doubt append already wrote them.
@@ -46,7 +48,7 @@ pub fn encode(
         let mut row = Vec::new();
         match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
             Ok(()) => {
-                out.rows.push(row);
+                out.rows.push(Bytes::from(row));
                 out.record_of_row.push(index);
             }
             Err(err) => out.dead.push(dead_letter(record, table, &err)),

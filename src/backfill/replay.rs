@@ -19,6 +19,8 @@
 //! committed and either only removes the object or commits it. The one
 //! thing a crash can repeat is step 4's dead letters (at least once).
 
+use bytes::Bytes;
+
 use super::encode::{Encoded, encode};
 use super::error::BackfillError;
 use super::gate::unlist;
@@ -241,13 +243,12 @@ async fn write_pending(
     })?;
     let mut requests = Vec::with_capacity(ranges.len());
     for range in &ranges {
-        let rows: Vec<&[u8]> =
-            encoded.rows.get(range.clone()).unwrap_or(&[]).iter().map(Vec::as_slice).collect();
+        let rows = encoded.rows.get(range.clone()).unwrap_or_default();
         requests.push(AppendRequest {
             offset: Some(range.start as i64),
-            rows: encoder.request_rows(&rows, false)?,
+            rows: encoder.request_rows(rows, false)?,
             row_count: rows.len(),
-            bytes: encoder.request_bytes(rows.iter().map(|r| r.len())),
+            bytes: encoder.request_bytes(rows.iter().map(Bytes::len)),
         });
     }
     let mut appender = Appender::new(
@@ -296,11 +297,7 @@ async fn write_pending(
 
 /// Row ranges of AppendRows requests under the run's limits, or the rows
 /// (indexes into `rows`) too large for any request.
-fn cut(
-    ctx: &Ctx<'_>,
-    encoder: &Encoder,
-    rows: &[Vec<u8>],
-) -> Result<Vec<Range<usize>>, Vec<usize>> {
+fn cut(ctx: &Ctx<'_>, encoder: &Encoder, rows: &[Bytes]) -> Result<Vec<Range<usize>>, Vec<usize>> {
     let limits = ctx.deps.limits;
     // `cut` counts row bytes only; the envelope and the first request's
     // writer schema come on top of them.

@@ -145,7 +145,7 @@ mod tests {
     fn proto(rows: Vec<Vec<u8>>) -> Rows {
         Rows::ProtoRows(ProtoData {
             writer_schema: None,
-            rows: Some(ProtoRows { serialized_rows: rows }),
+            rows: Some(ProtoRows { serialized_rows: rows.into_iter().map(Into::into).collect() }),
         })
     }
 

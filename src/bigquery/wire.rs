@@ -150,7 +150,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rows = ProtoRows { serialized_rows: vec![vec![8, 1], vec![8, 2]] };
+        let rows = ProtoRows { serialized_rows: vec![vec![8, 1].into(), vec![8, 2].into()] };
         let generated = AppendRowsRequest {
             write_stream: "s".into(),
             offset: Some(5),

@@ -14,7 +14,7 @@ use super::plan::Kind;
 use super::prepare::{self, Item};
 use super::send;
 use super::{DeliveryDeps, ShardBatch};
-use crate::bigquery::{AppendOutcome, AppendRequest};
+use crate::bigquery::AppendOutcome;
 use crate::dlq::{DeadLetter, Reason};
 use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
 
@@ -49,32 +49,13 @@ pub(crate) async fn deliver(
             let lens: Vec<usize> =
                 pending.iter().filter_map(|&i| items.get(i)).map(|i| i.row.len()).collect();
             let cuts = send::cut(&lens, 0, &encoder, &deps.limits);
-            let mut requests = Vec::with_capacity(cuts.len());
-            for c in &cuts {
-                let rows: Vec<&[u8]> = pending
-                    .get(c.rows.clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|&i| items.get(i))
-                    .map(|i| i.row.as_slice())
-                    .collect();
-                let built = encoder.request_rows(&rows, false).map_err(|e| e.to_string());
-                match built {
-                    Ok(r) => requests.push(AppendRequest {
-                        offset: None,
-                        bytes: encoder.request_bytes(rows.iter().map(|r| r.len())),
-                        row_count: rows.len(),
-                        rows: r,
-                    }),
-                    Err(e) => {
-                        last_error = e;
-                        break;
-                    }
+            let requests = match send::requests(&cuts, &pending, &items, &encoder, false) {
+                Ok(requests) => requests,
+                Err(e) => {
+                    last_error = e.to_string();
+                    break;
                 }
-            }
-            if requests.len() < cuts.len() {
-                break;
-            }
+            };
             stats.requests += requests.len();
             let mut appender = deps.take_appender(&stream, &encoder).await;
             let sent = send::send(&mut appender, requests, work_deadline, hook).await;

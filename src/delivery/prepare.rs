@@ -2,6 +2,8 @@
 //! duplicates folded, every record encoded once and classified for the
 //! mapping ([`Kind`]), with the dead letter ready for every bad one.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::plan::Kind;
@@ -21,8 +23,9 @@ pub(crate) struct Item<'a> {
     /// aggregate).
     pub record: Option<&'a SourceRecord>,
     pub kind: Kind,
-    /// The encoded row (empty unless `kind` is `Good`).
-    pub row: Vec<u8>,
+    /// The encoded row (empty unless `kind` is `Good`): a slice of the
+    /// batch's row buffer, shared with the requests that carry it.
+    pub row: Bytes,
     /// The dead letter for a bad record (`PureBad`, `SchemaBad`).
     pub letter: Option<DeadLetter>,
 }
@@ -47,6 +50,9 @@ pub(crate) struct Prepared<'a> {
     pub repeats: Vec<(usize, usize)>,
 }
 
+/// Room for the metadata columns a row may add beyond its JSON's length.
+const ROW_SLACK: usize = 128;
+
 /// Encodes and classifies every input.
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
@@ -54,18 +60,41 @@ pub(crate) fn prepare<'a>(
     limits: &BatchLimits,
     table: &TableName,
 ) -> Prepared<'a> {
-    let mut items: Vec<Item<'a>> = inputs
+    // All rows go into one buffer sized for the batch up front, and items
+    // hold slices of it: no allocation per row, no copy into the requests.
+    let estimate = inputs
+        .iter()
+        .map(|(_, input)| match input {
+            Input::Record(r) => r.data.len() + ROW_SLACK,
+            Input::Bad { .. } => 0,
+        })
+        .sum();
+    let mut buffer = Vec::with_capacity(estimate);
+    let encoded: Vec<(Item<'a>, Range<usize>)> = inputs
         .into_iter()
         .map(|(index, input)| match input {
-            Input::Record(record) => encode_one(index, record, encoder, limits, table),
-            Input::Bad { position, letter } => Item {
-                index,
-                position,
-                record: None,
-                kind: Kind::PureBad,
-                row: Vec::new(),
-                letter: Some(*letter),
-            },
+            Input::Record(record) => encode_one(index, record, encoder, limits, table, &mut buffer),
+            Input::Bad { position, letter } => {
+                let item = Item {
+                    index,
+                    position,
+                    record: None,
+                    kind: Kind::PureBad,
+                    row: Bytes::new(),
+                    letter: Some(*letter),
+                };
+                (item, 0..0)
+            }
+        })
+        .collect();
+    let buffer = Bytes::from(buffer);
+    let mut items: Vec<Item<'a>> = encoded
+        .into_iter()
+        .map(|(mut item, range)| {
+            if !range.is_empty() {
+                item.row = buffer.slice(range);
+            }
+            item
         })
         .collect();
     items.sort_by(|a, b| a.position.cmp(&b.position).then(a.index.cmp(&b.index)));
@@ -82,33 +111,43 @@ pub(crate) fn prepare<'a>(
     Prepared { items: kept, repeats }
 }
 
+/// Encodes `record` at the end of `buffer`; the range is its row's (empty
+/// for a record that gets no row).
 fn encode_one<'a>(
     index: usize,
     record: &'a SourceRecord,
     encoder: &Encoder,
     limits: &BatchLimits,
     table: &TableName,
-) -> Item<'a> {
-    let mut row = Vec::new();
-    let result = encoder.encode(&record.data, &RecordMeta::from(record), &mut row);
+    buffer: &mut Vec<u8>,
+) -> (Item<'a>, Range<usize>) {
+    let start = buffer.len();
+    let result = encoder.encode(&record.data, &RecordMeta::from(record), buffer);
+    let len = buffer.len() - start;
     let (kind, letter) = match result {
-        Ok(()) if encoder.row_bytes(row.len()) > limits.max_bytes => {
+        Ok(()) if encoder.row_bytes(len) > limits.max_bytes => {
             let message = format!(
-                "encoded row is {} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
-                row.len(),
+                "encoded row is {len} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
                 limits.max_bytes
             );
-            row = Vec::new();
+            buffer.truncate(start);
             (Kind::SchemaBad, Some(DeadLetter::new(record, table, Reason::RowTooLarge, message)))
         }
         Ok(()) => (Kind::Good, None),
         Err(e) => {
-            row = Vec::new();
             let kind = if bad_by_bytes(&record.data) { Kind::PureBad } else { Kind::SchemaBad };
             (kind, Some(letter_for_row_error(record, table, &e, kind)))
         }
     };
-    Item { index, position: record.position.clone(), record: Some(record), kind, row, letter }
+    let item = Item {
+        index,
+        position: record.position.clone(),
+        record: Some(record),
+        kind,
+        row: Bytes::new(),
+        letter,
+    };
+    (item, start..buffer.len())
 }
 
 /// Whether the bytes alone rule the record out under every schema: not JSON,

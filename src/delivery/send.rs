@@ -4,14 +4,16 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::crash::{self, Boundary, Crash, CrashPoints};
+use super::prepare::Item;
 use crate::batch::{self, BatchLimits, Piece};
 use crate::bigquery::{
     AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError,
 };
-use crate::rows::Encoder;
+use crate::rows::{EncodeError, Encoder};
 use crate::spill::SpillReason;
 
 /// One request of a round: the rows `rows` (indexes into the round's rows)
@@ -45,6 +47,38 @@ pub(crate) fn cut(
             Piece::TooLarge { index, .. } => index..index + 1,
         })
         .map(|rows| Cut { offset: first_offset + rows.start as i64, rows })
+        .collect()
+}
+
+/// The requests for `cuts` of the rows of `order` (indexes into `items`),
+/// sharing the items' row bytes; `with_offsets` for a stream with offsets.
+///
+/// # Errors
+/// [`EncodeError`] when the encoder cannot build a request of its own rows
+/// (only an Arrow library failure can do that).
+pub(crate) fn requests(
+    cuts: &[Cut],
+    order: &[usize],
+    items: &[Item<'_>],
+    encoder: &Encoder,
+    with_offsets: bool,
+) -> Result<Vec<AppendRequest>, EncodeError> {
+    cuts.iter()
+        .map(|c| {
+            let rows: Vec<Bytes> = order
+                .get(c.rows.clone())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&i| items.get(i))
+                .map(|i| i.row.clone())
+                .collect();
+            Ok(AppendRequest {
+                offset: with_offsets.then_some(c.offset),
+                bytes: encoder.request_bytes(rows.iter().map(Bytes::len)),
+                row_count: rows.len(),
+                rows: encoder.request_rows(&rows, false)?,
+            })
+        })
         .collect()
 }
 

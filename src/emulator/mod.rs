@@ -32,6 +32,7 @@ mod faults;
 mod grpc;
 mod proto_rows;
 mod proto_schema;
+mod proto_wire;
 mod rest;
 pub mod schema_json;
 mod server;

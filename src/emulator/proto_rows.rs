@@ -1,15 +1,26 @@
 //! Proto rows → stored rows, with proto2 semantics and BigQuery's value checks.
 //!
-//! Each serialized row is decoded with the writer's descriptor
-//! ([`super::proto_schema`]). Proto2 gives every singular field presence, so
-//! an absent field is NULL (never the type's zero). A row that fails to
-//! decode or holds a value BigQuery would refuse yields a `RowError` with its
-//! index; the caller then rejects the whole request (fact sheet §2.4).
+//! Each serialized row is walked on the wire ([`super::proto_wire`]) with the
+//! writer's plan ([`super::proto_schema`]): scalars go straight to stored
+//! values, STRUCT fields recurse, and only the rare message-typed scalars
+//! (wrappers, `Timestamp`, `Duration`, RANGE bounds) are decoded as
+//! prost-reflect messages. Proto2 gives every singular field presence, so an
+//! absent field is NULL (never the type's zero); a singular field given twice
+//! keeps its last value, a message field merges its occurrences, a repeated
+//! scalar may come packed or not, and unknown field numbers are skipped. A
+//! row that fails to decode or holds a value BigQuery would refuse yields a
+//! `RowError` with its index; the caller then rejects the whole request (fact
+//! sheet §2.4).
+
+use std::fmt;
+
+use bytes::Bytes;
 
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value as Pv};
 
 use super::defaults::{self, Fill};
 use super::proto_schema::{FieldPlan, Plan, ProtoWriter, well_known};
+use super::proto_wire::{self as wire, Raw};
 use super::values::{self as v, DecimalKind, Row, Value};
 use crate::pb::storage::TableFieldSchema;
 use crate::pb::storage::table_field_schema::{Mode, Type};
@@ -17,51 +28,118 @@ use crate::pb::storage::table_field_schema::{Mode, Type};
 /// Decodes every row; `Err` holds one `(index, message)` per bad row.
 pub fn decode_rows(
     writer: &ProtoWriter,
-    rows: &[Vec<u8>],
+    rows: &[Bytes],
     columns: &[TableFieldSchema],
     fill: &Fill,
 ) -> Result<Vec<Row>, Vec<(usize, String)>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (i, bytes) in rows.iter().enumerate() {
-        let decoded = DynamicMessage::decode(writer.message.clone(), bytes.as_slice())
-            .map_err(|e| format!("Could not parse the row as {}: {e}", writer.message.name()))
-            .and_then(|m| message_to_cells(&m, &writer.plan, columns, "", Some(fill)));
-        match decoded {
+        match decode_message(bytes, &writer.plan, columns, Path::Root, Some(fill)) {
             Ok(row) => out.push(row),
-            Err(e) => errors.push((i, e)),
+            Err(Bad::Wire(e)) => errors
+                .push((i, format!("Could not parse the row as {}: {e}", writer.message.name()))),
+            Err(Bad::Value(e)) => errors.push((i, e)),
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Why a row is refused: bytes that are not the writer's message, or a value
+/// BigQuery would not store (the message already names the field).
+enum Bad {
+    Wire(String),
+    Value(String),
+}
+
+/// A field path, rendered only for an error message (`user.address.zip`).
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Field(Path::Root, name) => f.write_str(name),
+            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
+        }
+    }
+}
+
+/// A singular field's occurrences so far: the last one counts, except that a
+/// message merges all of them (proto semantics: decode the concatenation).
+enum Last<'a> {
+    Absent,
+    One(Raw<'a>),
+    Merged(Vec<u8>),
+}
+
+impl<'a> Last<'a> {
+    fn record(&mut self, raw: Raw<'a>, kind: &Kind) {
+        let merges = matches!(kind, Kind::Message(_));
+        *self = match (std::mem::replace(self, Last::Absent), raw) {
+            (Last::One(Raw::Len(prev)), Raw::Len(next)) if merges => {
+                Last::Merged([prev, next].concat())
+            }
+            (Last::Merged(mut all), Raw::Len(next)) if merges => {
+                all.extend_from_slice(next);
+                Last::Merged(all)
+            }
+            (_, raw) => Last::One(raw),
+        };
+    }
 }
 
 fn empty_cell(c: &TableFieldSchema) -> Value {
     if c.mode == Mode::Repeated as i32 { Value::Array(vec![]) } else { Value::Null }
 }
 
-fn message_to_cells(
-    msg: &DynamicMessage,
+fn decode_message(
+    bytes: &[u8],
     plan: &Plan,
     columns: &[TableFieldSchema],
-    path: &str,
+    path: Path<'_>,
     fill: Option<&Fill>,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, Bad> {
     let mut cells: Vec<Value> = columns.iter().map(empty_cell).collect();
-    for fp in &plan.fields {
-        let Some(col) = columns.get(fp.column) else { continue };
-        let here = format!("{path}{}", col.name);
-        if !msg.has_field(&fp.proto) {
+    let mut last: Vec<Last<'_>> = plan.fields.iter().map(|_| Last::Absent).collect();
+    let counts = repeated_counts(bytes, plan);
+    let mut hint = 0;
+    for field in wire::fields(bytes) {
+        let (number, raw) = field.map_err(Bad::Wire)?;
+        // A field number the writer's descriptor lacks is skipped, as proto2 does.
+        let Some(k) = plan.position(number, hint) else { continue };
+        hint = k + 1;
+        let Some(fp) = plan.fields.get(k) else { continue };
+        check_wire_type(raw, fp)?;
+        if !fp.repeated {
+            if let Some(slot) = last.get_mut(k) {
+                slot.record(raw, &fp.kind);
+            }
             continue;
         }
-        let value = msg.get_field(&fp.proto);
-        let cell = match value.as_ref() {
-            Pv::List(items) => Value::Array(
-                items.iter().map(|x| convert(x, fp, col, &here)).collect::<Result<Vec<_>, _>>()?,
-            ),
-            single => convert(single, fp, col, &here)?,
+        let Some(col) = columns.get(fp.column) else { continue };
+        let here = Path::Field(&path, &col.name);
+        if let Some(Value::Array(items)) = cells.get_mut(fp.column) {
+            if items.is_empty() {
+                items.reserve_exact(counts.get(k).copied().unwrap_or(0));
+            }
+            append_repeated(raw, fp, col, here, items)?;
+        }
+    }
+    for (fp, slot) in plan.fields.iter().zip(last) {
+        let Some(col) = columns.get(fp.column) else { continue };
+        let here = Path::Field(&path, &col.name);
+        let value = match slot {
+            Last::Absent => continue,
+            Last::One(raw) => convert(raw, fp, col, here)?,
+            Last::Merged(bytes) => convert(Raw::Len(&bytes), fp, col, here)?,
         };
-        if let Some(slot) = cells.get_mut(fp.column) {
-            *slot = cell;
+        if let Some(cell) = cells.get_mut(fp.column) {
+            *cell = value;
         }
     }
     if let Some(fill) = fill {
@@ -69,37 +147,156 @@ fn message_to_cells(
     }
     for (c, cell) in columns.iter().zip(&cells) {
         if c.mode == Mode::Required as i32 && *cell == Value::Null {
-            return Err(format!("Missing required field: {path}{}.", c.name));
+            let here = Path::Field(&path, &c.name);
+            return Err(Bad::Value(format!("Missing required field: {here}.")));
         }
     }
     Ok(cells)
 }
 
-fn at(path: &str, e: String) -> String {
-    format!("Invalid value for field {path}: {e}")
+/// How many elements each repeated field of the message holds (by plan
+/// index), so each array is allocated once; empty when there is none.
+fn repeated_counts(bytes: &[u8], plan: &Plan) -> Vec<usize> {
+    if !plan.fields.iter().any(|f| f.repeated) {
+        return Vec::new();
+    }
+    let mut counts = vec![0; plan.fields.len()];
+    let mut hint = 0;
+    for (number, raw) in wire::fields(bytes).map_while(Result::ok) {
+        let Some(k) = plan.position(number, hint) else { continue };
+        hint = k + 1;
+        let Some(fp) = plan.fields.get(k).filter(|f| f.repeated) else { continue };
+        let n = match (raw, wire_type_of(&fp.kind)) {
+            (Raw::Len(run), 0) => run.iter().filter(|&&b| b < 0x80).count(),
+            (Raw::Len(run), 1) => run.len() / 8,
+            (Raw::Len(run), 5) => run.len() / 4,
+            _ => 1,
+        };
+        if let Some(c) = counts.get_mut(k) {
+            *c += n;
+        }
+    }
+    counts
+}
+
+/// The wire type a field of `kind` is written with.
+fn wire_type_of(kind: &Kind) -> u8 {
+    match kind {
+        Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => 1,
+        Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => 5,
+        Kind::String | Kind::Bytes | Kind::Message(_) => 2,
+        _ => 0,
+    }
+}
+
+fn check_wire_type(raw: Raw<'_>, fp: &FieldPlan) -> Result<(), Bad> {
+    let want = wire_type_of(&fp.kind);
+    let got = raw.wire_type();
+    // Repeated scalars may also come packed (one length-delimited run).
+    if got == want || (fp.repeated && want != 2 && got == 2) {
+        return Ok(());
+    }
+    Err(Bad::Wire(format!(
+        "field {} ({}): wire type {got}, expected {want}",
+        fp.number,
+        fp.proto.name()
+    )))
+}
+
+/// Adds one occurrence of a repeated field: an element, or a packed run.
+fn append_repeated(
+    raw: Raw<'_>,
+    fp: &FieldPlan,
+    col: &TableFieldSchema,
+    here: Path<'_>,
+    items: &mut Vec<Value>,
+) -> Result<(), Bad> {
+    let want = wire_type_of(&fp.kind);
+    let Raw::Len(mut run) = raw else { return Ok(items.push(convert(raw, fp, col, here)?)) };
+    if want == 2 {
+        return Ok(items.push(convert(raw, fp, col, here)?));
+    }
+    while !run.is_empty() {
+        let element = match want {
+            0 => Raw::Varint(wire::varint(&mut run).map_err(Bad::Wire)?),
+            1 => Raw::Fixed64(u64::from_le_bytes(packed_chunk(&mut run)?)),
+            _ => Raw::Fixed32(u32::from_le_bytes(packed_chunk(&mut run)?)),
+        };
+        items.push(convert(element, fp, col, here)?);
+    }
+    Ok(())
+}
+
+fn packed_chunk<const N: usize>(run: &mut &[u8]) -> Result<[u8; N], Bad> {
+    let (head, rest) = run
+        .split_first_chunk::<N>()
+        .ok_or_else(|| Bad::Wire("packed run is not a whole number of values".into()))?;
+    *run = rest;
+    Ok(*head)
+}
+
+/// One occurrence as the proto value its declared kind says it is.
+fn proto_value(raw: Raw<'_>, kind: &Kind) -> Result<Pv, Bad> {
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec())
+            .map_err(|_| Bad::Wire("invalid UTF-8 in a string field".into()))
+    };
+    Ok(match (kind, raw) {
+        (Kind::Double, Raw::Fixed64(x)) => Pv::F64(f64::from_bits(x)),
+        (Kind::Float, Raw::Fixed32(x)) => Pv::F32(f32::from_bits(x)),
+        // Wire integers truncate to the declared width, as proto decoders do.
+        (Kind::Int32, Raw::Varint(x)) => Pv::I32(x as i32),
+        (Kind::Int64, Raw::Varint(x)) => Pv::I64(x as i64),
+        (Kind::Uint32, Raw::Varint(x)) => Pv::U32(x as u32),
+        (Kind::Uint64, Raw::Varint(x)) => Pv::U64(x),
+        (Kind::Sint32, Raw::Varint(x)) => {
+            let x = x as u32;
+            Pv::I32((x >> 1) as i32 ^ -((x & 1) as i32))
+        }
+        (Kind::Sint64, Raw::Varint(x)) => Pv::I64((x >> 1) as i64 ^ -((x & 1) as i64)),
+        (Kind::Fixed32, Raw::Fixed32(x)) => Pv::U32(x),
+        (Kind::Fixed64, Raw::Fixed64(x)) => Pv::U64(x),
+        (Kind::Sfixed32, Raw::Fixed32(x)) => Pv::I32(x as i32),
+        (Kind::Sfixed64, Raw::Fixed64(x)) => Pv::I64(x as i64),
+        (Kind::Bool, Raw::Varint(x)) => Pv::Bool(x != 0),
+        (Kind::Enum(_), Raw::Varint(x)) => Pv::EnumNumber(x as i32),
+        (Kind::String, Raw::Len(b)) => Pv::String(utf8(b)?),
+        (Kind::Bytes, Raw::Len(b)) => Pv::Bytes(bytes::Bytes::copy_from_slice(b)),
+        (Kind::Message(d), Raw::Len(b)) => {
+            Pv::Message(DynamicMessage::decode(d.clone(), b).map_err(|e| Bad::Wire(e.to_string()))?)
+        }
+        (_, raw) => return Err(Bad::Wire(format!("unexpected wire type {}", raw.wire_type()))),
+    })
+}
+
+fn at(path: Path<'_>, e: String) -> Bad {
+    Bad::Value(format!("Invalid value for field {path}: {e}"))
 }
 
 fn convert(
-    value: &Pv,
+    raw: Raw<'_>,
     fp: &FieldPlan,
     col: &TableFieldSchema,
-    path: &str,
-) -> Result<Value, String> {
+    path: Path<'_>,
+) -> Result<Value, Bad> {
     match fp.bq_type {
-        Type::Struct => match (value, &fp.sub) {
-            (Pv::Message(m), Some(sub)) => {
-                Ok(Value::Struct(message_to_cells(m, sub, &col.fields, &format!("{path}."), None)?))
+        Type::Struct => match (raw, &fp.sub) {
+            (Raw::Len(bytes), Some(sub)) => {
+                Ok(Value::Struct(decode_message(bytes, sub, &col.fields, path, None)?))
             }
             _ => Err(at(path, "expected a message".into())),
         },
         Type::Range => {
             let elem = col.range_element_type.as_ref().and_then(|e| Type::try_from(e.r#type).ok());
             let elem = elem.unwrap_or(Type::Unspecified);
-            let Pv::Message(m) = value else { return Err(at(path, "expected a message".into())) };
-            let bound = |name: &str| -> Result<Value, String> {
+            let Pv::Message(m) = proto_value(raw, &fp.kind)? else {
+                return Err(at(path, "expected a message".into()));
+            };
+            let bound = |name: &str| -> Result<Value, Bad> {
                 match m.descriptor().get_field_by_name(name) {
                     Some(f) if m.has_field(&f) => {
-                        scalar(elem, m.get_field(&f).as_ref(), &f.kind()).map_err(|e| at(path, e))
+                        scalar(elem, m.get_field(&f).into_owned(), &f.kind())
+                            .map_err(|e| at(path, e))
                     }
                     _ => Ok(Value::Null),
                 }
@@ -108,7 +305,7 @@ fn convert(
             v::check_range(&start, &end).map_err(|e| at(path, e))?;
             Ok(Value::Range(Box::new(start), Box::new(end)))
         }
-        t => scalar(t, value, &fp.proto.kind()).map_err(|e| at(path, e)),
+        t => scalar(t, proto_value(raw, &fp.kind)?, &fp.kind).map_err(|e| at(path, e)),
     }
 }
 
@@ -143,10 +340,21 @@ fn i64_of(value: &Pv) -> Result<i64, String> {
 }
 
 /// One scalar cell of BigQuery type `t` from a proto value (§4.1, §4.2).
-pub fn scalar(t: Type, value: &Pv, kind: &Kind) -> Result<Value, String> {
-    if let Some((inner, inner_kind)) = unwrap_wrapper(value, kind) {
-        return scalar(t, &inner, &inner_kind);
+pub fn scalar(t: Type, value: Pv, kind: &Kind) -> Result<Value, String> {
+    if let Some((inner, inner_kind)) = unwrap_wrapper(&value, kind) {
+        return scalar(t, inner, &inner_kind);
     }
+    // Text kept as text moves into the cell; everything else is read borrowed.
+    let value = match (t, value) {
+        (Type::String | Type::Interval, Pv::String(s)) => return Ok(Value::String(s)),
+        (Type::Json, Pv::String(s)) => return v::check_json(&s).map(|()| Value::String(s)),
+        (Type::Geography, Pv::String(s)) => {
+            return v::check_geography(&s).map(|()| Value::String(s));
+        }
+        (Type::Bytes, Pv::String(s)) => return Ok(Value::Bytes(s.into_bytes())),
+        (_, value) => value,
+    };
+    let value = &value;
     let wrong = || format!("cannot convert {value:?} to {}", t.as_str_name());
     Ok(match t {
         Type::Bool => match value {
@@ -155,7 +363,6 @@ pub fn scalar(t: Type, value: &Pv, kind: &Kind) -> Result<Value, String> {
         },
         Type::Bytes => match value {
             Pv::Bytes(b) => Value::Bytes(b.to_vec()),
-            Pv::String(s) => Value::Bytes(s.as_bytes().to_vec()),
             _ => return Err(wrong()),
         },
         Type::Int64 => Value::Int64(i64_of(value)?),
@@ -165,7 +372,6 @@ pub fn scalar(t: Type, value: &Pv, kind: &Kind) -> Result<Value, String> {
             _ => return Err(wrong()),
         },
         Type::String => match (value, kind) {
-            (Pv::String(s), _) => Value::String(s.clone()),
             (Pv::EnumNumber(n), Kind::Enum(e)) => Value::String(
                 e.get_value(*n).map(|v| v.name().to_string()).unwrap_or_else(|| n.to_string()),
             ),
@@ -204,22 +410,7 @@ pub fn scalar(t: Type, value: &Pv, kind: &Kind) -> Result<Value, String> {
             Pv::String(s) => Value::Time(v::parse_time(s)?),
             other => Value::Time(v::time_from_packed(i64_of(other)?)?),
         },
-        Type::Json => match value {
-            Pv::String(s) => {
-                v::check_json(s)?;
-                Value::String(s.clone())
-            }
-            _ => return Err(wrong()),
-        },
-        Type::Geography => match value {
-            Pv::String(s) => {
-                v::check_geography(s)?;
-                Value::String(s.clone())
-            }
-            _ => return Err(wrong()),
-        },
         Type::Interval => match (value, kind) {
-            (Pv::String(s), _) => Value::String(s.clone()),
             (Pv::Message(m), Kind::Message(d)) => {
                 let get = |n: &str| d.get_field_by_name(n).map(|f| m.get_field(&f).into_owned());
                 let secs = get("seconds").and_then(|x| int_of(&x)).unwrap_or(0);
@@ -228,7 +419,9 @@ pub fn scalar(t: Type, value: &Pv, kind: &Kind) -> Result<Value, String> {
             }
             _ => return Err(wrong()),
         },
-        Type::Struct | Type::Range | Type::Unspecified => return Err(wrong()),
+        Type::Json | Type::Geography | Type::Struct | Type::Range | Type::Unspecified => {
+            return Err(wrong());
+        }
     })
 }
 
@@ -239,4 +432,109 @@ fn interval_text(secs: i128, nanos: i128) -> String {
     let a = total_us.abs();
     let (h, m, s, us) = (a / 3_600_000_000, a / 60_000_000 % 60, a / 1_000_000 % 60, a % 1_000_000);
     format!("0-0 0 {sign}{h}:{m}:{s}.{us:06}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::proto_schema;
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type as P};
+    use prost_types::{DescriptorProto, FieldDescriptorProto};
+
+    fn field(name: &str, number: i32, t: P, label: Label) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            r#type: Some(t as i32),
+            label: Some(label as i32),
+            ..Default::default()
+        }
+    }
+
+    fn column(name: &str, t: Type, mode: Mode, fields: Vec<TableFieldSchema>) -> TableFieldSchema {
+        TableFieldSchema {
+            name: name.into(),
+            r#type: t as i32,
+            mode: mode as i32,
+            fields,
+            ..Default::default()
+        }
+    }
+
+    /// `id INT64, tags INT64 REPEATED, name STRING, s STRUCT<a INT64, b INT64>`.
+    fn world() -> (ProtoWriter, Vec<TableFieldSchema>) {
+        let (o, r) = (Label::Optional, Label::Repeated);
+        let s = DescriptorProto {
+            name: Some("S".into()),
+            field: vec![field("a", 1, P::Int64, o), field("b", 2, P::Int64, o)],
+            ..Default::default()
+        };
+        let mut sf = field("s", 4, P::Message, o);
+        sf.type_name = Some("S".into());
+        let row = DescriptorProto {
+            name: Some("Row".into()),
+            field: vec![
+                field("id", 1, P::Int64, o),
+                field("tags", 2, P::Int64, r),
+                field("name", 3, P::String, o),
+                sf,
+            ],
+            nested_type: vec![s],
+            ..Default::default()
+        };
+        let int = |n: &str| column(n, Type::Int64, Mode::Nullable, vec![]);
+        let columns = vec![
+            int("id"),
+            column("tags", Type::Int64, Mode::Repeated, vec![]),
+            column("name", Type::String, Mode::Nullable, vec![]),
+            column("s", Type::Struct, Mode::Nullable, vec![int("a"), int("b")]),
+        ];
+        let writer = proto_schema::load(&row.encode_to_vec(), &columns, "t").unwrap();
+        (writer, columns)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Row, String> {
+        let (writer, columns) = world();
+        let fill = defaults::fill_for(&columns, &Default::default(), 0).unwrap();
+        match decode_rows(&writer, &[Bytes::copy_from_slice(bytes)], &columns, &fill) {
+            Ok(mut rows) => Ok(rows.remove(0)),
+            Err(mut errors) => Err(errors.remove(0).1),
+        }
+    }
+
+    #[test]
+    fn proto2_wire_semantics() {
+        use Value::{Array, Int64, Null, String as S, Struct};
+        // id twice (the last counts), tags packed [1, 2, 300] then one more
+        // unpacked, an unknown field 9, s given twice (merged).
+        let row = [
+            0x08, 1, 0x08, 2, 0x12, 4, 1, 2, 0xAC, 0x02, 0x10, 4, 0x48, 7, 0x22, 2, 0x08, 5, 0x22,
+            2, 0x10, 6, 0x1A, 2, b'h', b'i',
+        ];
+        let want = vec![
+            Int64(2),
+            Array(vec![Int64(1), Int64(2), Int64(300), Int64(4)]),
+            S("hi".into()),
+            Struct(vec![Int64(5), Int64(6)]),
+        ];
+        assert_eq!(decode(&row).unwrap(), want);
+        assert_eq!(decode(&[]).unwrap(), vec![Null, Array(vec![]), Null, Null]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_the_message_are_row_errors() {
+        for (bytes, why) in [
+            (&[0x0A, 1, 0][..], "id as length-delimited"),
+            (&[0x1D, 0, 0, 0, 0], "name as fixed32"),
+            (&[0x08], "truncated varint"),
+            (&[0x1A, 5, b'a'], "length past the end"),
+            (&[0x1A, 1, 0xFF], "invalid UTF-8"),
+            (&[0x12, 3, 0xFF, 0xFF, 0xFF], "packed run cut inside a varint"),
+            (&[0x22, 2, 0x08], "truncated nested message"),
+        ] {
+            let e = decode(bytes).expect_err(why);
+            assert!(e.starts_with("Could not parse the row as Row:"), "{why}: {e}");
+        }
+    }
 }

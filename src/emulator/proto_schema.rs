@@ -28,6 +28,10 @@ const COLUMN_NAME_EXTENSION: &str = "google.cloud.bigquery.storage.v1.column_nam
 #[derive(Debug, Clone)]
 pub struct FieldPlan {
     pub proto: FieldDescriptor,
+    /// The proto field's number, kind and cardinality, looked up once.
+    pub number: u32,
+    pub kind: Kind,
+    pub repeated: bool,
     /// Index of the column among its parent's fields (stable: columns are only appended).
     pub column: usize,
     pub bq_type: Type,
@@ -39,6 +43,17 @@ pub struct FieldPlan {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub fields: Vec<FieldPlan>,
+}
+
+impl Plan {
+    /// The index of the field numbered `number`; writers emit fields in
+    /// order, so `hint` (the index after the previous field) nearly always hits.
+    pub fn position(&self, number: u32, hint: usize) -> Option<usize> {
+        match self.fields.get(hint) {
+            Some(f) if f.number == number => Some(hint),
+            _ => self.fields.iter().position(|f| f.number == number),
+        }
+    }
 }
 
 /// A writer schema accepted for a table: the message to decode rows with and its plan.
@@ -210,7 +225,15 @@ fn plan_for(
                 None
             }
         };
-        plan.fields.push(FieldPlan { proto: f, column, bq_type, sub });
+        plan.fields.push(FieldPlan {
+            number: f.number(),
+            kind: f.kind(),
+            repeated: f.cardinality() == Cardinality::Repeated,
+            proto: f,
+            column,
+            bq_type,
+            sub,
+        });
     }
     Ok(plan)
 }

@@ -46,12 +46,10 @@ pub async fn handle(
         records = event.records.len(),
     );
     async move {
-        let records = source::records(&event)?;
+        let data_bytes = event.records.iter().map(|r| r.kinesis.data.0.len() as u64).sum();
+        // Moves each record's data out of the event: the batch is held once.
+        let records = source::records(&mut event)?;
         let user_records = records.len();
-        // The source copied every record's data; the event's own copy is
-        // needed no more (only its length, for the summary), and holding it
-        // through delivery would add the whole batch again to peak memory.
-        let data_bytes = release_data(&mut event);
         let shards = group_by_shard(records);
         let outcomes = futures::future::join_all(
             shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
@@ -91,11 +89,6 @@ fn first_not_landed(shard: &ShardGroup, outcome: &ShardOutcome) -> Option<usize>
         return shard.event_index(0);
     }
     outcome.first_not_landed().map(|i| shard.event_index(i).or(shard.event_index(0)).unwrap_or(0))
-}
-
-/// Frees the decoded data of every event record, returning its total length.
-fn release_data(event: &mut KinesisEvent) -> u64 {
-    event.records.iter_mut().map(|r| std::mem::take(&mut r.kinesis.data.0).len() as u64).sum()
 }
 
 async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> ShardOutcome {

@@ -203,7 +203,14 @@ pub(super) fn encode_message(cx: &mut Ctx, fields: &Fields, out: &mut Vec<u8>) -
     let mut hint = 0;
     loop {
         let key_at = cx.r.pos();
-        let found = {
+        // Keys mostly come in table order, spelled as the table does: try
+        // the next column's name before scanning the key.
+        let expected = fields.expected_key(hint);
+        let found = if let Some(name) = expected
+            && cx.r.take_key(&mut first, name)?
+        {
+            Ok(hint)
+        } else {
             let Some(key) = cx.r.next_key(&mut first, &mut cx.scratch)? else { break };
             // A key that matched a column is that column's (UTF-8) name; others
             // are checked here.

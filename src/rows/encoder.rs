@@ -4,6 +4,7 @@
 //! request, in the configured [`RowFormat`].
 
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
 use prost_types::DescriptorProto;
 
 use super::arrow::{self, BatchError, SizeModel};
@@ -146,22 +147,22 @@ impl Encoder {
 
     /// The `rows` oneof of one AppendRows request from rows [`encode`](Self::encode)
     /// produced; `with_schema` puts the writer schema in (first request of a
-    /// connection). Arrow: one record batch for all rows.
+    /// connection). Proto rows are shared with the caller, not copied. Arrow:
+    /// one record batch for all rows.
     ///
     /// # Errors
     /// [`EncodeError`] only for bytes this encoder did not produce, or an
     /// Arrow library failure.
-    pub fn request_rows(&self, rows: &[&[u8]], with_schema: bool) -> Result<Rows, EncodeError> {
+    pub fn request_rows(&self, rows: &[Bytes], with_schema: bool) -> Result<Rows, EncodeError> {
         match &self.arrow {
             None => Ok(Rows::ProtoRows(ProtoData {
                 writer_schema: with_schema.then(|| self.proto_schema()),
-                rows: Some(ProtoRows {
-                    serialized_rows: rows.iter().map(|r| r.to_vec()).collect(),
-                }),
+                rows: Some(ProtoRows { serialized_rows: rows.to_vec() }),
             })),
             Some(a) => {
+                let rows: Vec<&[u8]> = rows.iter().map(|r| &r[..]).collect();
                 let batch =
-                    arrow::batch_message(&self.fields, &a.schema, rows).map_err(|e| match e {
+                    arrow::batch_message(&self.fields, &a.schema, &rows).map_err(|e| match e {
                         BatchError::Foreign(f) => {
                             EncodeError::ForeignRow { index: f.index, why: f.why }
                         }

@@ -396,6 +396,39 @@ impl<'a> Reader<'a> {
         Ok(Some(key))
     }
 
+    /// Consumes the next key (and its `:`) only if it is `name` spelled
+    /// exactly, without escapes — the key the caller expects, matched
+    /// without scanning. Otherwise the cursor stays, for [`next_key`](Self::next_key).
+    #[inline]
+    pub(crate) fn take_key(&mut self, first: &mut bool, name: &[u8]) -> Res<bool> {
+        let save = self.pos;
+        let mut at = self.pos;
+        if !*first {
+            if self.peek_byte()? != b',' {
+                return Ok(false);
+            }
+            at = self.pos + 1;
+        }
+        self.pos = at;
+        self.skip_ws();
+        let open = self.pos;
+        let close = open + 1 + name.len();
+        let matches = self.buf.get(open) == Some(&b'"')
+            && self.buf.get(close) == Some(&b'"')
+            && self.buf.get(open + 1..close).is_some_and(|raw| super::schema::bytes_eq(raw, name));
+        if !matches {
+            self.pos = save;
+            return Ok(false);
+        }
+        self.pos = close + 1;
+        if self.peek_byte()? != b':' {
+            return self.err("expected ':'");
+        }
+        self.pos += 1;
+        *first = false;
+        Ok(true)
+    }
+
     /// Consumes `[`.
     pub(crate) fn begin_array(&mut self) -> Res<()> {
         if self.peek_byte()? != b'[' {
@@ -573,5 +606,25 @@ mod tests {
         assert!(!r.next_element(&mut f2).unwrap());
         assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), None);
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn take_key_consumes_only_the_exact_raw_key() {
+        let mut r = Reader::new(br#"{ "ab" : 1 , "a\u0062": 2, "abc": 3, "ab" 4}"#);
+        let mut scratch = String::new();
+        r.begin_object().unwrap();
+        let mut first = true;
+        assert!(!r.take_key(&mut first, b"a").unwrap(), "a prefix is not the key");
+        assert!(first, "nothing consumed");
+        assert!(r.take_key(&mut first, b"ab").unwrap());
+        assert_eq!(r.read_number().unwrap(), "1");
+        // Escaped spelling: left for next_key, which decodes it.
+        assert!(!r.take_key(&mut first, b"ab").unwrap());
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some(&b"ab"[..]));
+        assert_eq!(r.read_number().unwrap(), "2");
+        assert!(!r.take_key(&mut first, b"ab").unwrap(), "a longer key");
+        assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some(&b"abc"[..]));
+        assert_eq!(r.read_number().unwrap(), "3");
+        assert!(r.take_key(&mut first, b"ab").is_err(), "missing ':'");
     }
 }

@@ -143,6 +143,9 @@ pub(crate) struct Field {
     pub ty: Ty,
     /// Set for top-level `_kinesis_*` columns: filled from [`RecordMeta`](super::RecordMeta).
     pub meta: Option<MetaColumn>,
+    /// The name as a JSON key spells it with no escape (no quote, backslash
+    /// or control byte): the reader may match its raw bytes.
+    pub plain_name: bool,
 }
 
 /// The columns of one message (the table, or a STRUCT).
@@ -162,6 +165,13 @@ pub(crate) struct Fields {
 const LINEAR_SCAN_MAX: usize = 16;
 
 impl Fields {
+    /// The name of the column at `hint`, when a JSON key can spell it
+    /// without escapes: the key the reader tries first.
+    #[inline]
+    pub(crate) fn expected_key(&self, hint: usize) -> Option<&[u8]> {
+        self.fields.get(hint).filter(|f| f.plain_name).map(|f| f.name.as_bytes())
+    }
+
     /// Finds a column by JSON key, ASCII case-insensitively (BigQuery column
     /// names are case-insensitive). `hint` is where the previous key matched
     /// plus one: JSON written from the same struct keeps schema order, so the
@@ -262,6 +272,7 @@ fn compile_fields(
         fields.push(Field {
             proto_name: proto_name(&col.name),
             key: Key::new(number, ty.wire_type()),
+            plain_name: !col.name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20),
             name: col.name.clone(),
             number,
             mode,

@@ -361,7 +361,7 @@ fn request_bytes_is_exact_for_proto() {
         .collect();
     let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
     let req = |with_schema| AppendRowsRequest {
-        rows: Some(e.request_rows(&refs, with_schema).unwrap()),
+        rows: Some(e.request_rows(&owned(&refs), with_schema).unwrap()),
         ..Default::default()
     };
     let real = req(false).encoded_len();
@@ -371,8 +371,13 @@ fn request_bytes_is_exact_for_proto() {
     assert!(with <= est + e.schema_bytes() && with + 8 >= est + e.schema_bytes());
 }
 
+fn owned(rows: &[&[u8]]) -> Vec<bytes::Bytes> {
+    rows.iter().map(|r| bytes::Bytes::copy_from_slice(r)).collect()
+}
+
 fn read_arrow(e: &Encoder, rows: &[&[u8]]) -> arrow_array::RecordBatch {
-    let Some(append_rows_request::Rows::ArrowRows(data)) = e.request_rows(rows, true).ok() else {
+    let Some(append_rows_request::Rows::ArrowRows(data)) = e.request_rows(&owned(rows), true).ok()
+    else {
         panic!()
     };
     let mut stream = data.writer_schema.unwrap().serialized_schema;
@@ -437,7 +442,7 @@ struct AppendRowsRequestRows(usize);
 
 fn arrow_request_len(e: &Encoder, rows: &[&[u8]]) -> AppendRowsRequestRows {
     let req = crate::pb::storage::AppendRowsRequest {
-        rows: Some(e.request_rows(rows, false).unwrap()),
+        rows: Some(e.request_rows(&owned(rows), false).unwrap()),
         ..Default::default()
     };
     AppendRowsRequestRows(req.encoded_len())
@@ -459,7 +464,7 @@ fn bignumeric_beyond_decimal256_is_a_row_error_in_arrow_mode_only() {
 fn foreign_rows_are_an_error_not_a_panic() {
     let e = enc(&all_types(), RowFormat::Arrow, UnknownFields::Reject);
     for junk in [&[0xff_u8, 0xff][..], &[0x08, 0x01, 0x08, 0x01], &[0x0a]] {
-        assert!(e.request_rows(&[junk], false).is_err());
+        assert!(e.request_rows(&owned(&[junk]), false).is_err());
     }
 }
 
@@ -476,7 +481,7 @@ mod props {
                 let e = enc(&all_types(), format, UnknownFields::Ignore);
                 let mut out = Vec::new();
                 if e.encode(&bytes, &RecordMeta::default(), &mut out).is_ok() {
-                    prop_assert!(e.request_rows(&[&out], true).is_ok());
+                    prop_assert!(e.request_rows(&owned(&[&out]), true).is_ok());
                 }
             }
         }
@@ -490,7 +495,7 @@ mod props {
                     let e = enc(&all_types(), format, UnknownFields::Reject);
                     let mut out = Vec::new();
                     if e.encode(record.as_bytes(), &RecordMeta::default(), &mut out).is_ok() {
-                        prop_assert!(e.request_rows(&[&out], true).is_ok(), "{}", record);
+                        prop_assert!(e.request_rows(&owned(&[&out]), true).is_ok(), "{}", record);
                     }
                 }
             }

@@ -39,6 +39,9 @@ pub enum SourceError {
 /// partition key, arrival time and the index of the Kinesis record in the
 /// event.
 ///
+/// Each record's decoded data moves out of the event (left empty) into its
+/// [`SourceRecord`]: the batch is held once, never copied.
+///
 /// # Errors
 /// [`SourceError`] when a record lacks its shard id (from `eventID`), a valid
 /// sequence number or its stream ARN.
@@ -47,18 +50,18 @@ pub enum SourceError {
     reason = "BadRecord is SourceRecord plus a reason: boxing it would not shrink the \
               Vec's elements, which are as large as a SourceRecord anyway"
 )]
-pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecord>>, SourceError> {
+pub fn records(
+    event: &mut KinesisEvent,
+) -> Result<Vec<Result<SourceRecord, BadRecord>>, SourceError> {
     let mut out = Vec::with_capacity(event.records.len());
     // Records of one event nearly always share shard and stream: share the strings.
     let mut shard: Option<Arc<str>> = None;
     let mut stream: Option<Arc<str>> = None;
-    for (index, record) in event.records.iter().enumerate() {
+    for (index, record) in event.records.iter_mut().enumerate() {
         let parent = parent(index, record, &mut shard, &mut stream)?;
-        let raw = &record.kinesis.data.0;
-        match kpl::unpack(raw) {
-            Ok(Unpacked::Plain) => {
-                out.push(Ok(SourceRecord { data: Bytes::copy_from_slice(raw), ..parent }))
-            }
+        let raw = Bytes::from(std::mem::take(&mut record.kinesis.data.0));
+        match kpl::unpack(&raw) {
+            Ok(Unpacked::Plain) => out.push(Ok(SourceRecord { data: raw, ..parent })),
             Ok(Unpacked::Aggregate(subs)) => {
                 out.extend(subs.into_iter().zip(0u64..).map(|(sub, sub_sequence_number)| {
                     Ok(SourceRecord {
@@ -70,18 +73,17 @@ pub fn records(event: &KinesisEvent) -> Result<Vec<Result<SourceRecord, BadRecor
                     })
                 }))
             }
-            Err(reason) => out.push(Err(BadRecord {
-                record: SourceRecord { data: Bytes::copy_from_slice(raw), ..parent },
-                reason,
-            })),
+            Err(reason) => {
+                out.push(Err(BadRecord { record: SourceRecord { data: raw, ..parent }, reason }))
+            }
         }
     }
     Ok(out)
 }
 
 /// The Kinesis record as one `SourceRecord` (sub-sequence number 0), without
-/// its data: only plain and bad records copy the raw bytes, aggregates give
-/// each sub-record its own. Reuses `shard`/`stream` when they are unchanged.
+/// its data: plain and bad records take the raw bytes, aggregates give each
+/// sub-record its own. Reuses `shard`/`stream` when they are unchanged.
 fn parent(
     index: usize,
     record: &KinesisEventRecord,
@@ -160,12 +162,12 @@ mod tests {
         });
         let mut bad = agg.clone();
         bad[5] ^= 0xFF;
-        let ev = event(json!([
+        let mut ev = event(json!([
             kinesis("10", "p", b"{}"),
             kinesis("11", "agg", &agg),
             kinesis("12", "bad", &bad),
         ]));
-        let got = records(&ev).unwrap();
+        let got = records(&mut ev).unwrap();
         let summary: Vec<_> = got
             .iter()
             .map(|r| match r {
@@ -195,7 +197,7 @@ mod tests {
 
     #[test]
     fn an_empty_event_has_no_records() {
-        assert!(records(&event(json!([]))).unwrap().is_empty());
+        assert!(records(&mut event(json!([]))).unwrap().is_empty());
     }
 
     #[test]
@@ -203,18 +205,18 @@ mod tests {
         let mut no_id = kinesis("1", "p", b"x");
         no_id["eventID"] = json!("shardId-1");
         assert!(matches!(
-            records(&event(json!([no_id]))),
+            records(&mut event(json!([no_id]))),
             Err(SourceError::EventId { index: 0, .. })
         ));
         let mut no_arn = kinesis("1", "p", b"x");
         no_arn.as_object_mut().unwrap().remove("eventSourceARN");
         assert!(matches!(
-            records(&event(json!([kinesis("1", "p", b""), no_arn]))),
+            records(&mut event(json!([kinesis("1", "p", b""), no_arn]))),
             Err(SourceError::StreamArn { index: 1 })
         ));
         let bad_seq = kinesis("1x", "p", b"x");
         assert!(matches!(
-            records(&event(json!([bad_seq]))),
+            records(&mut event(json!([bad_seq]))),
             Err(SourceError::SequenceNumber { index: 0, .. })
         ));
     }

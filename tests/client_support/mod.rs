@@ -130,7 +130,7 @@ pub fn request(offset: Option<i64>, rows: Vec<Vec<u8>>) -> AppendRequest {
         offset,
         rows: Rows::ProtoRows(ProtoData {
             writer_schema: None,
-            rows: Some(ProtoRows { serialized_rows: rows }),
+            rows: Some(ProtoRows { serialized_rows: rows.into_iter().map(Into::into).collect() }),
         }),
         row_count,
         bytes,

@@ -151,7 +151,7 @@ pub fn request(
         offset,
         rows: Some(Rows::ProtoRows(ProtoData {
             writer_schema: schema.map(|d| ProtoSchema { proto_descriptor: Some(d.clone()) }),
-            rows: Some(ProtoRows { serialized_rows: rows }),
+            rows: Some(ProtoRows { serialized_rows: rows.into_iter().map(Into::into).collect() }),
         })),
         ..Default::default()
     }

@@ -56,11 +56,11 @@ pub async fn append(
     rows: &[Vec<u8>],
 ) -> anyhow::Result<AppendRowsResponse> {
     let mut client = BigQueryWriteClient::connect(emu.grpc_endpoint()).await?;
-    let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+    let rows: Vec<bytes::Bytes> = rows.iter().map(|r| r.clone().into()).collect();
     let stream = table.default_stream();
     let req = AppendRowsRequest {
         write_stream: stream.clone(),
-        rows: Some(enc.request_rows(&refs, true)?),
+        rows: Some(enc.request_rows(&rows, true)?),
         ..Default::default()
     };
     let mut call = tonic::Request::new(tokio_stream::iter(vec![req]));

@@ -3,7 +3,8 @@
 //! stream, exclusions persisted where that end is known, or a resolution.
 
 use super::{Flow, Run, crashed};
-use crate::bigquery::AppendRequest;
+use bytes::Bytes;
+
 use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::Kind;
 use crate::delivery::plan::{self, Slot};
@@ -90,25 +91,10 @@ impl Run<'_, '_> {
         let row_lens: Vec<usize> =
             segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
         let cuts = send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits);
-        let mut requests = Vec::with_capacity(cuts.len());
-        for c in &cuts {
-            let rows: Vec<&[u8]> = segment
-                .get(c.rows.clone())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|&i| self.items.get(i))
-                .map(|i| i.row.as_slice())
-                .collect();
-            match self.encoder.request_rows(&rows, false) {
-                Ok(r) => requests.push(AppendRequest {
-                    offset: Some(c.offset),
-                    bytes: self.encoder.request_bytes(rows.iter().map(|r| r.len())),
-                    row_count: rows.len(),
-                    rows: r,
-                }),
-                Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
-            }
-        }
+        let requests = match send::requests(&cuts, &segment, &self.items, &self.encoder, true) {
+            Ok(requests) => requests,
+            Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
+        };
         self.stats.requests += requests.len();
         let stream = self.state.write_stream.clone();
         let mut appender = self.deps.take_appender(&stream, &self.encoder).await;
@@ -244,7 +230,7 @@ impl Run<'_, '_> {
             let letter =
                 DeadLetter::new(record, self.batch.table, Reason::RejectedByBigquery, message);
             item.kind = Kind::SchemaBad;
-            item.row = Vec::new();
+            item.row = Bytes::new();
             item.letter = Some(letter.clone());
             which.push(i);
             letters.push(letter);
