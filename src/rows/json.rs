@@ -123,6 +123,15 @@ impl<'a> Reader<'a> {
 
     /// A number's exact text, checked against the JSON grammar.
     pub(crate) fn read_number(&mut self) -> Res<&'a str> {
+        let at = self.pos;
+        // Only ASCII digits, signs, '.', 'e' get past the grammar.
+        std::str::from_utf8(self.read_number_bytes()?)
+            .map_err(|_| JsonError { offset: at, what: "invalid number" })
+    }
+
+    /// [`read_number`](Self::read_number) as bytes (all ASCII), for parsers
+    /// that need no `str`.
+    pub(crate) fn read_number_bytes(&mut self) -> Res<&'a [u8]> {
         self.skip_ws();
         let start = self.pos;
         let b = self.buf;
@@ -167,10 +176,9 @@ impl<'a> Reader<'a> {
             }
         }
         self.pos = i;
-        // Only ASCII digits, signs, '.', 'e' were accepted above.
-        match b.get(start..i).map(std::str::from_utf8) {
-            Some(Ok(s)) => Ok(s),
-            _ => self.err("invalid number"),
+        match b.get(start..i) {
+            Some(s) => Ok(s),
+            None => self.err("invalid number"),
         }
     }
 

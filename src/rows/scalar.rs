@@ -41,6 +41,18 @@ macro_rules! scalar_text {
     };
 }
 
+/// [`scalar_text!`] as bytes, without a UTF-8 check for ASCII text: for
+/// parsers that accept only ASCII anyway.
+macro_rules! scalar_bytes {
+    ($cx:ident, $ty:expr, $kind:expr) => {
+        match $kind {
+            Kind::Number => $cx.r.read_number_bytes()?,
+            Kind::String => $cx.r.read_str_bytes(&mut $cx.scratch)?,
+            _ => return mismatch($ty, $kind, None),
+        }
+    };
+}
+
 /// Writes one value (key included) of `f`'s type from the JSON value at the
 /// cursor, whose kind is `kind` (never null).
 pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> {
@@ -91,8 +103,9 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             out.push(u8::from(v));
         }
         Ty::Int64 => {
-            let text = scalar_text!(cx, ty, kind);
-            let Some(v) = values::parse_i64(text) else {
+            let raw = scalar_bytes!(cx, ty, kind);
+            let Some(v) = values::parse_i64(raw) else {
+                let text = &*String::from_utf8_lossy(raw);
                 let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
                 if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
                     return invalid(OutOfRange, ty, text, "outside the INT64 range");
@@ -170,8 +183,8 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             put_bytes(out, &f.key, &cx.bytes);
         }
         Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
-            let text = scalar_text!(cx, ty, kind);
-            let v = civil_value(ty, kind, text)?;
+            let raw = scalar_bytes!(cx, ty, kind);
+            let v = civil_value(ty, kind, raw)?;
             put_key(out, &f.key);
             put_varint(out, v as u64);
         }
@@ -293,7 +306,7 @@ fn parse_decimal(
 }
 
 /// TIMESTAMP (µs), DATE (days), TIME and DATETIME (packed) from text or a number.
-fn civil_value(ty: &Ty, kind: Kind, text: &str) -> R<i64> {
+fn civil_value(ty: &Ty, kind: Kind, text: &[u8]) -> R<i64> {
     use RowErrorKind::{InvalidValue, OutOfRange};
     let int = values::parse_i64(text);
     let res = match (ty, int) {
@@ -301,6 +314,7 @@ fn civil_value(ty: &Ty, kind: Kind, text: &str) -> R<i64> {
         (Ty::Timestamp, Some(us)) => time::check_timestamp(us).map_err(|e| (OutOfRange, e)),
         (Ty::Timestamp, None) if kind == Kind::Number => {
             let spec = DecimalSpec { wire_scale: 0, scale: 0, int_digits: 19, big: false };
+            let text = &*String::from_utf8_lossy(text);
             match decimal::parse(text, spec, false)
                 .ok()
                 .and_then(|v| v.to_i128())
@@ -329,9 +343,9 @@ fn civil_value(ty: &Ty, kind: Kind, text: &str) -> R<i64> {
         (Ty::DateTime, _) if kind == Kind::String => {
             time::parse_datetime(text).map_err(|e| (InvalidValue, e))
         }
-        _ => return mismatch(ty, kind, Some(text)),
+        _ => return mismatch(ty, kind, Some(&String::from_utf8_lossy(text))),
     };
-    res.or_else(|(k, why)| invalid(k, ty, text, why))
+    res.or_else(|(k, why)| invalid(k, ty, &String::from_utf8_lossy(text), why))
 }
 
 /// BigQuery requires a RANGE's start before its end when both are set. The
@@ -367,7 +381,7 @@ fn encode_range_literal(bounds: &Fields, text: &str, out: &mut Vec<u8>) -> R<()>
         if v.eq_ignore_ascii_case("UNBOUNDED") || v.eq_ignore_ascii_case("NULL") {
             continue;
         }
-        let p = civil_value(&f.ty, Kind::String, v).at(|| Seg::Name(f.name.clone()))?;
+        let p = civil_value(&f.ty, Kind::String, v.as_bytes()).at(|| Seg::Name(f.name.clone()))?;
         put_key(out, &f.key);
         put_varint(out, p as u64);
     }

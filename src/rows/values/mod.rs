@@ -12,8 +12,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 /// fraction or exponent are refused (JsonStreamWriter refuses doubles for
 /// INT64); strings may carry a leading `+` as `Long.parseLong` allows.
 #[inline]
-pub(crate) fn parse_i64(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+pub(crate) fn parse_i64<S: AsRef<[u8]> + ?Sized>(s: &S) -> Option<i64> {
+    let b = s.as_ref();
     let (neg, digits) = match b.first() {
         Some(b'-') => (true, b.get(1..)?),
         Some(b'+') => (false, b.get(1..)?),

@@ -151,8 +151,8 @@ fn time_part(c: &mut Cur) -> TimeResult<(u32, u32, u32, u32)> {
 }
 
 /// `YYYY-MM-DD`.
-pub(crate) fn parse_date(s: &str) -> TimeResult<i64> {
-    let mut c = Cur { s: s.as_bytes(), i: 0 };
+pub(crate) fn parse_date<S: AsRef<[u8]> + ?Sized>(s: &S) -> TimeResult<i64> {
+    let mut c = Cur { s: s.as_ref(), i: 0 };
     let (y, m, d) = date_part(&mut c)?;
     if !c.done() {
         return Err("expected YYYY-MM-DD");
@@ -161,8 +161,8 @@ pub(crate) fn parse_date(s: &str) -> TimeResult<i64> {
 }
 
 /// `HH:MM[:SS[.ffffff]]` → packed TIME.
-pub(crate) fn parse_time(s: &str) -> TimeResult<i64> {
-    let mut c = Cur { s: s.as_bytes(), i: 0 };
+pub(crate) fn parse_time<S: AsRef<[u8]> + ?Sized>(s: &S) -> TimeResult<i64> {
+    let mut c = Cur { s: s.as_ref(), i: 0 };
     let (hour, minute, second, micros) = time_part(&mut c)?;
     if !c.done() {
         return Err("expected HH:MM[:SS[.ffffff]]");
@@ -180,8 +180,8 @@ fn date_time(c: &mut Cur) -> TimeResult<Civil> {
 }
 
 /// `YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]]` → packed DATETIME.
-pub(crate) fn parse_datetime(s: &str) -> TimeResult<i64> {
-    let mut c = Cur { s: s.as_bytes(), i: 0 };
+pub(crate) fn parse_datetime<S: AsRef<[u8]> + ?Sized>(s: &S) -> TimeResult<i64> {
+    let mut c = Cur { s: s.as_ref(), i: 0 };
     let v = date_time(&mut c)?;
     if !c.done() {
         return Err("expected YYYY-MM-DD[ HH:MM[:SS[.ffffff]]] without a zone");
@@ -192,8 +192,8 @@ pub(crate) fn parse_datetime(s: &str) -> TimeResult<i64> {
 /// RFC 3339 with any offset, or `YYYY-MM-DD HH:MM[:SS[.ffffff]][zone]`
 /// (zone: `Z`, `UTC`, `±HH`, `±HH:MM`, `±HHMM`, optionally after a space;
 /// none means UTC), or a bare date (midnight UTC) → microseconds since epoch.
-pub(crate) fn parse_timestamp(s: &str) -> TimeResult<i64> {
-    let mut c = Cur { s: s.as_bytes(), i: 0 };
+pub(crate) fn parse_timestamp<S: AsRef<[u8]> + ?Sized>(s: &S) -> TimeResult<i64> {
+    let mut c = Cur { s: s.as_ref(), i: 0 };
     let v = date_time(&mut c)?;
     c.eat(b' ');
     let offset_secs: i64 = match c.peek() {
