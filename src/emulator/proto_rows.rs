@@ -212,10 +212,15 @@ fn append_repeated(
     items: &mut Vec<Value>,
 ) -> Result<(), Bad> {
     let want = wire_type_of(&fp.kind);
-    let Raw::Len(mut run) = raw else { return Ok(items.push(convert(raw, fp, col, here)?)) };
-    if want == 2 {
-        return Ok(items.push(convert(raw, fp, col, here)?));
-    }
+    let mut run = match raw {
+        // A packed run of a scalar type.
+        Raw::Len(run) if want != 2 => run,
+        // One element.
+        _ => {
+            items.push(convert(raw, fp, col, here)?);
+            return Ok(());
+        }
+    };
     while !run.is_empty() {
         let element = match want {
             0 => Raw::Varint(wire::varint(&mut run).map_err(Bad::Wire)?),
