@@ -25,6 +25,25 @@ use kinesis_bigquery::spill::{
 };
 use kinesis_bigquery::table::TableName;
 
+/// One test's world: the harness, a fresh events table, and a file
+/// spillover in a temporary directory (kept for the test's life).
+struct World {
+    h: Harness,
+    table: TableName,
+    dir: tempfile::TempDir,
+    spill: Arc<dyn SpillSink>,
+}
+
+impl World {
+    async fn start() -> anyhow::Result<Self> {
+        let h = Harness::start().await?;
+        let table = h.new_events_table()?;
+        let dir = tempfile::tempdir()?;
+        let spill = file_spill(&dir);
+        Ok(Self { h, table, dir, spill })
+    }
+}
+
 fn file_spill(dir: &tempfile::TempDir) -> Arc<dyn SpillSink> {
     Arc::new(FileSpill::new(dir.path().join("spill")))
 }
@@ -105,10 +124,7 @@ async fn in_doubt_records_already_in_the_table_are_skipped() -> anyhow::Result<(
 /// their reason; without a queue the object stays and nothing is written.
 #[tokio::test]
 async fn records_that_cannot_be_rows_are_dead_lettered() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir, spill } = World::start().await?;
     let mut recs = records("shardId-000000000000", 0, 6);
     recs.push(record("shardId-000000000000", 6, br#"{"event_id": "trunc"#.to_vec()));
     recs.push(record(
@@ -147,10 +163,7 @@ async fn records_that_cannot_be_rows_are_dead_lettered() -> anyhow::Result<()> {
 /// everything once.
 #[tokio::test]
 async fn bigquery_down_leaves_objects_for_the_next_run() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir: _dir, spill } = World::start().await?;
     let recs = records("shardId-000000000000", 0, 15);
     spill.spill(&spilled(&table, &recs)).await?;
     let deps = deps(&h.emulator, spill.clone(), None).await;
@@ -173,10 +186,7 @@ async fn bigquery_down_leaves_objects_for_the_next_run() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn dry_run_counts_and_writes_nothing() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir: _dir, spill } = World::start().await?;
     let mut recs = records("shardId-000000000000", 0, 4);
     recs.push(record("shardId-000000000000", 4, b"not json".to_vec()));
     spill.spill(&spilled(&table, &recs)).await?;
@@ -196,10 +206,7 @@ async fn dry_run_counts_and_writes_nothing() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn filters_select_shards_and_time_and_archive_keeps_a_copy() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir, spill } = World::start().await?;
     let a = records("shardId-000000000000", 0, 3);
     let b = records("shardId-000000000001", 10, 4);
     let mut old = spilled(&table, &b);
@@ -253,10 +260,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 /// yet and stays.
 #[tokio::test]
 async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir, spill } = World::start().await?;
     let state: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path().join("state")));
     let shard = "shardId-000000000000";
     let recs = records(shard, 0, 30);
@@ -300,10 +304,7 @@ async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()>
 /// dead-letter queue; the rest of the object lands.
 #[tokio::test]
 async fn a_row_too_large_for_a_request_is_dead_lettered() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir, spill } = World::start().await?;
     let mut recs = records("shardId-000000000000", 0, 5);
     let huge = serde_json::json!({"event_id": "huge", "type": "x".repeat(8192)}).to_string();
     recs.push(record("shardId-000000000000", 5, huge.into_bytes()));
@@ -358,10 +359,7 @@ async fn columns_whose_names_are_not_proto_identifiers() -> anyhow::Result<()> {
 /// same state object: compare-and-swap losers reload and retry.
 #[tokio::test]
 async fn concurrent_unlisting_from_one_shard_state() -> anyhow::Result<()> {
-    let h = Harness::start().await?;
-    let table = h.new_events_table()?;
-    let dir = tempfile::tempdir()?;
-    let spill = file_spill(&dir);
+    let World { h, table, dir, spill } = World::start().await?;
     let state: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path().join("state")));
     let shard = "shardId-000000000000";
     let recs = records(shard, 0, 48);
