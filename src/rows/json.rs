@@ -487,7 +487,7 @@ impl<'a> Reader<'a> {
                     self.read_str(&mut scratch)?;
                 }
                 Kind::Number => {
-                    self.read_number()?;
+                    self.read_number_bytes()?;
                 }
                 Kind::Bool => {
                     self.read_bool()?;

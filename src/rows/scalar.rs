@@ -30,25 +30,24 @@ fn shorten(s: &str) -> &str {
     }
 }
 
-/// The text of a number or string value, borrowed; other kinds are a mismatch.
-macro_rules! scalar_text {
-    ($cx:ident, $ty:expr, $kind:expr) => {
-        match $kind {
-            Kind::Number => $cx.r.read_number()?,
-            Kind::String => $cx.r.read_str(&mut $cx.scratch)?,
-            _ => return mismatch($ty, $kind, None),
-        }
-    };
-}
-
-/// [`scalar_text!`] as bytes, without a UTF-8 check for ASCII text: for
-/// parsers that accept only ASCII anyway.
+/// The bytes of a number or string value, borrowed (checked to be UTF-8,
+/// with no full check for ASCII text); other kinds are a mismatch.
 macro_rules! scalar_bytes {
     ($cx:ident, $ty:expr, $kind:expr) => {
         match $kind {
             Kind::Number => $cx.r.read_number_bytes()?,
             Kind::String => $cx.r.read_str_bytes(&mut $cx.scratch)?,
             _ => return mismatch($ty, $kind, None),
+        }
+    };
+}
+
+/// [`scalar_bytes!`] as text, for parsers that need a `str`.
+macro_rules! scalar_text {
+    ($cx:ident, $ty:expr, $kind:expr) => {
+        match std::str::from_utf8(scalar_bytes!($cx, $ty, $kind)) {
+            Ok(text) => text,
+            Err(_) => return mismatch($ty, $kind, None),
         }
     };
 }
