@@ -24,7 +24,7 @@ use super::faults::{Faults, Verdict};
 use super::proto_rows;
 use super::proto_schema::{self, ProtoWriter};
 use super::store::{Store, Target};
-use super::values::Row;
+use super::stored::{ProtoBatch, StoredRow};
 use crate::pb::storage::append_rows_request::ArrowData;
 use crate::pb::storage::append_rows_response::{AppendResult, Response};
 use crate::pb::storage::row_error::RowErrorCode;
@@ -73,7 +73,7 @@ pub struct Limits {
 }
 
 enum Writer {
-    Proto(ProtoWriter),
+    Proto(Arc<ProtoWriter>),
     Arrow(ArrowWriter),
 }
 
@@ -341,7 +341,7 @@ impl Connection {
                 if let Some(ws) = p.writer_schema {
                     let w = proto_schema::load(&ws.proto_descriptor, columns, &target.stream)
                         .map_err(plain)?;
-                    self.writer = Some(Writer::Proto(w));
+                    self.writer = Some(Writer::Proto(Arc::new(w)));
                 }
                 let Some(Writer::Proto(w)) = &self.writer else {
                     return Err(plain(Failure::invalid(
@@ -349,8 +349,11 @@ impl Connection {
                     )));
                 };
                 let serialized = p.rows.map(|r| r.serialized_rows).unwrap_or_default();
-                proto_rows::decode_rows(w, &serialized, columns, &fill)
-                    .map_err(|e| row_failure(e, &target.stream))?
+                proto_rows::check_rows(w, &serialized, columns, &fill)
+                    .map_err(|e| row_failure(e, &target.stream))?;
+                let batch =
+                    Arc::new(ProtoBatch { writer: Arc::clone(w), columns: columns.clone(), fill });
+                serialized.into_iter().map(|b| StoredRow::Proto(b, Arc::clone(&batch))).collect()
             }
             (None, Some(a)) => {
                 if let Some(ws) = a.writer_schema {
@@ -364,12 +367,14 @@ impl Connection {
                     )));
                 };
                 let batch = a.rows.map(|r| r.serialized_record_batch).unwrap_or_default();
-                arrow_rows::decode_rows(w, &batch, columns, &fill).map_err(|e| match e {
-                    arrow_rows::DecodeFailure::Request(f) => plain(f),
-                    arrow_rows::DecodeFailure::Rows(rows) => row_failure(rows, &target.stream),
-                })?
+                let rows =
+                    arrow_rows::decode_rows(w, &batch, columns, &fill).map_err(|e| match e {
+                        arrow_rows::DecodeFailure::Request(f) => plain(f),
+                        arrow_rows::DecodeFailure::Rows(rows) => row_failure(rows, &target.stream),
+                    })?;
+                rows.into_iter().map(StoredRow::Values).collect()
             }
-            (None, None) => Vec::<Row>::new(),
+            (None, None) => Vec::new(),
         };
         let offset = self.store.append(&target, req.offset, rows).map_err(plain)?;
         let mut resp = AppendRowsResponse {

@@ -37,6 +37,8 @@ pub enum EmulatorError {
     TableExists(String),
     #[error("invalid table schema: {0}")]
     InvalidSchema(String),
+    #[error("a stored row does not decode: {0}")]
+    StoredRow(String),
     #[error(transparent)]
     TableName(#[from] TableNameError),
 }

@@ -37,6 +37,7 @@ mod rest;
 pub mod schema_json;
 mod server;
 mod store;
+mod stored;
 pub mod values;
 
 pub use errors::{

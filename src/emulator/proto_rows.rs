@@ -25,24 +25,141 @@ use super::values::{self as v, DecimalKind, Row, Value};
 use crate::pb::storage::TableFieldSchema;
 use crate::pb::storage::table_field_schema::{Mode, Type};
 
-/// Decodes every row; `Err` holds one `(index, message)` per bad row.
-pub fn decode_rows(
+/// Checks every row as the service would before storing it, building no
+/// values; `Err` holds one `(index, message)` per bad row.
+pub fn check_rows(
     writer: &ProtoWriter,
     rows: &[Bytes],
     columns: &[TableFieldSchema],
     fill: &Fill,
-) -> Result<Vec<Row>, Vec<(usize, String)>> {
-    let mut out = Vec::with_capacity(rows.len());
-    let mut errors = Vec::new();
-    for (i, bytes) in rows.iter().enumerate() {
-        match decode_message(bytes, &writer.plan, columns, Path::Root, Some(fill)) {
-            Ok(row) => out.push(row),
-            Err(Bad::Wire(e)) => errors
-                .push((i, format!("Could not parse the row as {}: {e}", writer.message.name()))),
-            Err(Bad::Value(e)) => errors.push((i, e)),
+) -> Result<(), Vec<(usize, String)>> {
+    let errors: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, bytes)| row::<Check>(writer, bytes, columns, fill).err().map(|e| (i, e)))
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// Decodes one row into the values it stores. The same walk as
+/// [`check_rows`], so a row that passed the check decodes.
+pub fn decode_row(
+    writer: &ProtoWriter,
+    bytes: &[u8],
+    columns: &[TableFieldSchema],
+    fill: &Fill,
+) -> Result<Row, String> {
+    row::<Values>(writer, bytes, columns, fill)
+}
+
+fn row<B: Build>(
+    writer: &ProtoWriter,
+    bytes: &[u8],
+    columns: &[TableFieldSchema],
+    fill: &Fill,
+) -> Result<Vec<B::Cell>, String> {
+    decode_message::<B>(bytes, &writer.plan, columns, Path::Root, Some(fill)).map_err(|e| match e {
+        Bad::Wire(e) => format!("Could not parse the row as {}: {e}", writer.message.name()),
+        Bad::Value(e) => e,
+    })
+}
+
+/// One converted occurrence; text and bytes stay borrowed from the wire, so
+/// checking a row allocates nothing for them.
+enum Cell<'a> {
+    Text(&'a str),
+    Blob(&'a [u8]),
+    Value(Value),
+}
+
+/// What a walk over a row builds: its stored values ([`Values`]), or only
+/// which cells are NULL ([`Check`]), all a verdict needs. One walk serves
+/// both, so the check and the decode cannot disagree.
+trait Build {
+    type Cell;
+    /// Whether arrays are worth sizing up front (a pre-pass over the row).
+    const SIZES_ARRAYS: bool;
+    fn empty(column: &TableFieldSchema) -> Self::Cell;
+    fn cell(c: Cell<'_>) -> Self::Cell;
+    fn structure(cells: Vec<Self::Cell>) -> Self::Cell;
+    /// Adds an element to a REPEATED column's cell (as `empty` made it),
+    /// reserving `expected` elements on the first.
+    fn push(array: &mut Self::Cell, item: Self::Cell, expected: usize);
+    fn is_null(cell: &Self::Cell) -> bool;
+    fn fill(cells: &mut [Self::Cell], fill: &Fill);
+}
+
+/// Builds the stored row.
+struct Values;
+
+impl Build for Values {
+    type Cell = Value;
+    const SIZES_ARRAYS: bool = true;
+
+    fn empty(c: &TableFieldSchema) -> Value {
+        if c.mode == Mode::Repeated as i32 { Value::Array(vec![]) } else { Value::Null }
+    }
+
+    fn cell(c: Cell<'_>) -> Value {
+        match c {
+            Cell::Text(s) => Value::String(s.to_owned()),
+            Cell::Blob(b) => Value::Bytes(b.to_vec()),
+            Cell::Value(v) => v,
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+
+    fn structure(cells: Vec<Value>) -> Value {
+        Value::Struct(cells)
+    }
+
+    fn push(array: &mut Value, item: Value, expected: usize) {
+        if let Value::Array(items) = array {
+            if items.is_empty() {
+                items.reserve_exact(expected);
+            }
+            items.push(item);
+        }
+    }
+
+    fn is_null(cell: &Value) -> bool {
+        *cell == Value::Null
+    }
+
+    fn fill(cells: &mut [Value], fill: &Fill) {
+        defaults::apply(cells, fill);
+    }
+}
+
+/// Builds nothing: a cell is `true` when it holds a value (not NULL).
+struct Check;
+
+impl Build for Check {
+    type Cell = bool;
+    const SIZES_ARRAYS: bool = false;
+
+    fn empty(c: &TableFieldSchema) -> bool {
+        c.mode == Mode::Repeated as i32
+    }
+
+    fn cell(c: Cell<'_>) -> bool {
+        !matches!(c, Cell::Value(Value::Null))
+    }
+
+    fn structure(_: Vec<bool>) -> bool {
+        true
+    }
+
+    fn push(_: &mut bool, _: bool, _: usize) {}
+
+    fn is_null(cell: &bool) -> bool {
+        !*cell
+    }
+
+    fn fill(cells: &mut [bool], fill: &Fill) {
+        for (cell, f) in cells.iter_mut().zip(fill) {
+            *cell |= f.is_some();
+        }
+    }
 }
 
 /// Why a row is refused: bytes that are not the writer's message, or a value
@@ -93,20 +210,16 @@ impl<'a> Last<'a> {
     }
 }
 
-fn empty_cell(c: &TableFieldSchema) -> Value {
-    if c.mode == Mode::Repeated as i32 { Value::Array(vec![]) } else { Value::Null }
-}
-
-fn decode_message(
+fn decode_message<B: Build>(
     bytes: &[u8],
     plan: &Plan,
     columns: &[TableFieldSchema],
     path: Path<'_>,
     fill: Option<&Fill>,
-) -> Result<Vec<Value>, Bad> {
-    let mut cells: Vec<Value> = columns.iter().map(empty_cell).collect();
+) -> Result<Vec<B::Cell>, Bad> {
+    let mut cells: Vec<B::Cell> = columns.iter().map(B::empty).collect();
     let mut last: Vec<Last<'_>> = plan.fields.iter().map(|_| Last::Absent).collect();
-    let counts = repeated_counts(bytes, plan);
+    let counts = if B::SIZES_ARRAYS { repeated_counts(bytes, plan) } else { Vec::new() };
     let mut hint = 0;
     for field in wire::fields(bytes) {
         let (number, raw) = field.map_err(Bad::Wire)?;
@@ -123,11 +236,9 @@ fn decode_message(
         }
         let Some(col) = columns.get(fp.column) else { continue };
         let here = Path::Field(&path, &col.name);
-        if let Some(Value::Array(items)) = cells.get_mut(fp.column) {
-            if items.is_empty() {
-                items.reserve_exact(counts.get(k).copied().unwrap_or(0));
-            }
-            append_repeated(raw, fp, col, here, items)?;
+        if let Some(array) = cells.get_mut(fp.column) {
+            let expected = counts.get(k).copied().unwrap_or(0);
+            append_repeated::<B>(raw, fp, col, here, array, expected)?;
         }
     }
     for (fp, slot) in plan.fields.iter().zip(last) {
@@ -135,18 +246,18 @@ fn decode_message(
         let here = Path::Field(&path, &col.name);
         let value = match slot {
             Last::Absent => continue,
-            Last::One(raw) => convert(raw, fp, col, here)?,
-            Last::Merged(bytes) => convert(Raw::Len(&bytes), fp, col, here)?,
+            Last::One(raw) => convert::<B>(raw, fp, col, here)?,
+            Last::Merged(bytes) => convert::<B>(Raw::Len(&bytes), fp, col, here)?,
         };
         if let Some(cell) = cells.get_mut(fp.column) {
             *cell = value;
         }
     }
     if let Some(fill) = fill {
-        defaults::apply(&mut cells, fill);
+        B::fill(&mut cells, fill);
     }
     for (c, cell) in columns.iter().zip(&cells) {
-        if c.mode == Mode::Required as i32 && *cell == Value::Null {
+        if c.mode == Mode::Required as i32 && B::is_null(cell) {
             let here = Path::Field(&path, &c.name);
             return Err(Bad::Value(format!("Missing required field: {here}.")));
         }
@@ -204,12 +315,13 @@ fn check_wire_type(raw: Raw<'_>, fp: &FieldPlan) -> Result<(), Bad> {
 }
 
 /// Adds one occurrence of a repeated field: an element, or a packed run.
-fn append_repeated(
+fn append_repeated<B: Build>(
     raw: Raw<'_>,
     fp: &FieldPlan,
     col: &TableFieldSchema,
     here: Path<'_>,
-    items: &mut Vec<Value>,
+    array: &mut B::Cell,
+    expected: usize,
 ) -> Result<(), Bad> {
     let want = wire_type_of(&fp.kind);
     let mut run = match raw {
@@ -217,7 +329,7 @@ fn append_repeated(
         Raw::Len(run) if want != 2 => run,
         // One element.
         _ => {
-            items.push(convert(raw, fp, col, here)?);
+            B::push(array, convert::<B>(raw, fp, col, here)?, expected);
             return Ok(());
         }
     };
@@ -227,7 +339,7 @@ fn append_repeated(
             1 => Raw::Fixed64(u64::from_le_bytes(packed_chunk(&mut run)?)),
             _ => Raw::Fixed32(u32::from_le_bytes(packed_chunk(&mut run)?)),
         };
-        items.push(convert(element, fp, col, here)?);
+        B::push(array, convert::<B>(element, fp, col, here)?, expected);
     }
     Ok(())
 }
@@ -242,10 +354,7 @@ fn packed_chunk<const N: usize>(run: &mut &[u8]) -> Result<[u8; N], Bad> {
 
 /// One occurrence as the proto value its declared kind says it is.
 fn proto_value(raw: Raw<'_>, kind: &Kind) -> Result<Pv, Bad> {
-    let utf8 = |b: &[u8]| {
-        String::from_utf8(b.to_vec())
-            .map_err(|_| Bad::Wire("invalid UTF-8 in a string field".into()))
-    };
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| invalid_utf8());
     Ok(match (kind, raw) {
         (Kind::Double, Raw::Fixed64(x)) => Pv::F64(f64::from_bits(x)),
         (Kind::Float, Raw::Fixed32(x)) => Pv::F32(f32::from_bits(x)),
@@ -278,16 +387,16 @@ fn at(path: Path<'_>, e: String) -> Bad {
     Bad::Value(format!("Invalid value for field {path}: {e}"))
 }
 
-fn convert(
+fn convert<B: Build>(
     raw: Raw<'_>,
     fp: &FieldPlan,
     col: &TableFieldSchema,
     path: Path<'_>,
-) -> Result<Value, Bad> {
+) -> Result<B::Cell, Bad> {
     match fp.bq_type {
         Type::Struct => match (raw, &fp.sub) {
             (Raw::Len(bytes), Some(sub)) => {
-                Ok(Value::Struct(decode_message(bytes, sub, &col.fields, path, None)?))
+                Ok(B::structure(decode_message::<B>(bytes, sub, &col.fields, path, None)?))
             }
             _ => Err(at(path, "expected a message".into())),
         },
@@ -308,9 +417,35 @@ fn convert(
             };
             let (start, end) = (bound("start")?, bound("end")?);
             v::check_range(&start, &end).map_err(|e| at(path, e))?;
-            Ok(Value::Range(Box::new(start), Box::new(end)))
+            Ok(B::cell(Cell::Value(Value::Range(Box::new(start), Box::new(end)))))
         }
-        t => scalar(t, proto_value(raw, &fp.kind)?, &fp.kind).map_err(|e| at(path, e)),
+        t => match (&fp.kind, raw) {
+            (Kind::String, Raw::Len(b)) => {
+                let s = std::str::from_utf8(b).map_err(|_| invalid_utf8())?;
+                text(t, s).map(B::cell).map_err(|e| at(path, e))
+            }
+            (Kind::Bytes, Raw::Len(b)) if t == Type::Bytes => Ok(B::cell(Cell::Blob(b))),
+            _ => {
+                let value = scalar(t, proto_value(raw, &fp.kind)?, &fp.kind);
+                value.map(|v| B::cell(Cell::Value(v))).map_err(|e| at(path, e))
+            }
+        },
+    }
+}
+
+fn invalid_utf8() -> Bad {
+    Bad::Wire("invalid UTF-8 in a string field".into())
+}
+
+/// A string field's text as a cell of type `t`, borrowed where the cell
+/// keeps the text as it is.
+fn text(t: Type, s: &str) -> Result<Cell<'_>, String> {
+    match t {
+        Type::String | Type::Interval => Ok(Cell::Text(s)),
+        Type::Json => v::check_json(s).map(|()| Cell::Text(s)),
+        Type::Geography => v::check_geography(s).map(|()| Cell::Text(s)),
+        Type::Bytes => Ok(Cell::Blob(s.as_bytes())),
+        _ => scalar(t, Pv::String(s.to_owned()), &Kind::String).map(Cell::Value),
     }
 }
 
@@ -502,10 +637,11 @@ mod tests {
     fn decode(bytes: &[u8]) -> Result<Row, String> {
         let (writer, columns) = world();
         let fill = defaults::fill_for(&columns, &Default::default(), 0).unwrap();
-        match decode_rows(&writer, &[Bytes::copy_from_slice(bytes)], &columns, &fill) {
-            Ok(mut rows) => Ok(rows.remove(0)),
-            Err(mut errors) => Err(errors.remove(0).1),
-        }
+        let decoded = decode_row(&writer, bytes, &columns, &fill);
+        // The check that guards the store must agree with the decode.
+        let checked = check_rows(&writer, &[Bytes::copy_from_slice(bytes)], &columns, &fill);
+        assert_eq!(checked.map_err(|mut e| e.remove(0).1), decoded.clone().map(|_| ()));
+        decoded
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl From<EmulatorError> for ApiError {
             EmulatorError::TableExists(t) => {
                 ApiError(StatusCode::CONFLICT, format!("Already Exists: Table {t}"), "duplicate")
             }
+            EmulatorError::StoredRow(_) => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internalError")
+            }
             other => ApiError(StatusCode::BAD_REQUEST, other.to_string(), "invalid"),
         }
     }

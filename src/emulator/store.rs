@@ -2,7 +2,7 @@
 //!
 //! One `std::sync::Mutex` guards everything; it is held only for short,
 //! synchronous critical sections (never across `.await`), and rows are
-//! decoded before it is taken. That makes every append atomic — all rows of a
+//! checked before it is taken (and decoded on read, see [`super::stored`]). That makes every append atomic — all rows of a
 //! request land or none do — and keeps concurrent writers safe.
 //!
 //! Visibility follows the stream type (fact sheet §2.1): `_default` and
@@ -17,6 +17,7 @@ use prost_types::Timestamp;
 use tonic::Code;
 
 use super::errors::{EmulatorError, Failure};
+use super::stored::StoredRow;
 use super::values::{Row, row_to_json};
 use crate::pb::storage::storage_error::StorageErrorCode as E;
 use crate::pb::storage::table_field_schema::Mode;
@@ -43,7 +44,7 @@ struct Table {
     version: u64,
     created: Timestamp,
     modified: Timestamp,
-    rows: Vec<Row>,
+    rows: Vec<StoredRow>,
     streams: HashMap<String, Stream>,
 }
 
@@ -52,7 +53,7 @@ struct Stream {
     created: Timestamp,
     commit_time: Option<Timestamp>,
     /// Rows not (yet) visible: PENDING until commit, BUFFERED until flushed.
-    held: Vec<Row>,
+    held: Vec<StoredRow>,
     /// Offset of the next row: the stream's end.
     end: i64,
     /// BUFFERED: rows below this offset are visible.
@@ -200,7 +201,12 @@ impl Store {
             .tables
             .get(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
-        Ok(t.rows.iter().map(|r| row_to_json(r, &t.schema.fields)).collect())
+        t.rows
+            .iter()
+            .map(|r| {
+                Ok(row_to_json(&r.values().map_err(EmulatorError::StoredRow)?, &t.schema.fields))
+            })
+            .collect()
     }
 
     /// A page of visible rows with the schema they are read with (for `tabledata.list`).
@@ -215,7 +221,10 @@ impl Store {
             .tables
             .get(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
-        let page = t.rows.iter().skip(start).take(max).cloned().collect();
+        let page = t.rows.iter().skip(start).take(max);
+        let page = page
+            .map(|r| r.values().map(|v| v.into_owned()).map_err(EmulatorError::StoredRow))
+            .collect::<Result<_, _>>()?;
         Ok((t.schema.clone(), page, t.rows.len()))
     }
 
@@ -340,7 +349,7 @@ impl Store {
         &self,
         target: &Target,
         offset: Option<i64>,
-        rows: Vec<Row>,
+        rows: Vec<StoredRow>,
     ) -> Result<Option<i64>, Failure> {
         let mut st = self.lock();
         let t = st.tables.get_mut(&target.table).ok_or_else(|| not_found_table(&target.table))?;
