@@ -140,7 +140,6 @@ mod tests {
     use super::*;
     use crate::pb::storage::append_rows_request::ProtoData;
     use crate::pb::storage::{ArrowSchema, ProtoRows, ProtoSchema};
-    use prost::Message;
 
     fn proto(rows: Vec<Vec<u8>>) -> Rows {
         Rows::ProtoRows(ProtoData {
@@ -167,8 +166,7 @@ mod tests {
         assert_eq!(first.trace_id, TRACE_ID);
         let Some(WireRows::ProtoRows(d)) = first.rows else { panic!() };
         assert!(d.writer_schema.is_some());
-        let rows = ProtoRows::decode(d.rows.unwrap()).unwrap();
-        assert_eq!(rows.serialized_rows, vec![vec![1]]);
+        assert_eq!(d.rows.unwrap().serialized_rows, vec![vec![1]]);
 
         let later = wire_request(req.offset, &prepared, None).unwrap();
         assert_eq!((later.write_stream.as_str(), later.trace_id.as_str()), ("", ""));

@@ -9,16 +9,17 @@
 //! embedded message and a bytes field are the same on the wire (length-delimited),
 //! so the service sees exactly the generated message's encoding.
 //!
-//! The rows of each request are serialized once ([`PreparedRows`]) and shared by
-//! every send of it: a resend costs no re-encoding and no per-row allocation.
+//! The rows of each request are prepared once ([`PreparedRows`]) and shared by
+//! every send of it: proto rows as the encoder's `Bytes` (copied once, into
+//! the gRPC frame), Arrow rows as one serialized record batch.
 
 use bytes::Bytes;
 use prost::Message;
-use tonic::codec::Streaming;
+use tonic::codec::{Codec, EncodeBuf, Encoder, Streaming};
 use tonic::transport::Channel;
 
 use crate::pb::storage::append_rows_request::Rows;
-use crate::pb::storage::{AppendRowsResponse, ArrowSchema, ProtoSchema};
+use crate::pb::storage::{AppendRowsResponse, ArrowSchema, ProtoRows, ProtoSchema};
 
 /// The writer schema of a connection's first request.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +75,9 @@ pub(crate) enum WireRows {
 pub(crate) struct WireProtoData {
     #[prost(message, optional, tag = "1")]
     pub writer_schema: Option<WireProtoSchema>,
-    /// A serialized `ProtoRows`.
-    #[prost(bytes = "bytes", optional, tag = "2")]
-    pub rows: Option<Bytes>,
+    /// The rows, shared with the encoder's buffer until the frame is written.
+    #[prost(message, optional, tag = "2")]
+    pub rows: Option<ProtoRows>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -88,17 +89,18 @@ pub(crate) struct WireArrowData {
     pub rows: Option<Bytes>,
 }
 
-/// A request's rows, serialized once.
+/// A request's rows, ready for every send of it. Cloning a `ProtoRows` shares
+/// its rows (`Bytes`), so a send copies each row once: into the frame.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum PreparedRows {
-    Proto(Option<Bytes>),
+    Proto(Option<ProtoRows>),
     Arrow(Option<Bytes>),
 }
 
 impl From<Rows> for PreparedRows {
     fn from(rows: Rows) -> Self {
         match rows {
-            Rows::ProtoRows(data) => Self::Proto(data.rows.map(|r| r.encode_to_vec().into())),
+            Rows::ProtoRows(data) => Self::Proto(data.rows),
             Rows::ArrowRows(data) => Self::Arrow(data.rows.map(|r| r.encode_to_vec().into())),
         }
     }
@@ -127,15 +129,46 @@ where
         .await
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
     let path = http::uri::PathAndQuery::from_static(APPEND_ROWS);
-    let codec = tonic_prost::ProstCodec::<WireAppendRowsRequest, AppendRowsResponse>::default();
-    grpc.streaming(request, path, codec).await
+    grpc.streaming(request, path, AppendCodec).await
+}
+
+/// Prost's codec, except that a request's whole encoded length is reserved
+/// before it is written: a multi-MB request is copied into the frame buffer
+/// once rather than regrown (and recopied) as it goes.
+struct AppendCodec;
+
+impl Codec for AppendCodec {
+    type Encode = WireAppendRowsRequest;
+    type Decode = AppendRowsResponse;
+    type Encoder = ReservingEncoder;
+    type Decoder = tonic_prost::ProstDecoder<AppendRowsResponse>;
+
+    fn encoder(&mut self) -> ReservingEncoder {
+        ReservingEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+struct ReservingEncoder;
+
+impl Encoder for ReservingEncoder {
+    type Item = WireAppendRowsRequest;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf).map_err(|e| tonic::Status::internal(format!("encoding a request: {e}")))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::storage::AppendRowsRequest;
     use crate::pb::storage::append_rows_request::ProtoData;
-    use crate::pb::storage::{AppendRowsRequest, ProtoRows};
     use prost_types::{DescriptorProto, FieldDescriptorProto};
 
     #[test]
@@ -169,7 +202,7 @@ mod tests {
                 writer_schema: Some(WireProtoSchema {
                     proto_descriptor: descriptor.encode_to_vec(),
                 }),
-                rows: Some(rows.encode_to_vec().into()),
+                rows: Some(rows.clone()),
             })),
         };
         assert_eq!(wire.encode_to_vec(), generated.encode_to_vec());
