@@ -7,8 +7,11 @@
 //! record batch and its IPC message for the whole set, as one request), and a
 //! naive path (`serde_json::Value` → `prost_reflect::DynamicMessage` →
 //! encode). Targets (issue 3): proto ≥ 0.5× parse-only and ≥ 3× naive.
+//! After each set it prints the median throughput of each path and the
+//! ratios the targets are stated in, all from this run's samples.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
@@ -235,43 +238,104 @@ fn bench_set(c: &mut Criterion, name: &str, schema: &TableSchema, records: &[Str
 
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(bytes as u64));
+    let mut samples = Samples::default();
     g.bench_function("serde_json_ignored_any", |b| {
-        b.iter(|| {
-            for r in records {
-                black_box(serde_json::from_slice::<serde::de::IgnoredAny>(r.as_bytes()).unwrap());
-            }
+        b.iter_custom(|iters| {
+            samples.time("serde_json_ignored_any", iters, || {
+                for r in records {
+                    black_box(
+                        serde_json::from_slice::<serde::de::IgnoredAny>(r.as_bytes()).unwrap(),
+                    );
+                }
+            })
         })
     });
+    let mut out = Vec::with_capacity(4096);
     g.bench_function("proto", |b| {
-        let mut out = Vec::with_capacity(4096);
-        b.iter(|| {
-            for r in records {
-                out.clear();
-                proto.encode(r.as_bytes(), &meta, &mut out).unwrap();
-                black_box(&out);
-            }
+        b.iter_custom(|iters| {
+            samples.time("proto", iters, || {
+                for r in records {
+                    out.clear();
+                    proto.encode(r.as_bytes(), &meta, &mut out).unwrap();
+                    black_box(&out);
+                }
+            })
         })
     });
+    let mut rows: Vec<bytes::Bytes> = Vec::new();
     g.bench_function("arrow", |b| {
-        let mut rows: Vec<bytes::Bytes> = Vec::new();
-        b.iter(|| {
-            rows.clear();
-            for r in records {
-                let mut out = Vec::new();
-                arrow.encode(r.as_bytes(), &meta, &mut out).unwrap();
-                rows.push(out.into());
-            }
-            black_box(arrow.request_rows(&rows, false).unwrap());
+        b.iter_custom(|iters| {
+            samples.time("arrow", iters, || {
+                rows.clear();
+                for r in records {
+                    let mut out = Vec::new();
+                    arrow.encode(r.as_bytes(), &meta, &mut out).unwrap();
+                    rows.push(out.into());
+                }
+                black_box(arrow.request_rows(&rows, false).unwrap());
+            })
         })
     });
     g.bench_function("naive_value_dynamic_message", |b| {
-        b.iter(|| {
-            for r in records {
-                black_box(naive(&desc, r.as_bytes()));
-            }
+        b.iter_custom(|iters| {
+            samples.time("naive_value_dynamic_message", iters, || {
+                for r in records {
+                    black_box(naive(&desc, r.as_bytes()));
+                }
+            })
         })
     });
     g.finish();
+    samples.report(name, bytes);
+}
+
+/// Per-iteration times of each path, as criterion's samples ran them.
+#[derive(Default)]
+struct Samples(Vec<(&'static str, Vec<Duration>)>);
+
+impl Samples {
+    /// Runs `f` `iters` times; records and returns the elapsed time.
+    fn time(&mut self, path: &'static str, iters: u64, mut f: impl FnMut()) -> Duration {
+        let started = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        let elapsed = started.elapsed();
+        let per = elapsed / u32::try_from(iters.max(1)).unwrap_or(u32::MAX);
+        match self.0.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, v)) => v.push(per),
+            None => self.0.push((path, vec![per])),
+        }
+        elapsed
+    }
+
+    fn median(&self, path: &str) -> Option<Duration> {
+        let (_, v) = self.0.iter().find(|(p, _)| *p == path)?;
+        let mut v = v.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    }
+
+    fn report(&self, set: &str, bytes: usize) {
+        let mib_s = |d: Duration| bytes as f64 / d.as_secs_f64() / (1024.0 * 1024.0);
+        println!("{set}: median throughput (MiB/s of JSON) and ratios, this run:");
+        for (path, _) in &self.0 {
+            if let Some(d) = self.median(path) {
+                println!("  {path:30} {:8.1} MiB/s", mib_s(d));
+            }
+        }
+        let ratio =
+            |a: &str, b: &str| Some(self.median(b)?.as_secs_f64() / self.median(a)?.as_secs_f64());
+        for (a, b, target) in [
+            ("proto", "serde_json_ignored_any", "target >= 0.5"),
+            ("proto", "naive_value_dynamic_message", "target >= 3"),
+            ("arrow", "serde_json_ignored_any", ""),
+        ] {
+            if let Some(r) = ratio(a, b) {
+                println!("  {a} / {b}: {r:.2}x {target}");
+            }
+        }
+    }
 }
 
 fn benches(c: &mut Criterion) {

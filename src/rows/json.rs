@@ -249,8 +249,8 @@ impl<'a> Reader<'a> {
         const HIGH: u64 = 0x8080_8080_8080_8080;
         let b = self.buf;
         let mut i = self.pos;
-        // Eight bytes at a time: stop at a chunk holding a quote, backslash or
-        // control byte.
+        // Eight bytes at a time. Each test flags its first hit exactly (false
+        // flags appear only above a true one), so the lowest flag is the stop.
         while let Some(chunk) = b.get(i..i + 8) {
             let mut arr = [0u8; 8];
             arr.copy_from_slice(chunk);
@@ -259,8 +259,10 @@ impl<'a> Reader<'a> {
             let slash = x ^ (ONES * u64::from(b'\\'));
             let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
             let ctrl = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-            if has_zero(quote) | has_zero(slash) | ctrl != 0 {
-                break;
+            let hit = has_zero(quote) | has_zero(slash) | ctrl;
+            if hit != 0 {
+                let at = i + (hit.trailing_zeros() / 8) as usize;
+                return (at, b.get(at) != Some(&b'"'));
             }
             i += 8;
         }
@@ -585,6 +587,25 @@ mod tests {
         assert_eq!(r.read_str(&mut scratch).unwrap(), "plain text that is longer than eight");
         let mut r = Reader::new(br#""tab\tquote\" slash\/ \u00e9\ud83d\ude00""#);
         assert_eq!(r.read_str(&mut scratch).unwrap(), "tab\tquote\" slash/ \u{e9}\u{1F600}");
+    }
+
+    #[test]
+    fn scan_stops_at_the_first_quote_escape_or_control_byte() {
+        // Every stop byte at every offset of a word and across words, after
+        // bytes that trip the word tests' borrow (0x00-0x01, 0x80+, 0x21-0x23).
+        for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for len in 0..24 {
+                for filler in [b'a', 0x80, 0x21, 0x23, 0xff] {
+                    let mut s = vec![filler; len];
+                    s.push(stop);
+                    s.extend_from_slice(b"\"\\x");
+                    let r = Reader::new(&s);
+                    let naive = s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                    assert_eq!(r.scan_plain(), (len, stop != b'"'), "{s:?}");
+                    assert_eq!(naive, Some(len));
+                }
+            }
+        }
     }
 
     #[test]

@@ -115,13 +115,16 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             put_varint(out, v as u64);
         }
         Ty::Float64 => {
-            let text = scalar_text!(cx, ty, kind);
-            let v = match values::parse_f64(text, kind == Kind::String) {
+            let raw = scalar_bytes!(cx, ty, kind);
+            let v = match values::parse_f64(raw, kind == Kind::String) {
                 Ok(v) => v,
                 Err(values::FloatError::Overflow) => {
-                    return invalid(OutOfRange, ty, text, "overflows FLOAT64");
+                    let text = String::from_utf8_lossy(raw);
+                    return invalid(OutOfRange, ty, &text, "overflows FLOAT64");
                 }
-                Err(values::FloatError::Syntax) => return mismatch(ty, kind, Some(text)),
+                Err(values::FloatError::Syntax) => {
+                    return mismatch(ty, kind, std::str::from_utf8(raw).ok());
+                }
             };
             put_key(out, &f.key);
             out.extend_from_slice(&v.to_le_bytes());

@@ -43,7 +43,14 @@ pub(crate) enum FloatError {
 /// A decimal number (JSON grammar, plus a leading `+` or `.` in strings) or,
 /// in strings only, `NaN`, `Infinity`, `-Infinity` (`+Infinity`). Finite text
 /// that overflows f64 is refused rather than stored as infinity.
-pub(crate) fn parse_f64(s: &str, from_string: bool) -> Result<f64, FloatError> {
+pub(crate) fn parse_f64<S: AsRef<[u8]> + ?Sized>(
+    s: &S,
+    from_string: bool,
+) -> Result<f64, FloatError> {
+    if let Some(v) = short_decimal(s.as_ref()) {
+        return Ok(v);
+    }
+    let s = std::str::from_utf8(s.as_ref()).map_err(|_| FloatError::Syntax)?;
     if from_string {
         match s {
             "NaN" => return Ok(f64::NAN),
@@ -61,6 +68,36 @@ pub(crate) fn parse_f64(s: &str, from_string: bool) -> Result<f64, FloatError> {
     }
     let v: f64 = s.parse().map_err(|_| FloatError::Syntax)?;
     if v.is_finite() { Ok(v) } else { Err(FloatError::Overflow) }
+}
+
+/// `-?D+(.D+)?` with at most 15 digits, exactly: the digits as an integer and
+/// the power of ten dividing them are both exact in an f64, and IEEE division
+/// rounds correctly, so the quotient is the correctly rounded value (Clinger's
+/// fast path). `None` for anything else, which goes to the full parser.
+fn short_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (neg, b) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(dot) => (b.get(..dot)?, b.get(dot + 1..)?),
+        None => (b, &b""[..]),
+    };
+    let has_dot = int.len() < b.len();
+    if int.is_empty() || (has_dot && frac.is_empty()) || int.len() + frac.len() > 15 {
+        return None;
+    }
+    let mut m = 0u64;
+    for &c in int.iter().chain(frac) {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        m = m * 10 + u64::from(c - b'0');
+    }
+    let v = m as f64 / POW10.get(frac.len())?;
+    Some(if neg { -v } else { v })
 }
 
 /// Standard or URL-safe alphabet, padding optional (product decision; Java's
@@ -180,6 +217,39 @@ mod tests {
         assert_eq!(parse_f64("inf", true), Err(FloatError::Syntax));
         assert_eq!(parse_f64("1e999", false), Err(FloatError::Overflow));
         assert_eq!(parse_f64(".5", true), Ok(0.5));
+        assert_eq!(parse_f64("-0", false).map(f64::to_bits), Ok((-0.0f64).to_bits()));
+    }
+
+    proptest::proptest! {
+        /// The fast path gives the standard parser's bits, or defers to it.
+        #[test]
+        fn short_decimals_match_the_standard_parser(
+            int in 0u64..10_000_000_000,
+            frac in proptest::option::of(0u64..100_000_000),
+            frac_width in 1usize..9,
+            neg in proptest::bool::ANY,
+        ) {
+            let sign = if neg { "-" } else { "" };
+            let text = match frac {
+                Some(f) => format!("{sign}{int}.{f:0frac_width$}"),
+                None => format!("{sign}{int}"),
+            };
+            let want: f64 = text.parse().unwrap();
+            if let Some(got) = short_decimal(text.as_bytes()) {
+                proptest::prop_assert_eq!(got.to_bits(), want.to_bits(), "{}", text);
+            }
+            proptest::prop_assert_eq!(parse_f64(&text, false).map(f64::to_bits), Ok(want.to_bits()));
+        }
+    }
+
+    #[test]
+    fn short_decimal_takes_only_the_plain_form() {
+        for (text, want) in [("89.95", Some(89.95)), ("-12.5", Some(-12.5)), ("7", Some(7.0))] {
+            assert_eq!(short_decimal(text.as_bytes()), want, "{text}");
+        }
+        for text in ["", "-", ".5", "5.", "1e3", "1.2.3", "+1", "1234567890123456", "0x1", "1 "] {
+            assert_eq!(short_decimal(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]

@@ -110,6 +110,10 @@ fn date_part(c: &mut Cur) -> TimeResult<(i64, u32, u32)> {
         return Err("expected YYYY-MM-DD");
     }
     let d = c.digits(2)?;
+    check_date_fields(y, m, d)
+}
+
+fn check_date_fields(y: u32, m: u32, d: u32) -> TimeResult<(i64, u32, u32)> {
     let y = i64::from(y);
     if y < 1 || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
         return Err("no such date");
@@ -127,27 +131,68 @@ fn time_part(c: &mut Cur) -> TimeResult<(u32, u32, u32, u32)> {
     let (mut s, mut us) = (0, 0);
     if c.eat(b':') {
         s = c.digits(2)?;
-        if c.eat(b'.') {
-            let mut n = 0;
-            while let Some(d) = c.peek().filter(u8::is_ascii_digit) {
-                if n < 6 {
-                    us = us * 10 + u32::from(d - b'0');
-                }
-                n += 1;
-                c.i += 1;
-            }
-            if n == 0 || n > 9 {
-                return Err("1 to 9 fractional digits expected");
-            }
-            for _ in n..6 {
-                us *= 10;
-            }
-        }
+        us = fraction(c)?;
     }
+    check_time_fields(h, mi, s)?;
+    Ok((h, mi, s, us))
+}
+
+/// `[.f{1,9}]` after the seconds, as microseconds (digits past six dropped).
+fn fraction(c: &mut Cur) -> TimeResult<u32> {
+    if !c.eat(b'.') {
+        return Ok(0);
+    }
+    let (mut n, mut us) = (0, 0);
+    while let Some(d) = c.peek().filter(u8::is_ascii_digit) {
+        if n < 6 {
+            us = us * 10 + u32::from(d - b'0');
+        }
+        n += 1;
+        c.i += 1;
+    }
+    if n == 0 || n > 9 {
+        return Err("1 to 9 fractional digits expected");
+    }
+    for _ in n..6 {
+        us *= 10;
+    }
+    Ok(us)
+}
+
+fn check_time_fields(h: u32, mi: u32, s: u32) -> TimeResult<()> {
     if h > 23 || mi > 59 || s > 59 {
         return Err("no such time of day");
     }
-    Ok((h, mi, s, us))
+    Ok(())
+}
+
+/// `YYYY-MM-DD(T|t| )HH:MM:SS[.f]`, the shape nearly every timestamp has,
+/// read at fixed positions. `None` (cursor unmoved) for any other shape,
+/// which the general parser then reads, with the same result.
+fn fixed_date_time(c: &mut Cur) -> Option<TimeResult<Civil>> {
+    let p: &[u8; 19] = c.s.get(c.i..c.i + 19)?.try_into().ok()?;
+    let separators = p[4] == b'-'
+        && p[7] == b'-'
+        && matches!(p[10], b'T' | b't' | b' ')
+        && p[13] == b':'
+        && p[16] == b':';
+    if !separators {
+        return None;
+    }
+    let num = |from: usize, to: usize| {
+        p.get(from..to)?
+            .iter()
+            .try_fold(0u32, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
+    };
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    c.i += 19;
+    Some((|| {
+        let (year, month, day) = check_date_fields(y, mo, d)?;
+        let micros = fraction(c)?;
+        check_time_fields(h, mi, s)?;
+        Ok(Civil { year, month, day, hour: h, minute: mi, second: s, micros })
+    })())
 }
 
 /// `YYYY-MM-DD`.
@@ -171,6 +216,10 @@ pub(crate) fn parse_time<S: AsRef<[u8]> + ?Sized>(s: &S) -> TimeResult<i64> {
 }
 
 fn date_time(c: &mut Cur) -> TimeResult<Civil> {
+    fixed_date_time(c).unwrap_or_else(|| general_date_time(c))
+}
+
+fn general_date_time(c: &mut Cur) -> TimeResult<Civil> {
     let (year, month, day) = date_part(c)?;
     let mut v = Civil { year, month, day, ..Civil::default() };
     if c.eat(b'T') || c.eat(b't') || c.eat(b' ') {
@@ -331,6 +380,38 @@ mod tests {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d);
         }
+    }
+
+    #[test]
+    fn fixed_positions_read_as_the_general_parser_does() {
+        for text in [
+            "2024-05-06T07:08:09",
+            "2024-05-06t07:08:09.5",
+            "2024-05-06 07:08:09.123456789",
+            "2024-02-29T23:59:59.000001Z",
+            "2023-02-29T00:00:00",
+            "2024-13-01T00:00:00",
+            "0000-01-01T00:00:00",
+            "9999-12-31T24:00:00",
+            "2024-05-06T07:60:00",
+            "2024-05-06T07:08:09.",
+            "2024-05-06T07:08:09.1234567890",
+            "2024-05-06T0a:08:09",
+            "2024-05-06X07:08:09",
+        ] {
+            let (mut fixed, mut general) =
+                (Cur { s: text.as_bytes(), i: 0 }, Cur { s: text.as_bytes(), i: 0 });
+            match fixed_date_time(&mut fixed) {
+                Some(v) => {
+                    assert_eq!(v, general_date_time(&mut general), "{text}");
+                    if v.is_ok() {
+                        assert_eq!(fixed.i, general.i, "{text}");
+                    }
+                }
+                None => assert_eq!(fixed.i, 0, "{text}: declined but moved"),
+            }
+        }
+        assert!(fixed_date_time(&mut Cur { s: b"2024-05-06T07:08:09", i: 0 }).is_some());
     }
 
     #[test]
