@@ -176,23 +176,24 @@ fn fixed_date_time(c: &mut Cur) -> Option<TimeResult<Civil>> {
         && matches!(p[10], b'T' | b't' | b' ')
         && p[13] == b':'
         && p[16] == b':';
-    if !separators {
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if !separators || !DIGITS.iter().all(|&i| p[i].is_ascii_digit()) {
         return None;
     }
-    let num = |from: usize, to: usize| {
-        p.get(from..to)?
-            .iter()
-            .try_fold(0u32, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
-    };
-    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (h, mi, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let d = |i: usize| u32::from(p[i] - b'0');
+    let two = |i: usize| d(i) * 10 + d(i + 1);
+    let y = two(0) * 100 + two(2);
     c.i += 19;
-    Some((|| {
-        let (year, month, day) = check_date_fields(y, mo, d)?;
-        let micros = fraction(c)?;
-        check_time_fields(h, mi, s)?;
-        Ok(Civil { year, month, day, hour: h, minute: mi, second: s, micros })
-    })())
+    Some(fixed_fields(c, y, [two(5), two(8), two(11), two(14), two(17)]))
+}
+
+/// The checks and the fraction after a fixed-position date-time.
+#[inline]
+fn fixed_fields(c: &mut Cur, y: u32, [mo, d, h, mi, s]: [u32; 5]) -> TimeResult<Civil> {
+    let (year, month, day) = check_date_fields(y, mo, d)?;
+    let micros = fraction(c)?;
+    check_time_fields(h, mi, s)?;
+    Ok(Civil { year, month, day, hour: h, minute: mi, second: s, micros })
 }
 
 /// `YYYY-MM-DD`.
