@@ -177,7 +177,8 @@ fn fixed_date_time(c: &mut Cur) -> Option<TimeResult<Civil>> {
         && p[13] == b':'
         && p[16] == b':';
     const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
-    if !separators || !DIGITS.iter().all(|&i| p[i].is_ascii_digit()) {
+    // A fold, not `all`: fourteen tests without a branch each.
+    if !separators || !DIGITS.iter().fold(true, |ok, &i| ok & p[i].is_ascii_digit()) {
         return None;
     }
     let d = |i: usize| u32::from(p[i] - b'0');
