@@ -55,7 +55,7 @@ macro_rules! scalar_text {
 /// Writes one value (key included) of `f`'s type from the JSON value at the
 /// cursor, whose kind is `kind` (never null).
 pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> {
-    use RowErrorKind::{InvalidValue, OutOfRange};
+    use RowErrorKind::OutOfRange;
     let ty = &f.ty;
     match ty {
         Ty::Struct(sub) => {
@@ -66,22 +66,6 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             encode_message(cx, sub, out)?;
             end_len(out, at);
         }
-        Ty::Range(bounds) => match kind {
-            Kind::Object => {
-                let at = begin_len(out, &f.key);
-                encode_message(cx, bounds, out)?;
-                check_range_order(out.get(at..).unwrap_or_default())?;
-                end_len(out, at);
-            }
-            Kind::String => {
-                let text = cx.r.read_str(&mut cx.scratch)?.to_owned();
-                let at = begin_len(out, &f.key);
-                encode_range_literal(bounds, &text, out)?;
-                check_range_order(out.get(at..).unwrap_or_default())?;
-                end_len(out, at);
-            }
-            _ => return mismatch(ty, kind, None),
-        },
         Ty::Bool => {
             let v = match kind {
                 Kind::Bool => cx.r.read_bool()?,
@@ -159,6 +143,40 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             }
             _ => return mismatch(ty, kind, None),
         },
+        Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
+            let raw = scalar_bytes!(cx, ty, kind);
+            let v = civil_value(ty, kind, raw)?;
+            put_key(out, &f.key);
+            put_varint(out, v as u64);
+        }
+        // Rarer types out of line: the common ones keep a small frame.
+        _ => return encode_rare(cx, f, kind, out),
+    }
+    Ok(())
+}
+
+/// [`encode_value`] for the less common types.
+#[inline(never)]
+fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> {
+    use RowErrorKind::{InvalidValue, OutOfRange};
+    let ty = &f.ty;
+    match ty {
+        Ty::Range(bounds) => match kind {
+            Kind::Object => {
+                let at = begin_len(out, &f.key);
+                encode_message(cx, bounds, out)?;
+                check_range_order(out.get(at..).unwrap_or_default())?;
+                end_len(out, at);
+            }
+            Kind::String => {
+                let text = cx.r.read_str(&mut cx.scratch)?.to_owned();
+                let at = begin_len(out, &f.key);
+                encode_range_literal(bounds, &text, out)?;
+                check_range_order(out.get(at..).unwrap_or_default())?;
+                end_len(out, at);
+            }
+            _ => return mismatch(ty, kind, None),
+        },
         Ty::Bytes(max) => {
             cx.bytes.clear();
             match kind {
@@ -183,12 +201,6 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             cx.bytes.clear();
             decimal::to_wire(v, &mut cx.bytes);
             put_bytes(out, &f.key, &cx.bytes);
-        }
-        Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
-            let raw = scalar_bytes!(cx, ty, kind);
-            let v = civil_value(ty, kind, raw)?;
-            put_key(out, &f.key);
-            put_varint(out, v as u64);
         }
         Ty::Interval => {
             if kind != Kind::String {
@@ -239,6 +251,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                 put_bytes(out, &f.key, raw);
             }
         }
+        _ => return mismatch(ty, kind, None),
     }
     Ok(())
 }

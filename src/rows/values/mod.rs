@@ -81,22 +81,29 @@ fn short_decimal(b: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, b),
     };
-    let (int, frac) = match b.iter().position(|&c| c == b'.') {
-        Some(dot) => (b.get(..dot)?, b.get(dot + 1..)?),
-        None => (b, &b""[..]),
-    };
-    let has_dot = int.len() < b.len();
-    if int.is_empty() || (has_dot && frac.is_empty()) || int.len() + frac.len() > 15 {
+    if b.len() > 16 {
         return None;
     }
-    let mut m = 0u64;
-    for &c in int.iter().chain(frac) {
-        if !c.is_ascii_digit() {
+    // One pass: the digits as an integer, and where the fraction starts.
+    let (mut m, mut dot) = (0u64, None);
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            m = m * 10 + u64::from(c - b'0');
+        } else if c == b'.' && dot.is_none() && i > 0 {
+            dot = Some(i);
+        } else {
             return None;
         }
-        m = m * 10 + u64::from(c - b'0');
     }
-    let v = m as f64 / POW10.get(frac.len())?;
+    let frac_digits = match dot {
+        Some(at) => b.len() - at - 1,
+        None => 0,
+    };
+    let digits = b.len() - usize::from(dot.is_some());
+    if digits == 0 || digits > 15 || (dot.is_some() && frac_digits == 0) {
+        return None;
+    }
+    let v = m as f64 / POW10.get(frac_digits)?;
     Some(if neg { -v } else { v })
 }
 
