@@ -592,15 +592,7 @@ mod tests {
         }
     }
 
-    fn column(name: &str, t: Type, mode: Mode, fields: Vec<TableFieldSchema>) -> TableFieldSchema {
-        TableFieldSchema {
-            name: name.into(),
-            r#type: t as i32,
-            mode: mode as i32,
-            fields,
-            ..Default::default()
-        }
-    }
+    use crate::rows::test_column as column;
 
     /// `id INT64, tags INT64 REPEATED, name STRING, s STRUCT<a INT64, b INT64>`.
     fn world() -> (ProtoWriter, Vec<TableFieldSchema>) {

@@ -122,20 +122,12 @@ fn nested(f: &Field) -> Option<(&'static str, &Fields)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::storage::TableSchema;
     use crate::pb::storage::table_field_schema::{Mode as M, Type as T};
-    use crate::pb::storage::{TableFieldSchema, TableSchema};
     use prost::Message as _;
     use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 
-    fn col(name: &str, ty: T, mode: M, fields: Vec<TableFieldSchema>) -> TableFieldSchema {
-        TableFieldSchema {
-            name: name.into(),
-            r#type: ty as i32,
-            mode: mode as i32,
-            fields,
-            ..Default::default()
-        }
-    }
+    use crate::rows::schema::test_column as col;
 
     #[test]
     fn raw_bytes_equal_the_prost_descriptor_plus_column_names() {

@@ -25,6 +25,8 @@ mod wire;
 pub use encoder::{Encoder, EncoderOptions, WriterSchema};
 pub use error::{EncodeError, RowError, RowErrorKind, SchemaError};
 pub use meta::RecordMeta;
+#[cfg(test)]
+pub(crate) use schema::test_column;
 
 use std::str::FromStr;
 

@@ -424,17 +424,29 @@ pub(crate) fn is_proto_identifier(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A column for unit tests anywhere in the crate (emulator ones included).
+#[cfg(test)]
+pub(crate) fn test_column(
+    name: &str,
+    ty: tfs::Type,
+    mode: tfs::Mode,
+    fields: Vec<TableFieldSchema>,
+) -> TableFieldSchema {
+    TableFieldSchema {
+        name: name.into(),
+        r#type: ty as i32,
+        mode: mode as i32,
+        fields,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub(crate) fn col(name: &str, ty: tfs::Type, mode: tfs::Mode) -> TableFieldSchema {
-        TableFieldSchema {
-            name: name.into(),
-            r#type: ty as i32,
-            mode: mode as i32,
-            ..Default::default()
-        }
+    fn col(name: &str, ty: tfs::Type, mode: tfs::Mode) -> TableFieldSchema {
+        test_column(name, ty, mode, vec![])
     }
 
     #[test]
