@@ -34,6 +34,7 @@ mod proto_rows;
 mod proto_schema;
 mod proto_wire;
 mod rest;
+mod row_build;
 pub mod schema_json;
 mod server;
 mod store;

@@ -18,9 +18,10 @@ use bytes::Bytes;
 
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value as Pv};
 
-use super::defaults::{self, Fill};
+use super::defaults::Fill;
 use super::proto_schema::{FieldPlan, Plan, ProtoWriter, well_known};
 use super::proto_wire::{self as wire, Raw};
+use super::row_build::{Build, Cell, Check, Values};
 use super::values::{self as v, DecimalKind, Row, Value};
 use crate::pb::storage::TableFieldSchema;
 use crate::pb::storage::table_field_schema::{Mode, Type};
@@ -62,104 +63,6 @@ fn row<B: Build>(
         Bad::Wire(e) => format!("Could not parse the row as {}: {e}", writer.message.name()),
         Bad::Value(e) => e,
     })
-}
-
-/// One converted occurrence; text and bytes stay borrowed from the wire, so
-/// checking a row allocates nothing for them.
-enum Cell<'a> {
-    Text(&'a str),
-    Blob(&'a [u8]),
-    Value(Value),
-}
-
-/// What a walk over a row builds: its stored values ([`Values`]), or only
-/// which cells are NULL ([`Check`]), all a verdict needs. One walk serves
-/// both, so the check and the decode cannot disagree.
-trait Build {
-    type Cell;
-    /// Whether arrays are worth sizing up front (a pre-pass over the row).
-    const SIZES_ARRAYS: bool;
-    fn empty(column: &TableFieldSchema) -> Self::Cell;
-    fn cell(c: Cell<'_>) -> Self::Cell;
-    fn structure(cells: Vec<Self::Cell>) -> Self::Cell;
-    /// Adds an element to a REPEATED column's cell (as `empty` made it),
-    /// reserving `expected` elements on the first.
-    fn push(array: &mut Self::Cell, item: Self::Cell, expected: usize);
-    fn is_null(cell: &Self::Cell) -> bool;
-    fn fill(cells: &mut [Self::Cell], fill: &Fill);
-}
-
-/// Builds the stored row.
-struct Values;
-
-impl Build for Values {
-    type Cell = Value;
-    const SIZES_ARRAYS: bool = true;
-
-    fn empty(c: &TableFieldSchema) -> Value {
-        if c.mode == Mode::Repeated as i32 { Value::Array(vec![]) } else { Value::Null }
-    }
-
-    fn cell(c: Cell<'_>) -> Value {
-        match c {
-            Cell::Text(s) => Value::String(s.to_owned()),
-            Cell::Blob(b) => Value::Bytes(b.to_vec()),
-            Cell::Value(v) => v,
-        }
-    }
-
-    fn structure(cells: Vec<Value>) -> Value {
-        Value::Struct(cells)
-    }
-
-    fn push(array: &mut Value, item: Value, expected: usize) {
-        if let Value::Array(items) = array {
-            if items.is_empty() {
-                items.reserve_exact(expected);
-            }
-            items.push(item);
-        }
-    }
-
-    fn is_null(cell: &Value) -> bool {
-        *cell == Value::Null
-    }
-
-    fn fill(cells: &mut [Value], fill: &Fill) {
-        defaults::apply(cells, fill);
-    }
-}
-
-/// Builds nothing: a cell is `true` when it holds a value (not NULL).
-struct Check;
-
-impl Build for Check {
-    type Cell = bool;
-    const SIZES_ARRAYS: bool = false;
-
-    fn empty(c: &TableFieldSchema) -> bool {
-        c.mode == Mode::Repeated as i32
-    }
-
-    fn cell(c: Cell<'_>) -> bool {
-        !matches!(c, Cell::Value(Value::Null))
-    }
-
-    fn structure(_: Vec<bool>) -> bool {
-        true
-    }
-
-    fn push(_: &mut bool, _: bool, _: usize) {}
-
-    fn is_null(cell: &bool) -> bool {
-        !*cell
-    }
-
-    fn fill(cells: &mut [bool], fill: &Fill) {
-        for (cell, f) in cells.iter_mut().zip(fill) {
-            *cell |= f.is_some();
-        }
-    }
 }
 
 /// Why a row is refused: bytes that are not the writer's message, or a value
@@ -628,7 +531,7 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> Result<Row, String> {
         let (writer, columns) = world();
-        let fill = defaults::fill_for(&columns, &Default::default(), 0).unwrap();
+        let fill = crate::emulator::defaults::fill_for(&columns, &Default::default(), 0).unwrap();
         let decoded = decode_row(&writer, bytes, &columns, &fill);
         // The check that guards the store must agree with the decode.
         let checked = check_rows(&writer, &[Bytes::copy_from_slice(bytes)], &columns, &fill);
