@@ -3,6 +3,14 @@
 //! exactly-once delivery with a file:// state store) into the in-process
 //! emulator, with file:// spillover and dead-letter sinks. No network.
 //!
+//! Shapes: `plain_1k` is the `tests/fixtures/events.schema.json` table (a
+//! few scalars padded with a REPEATED STRING); then every shape of the rows
+//! bench (`benches/shapes/mod.rs`: today's event, the analytics event with
+//! NUMERIC/JSON/multibyte text, wide rows, NUMERIC strings, JSON columns,
+//! multibyte text, null-heavy, nested RECORDs), each in its own table and
+//! criterion group (`cargo bench --bench handler -- numeric`), 10,000
+//! records per event (1,000 for the 6 KiB wide rows).
+//!
 //! Measures (issue 5 targets):
 //! - records/s, criterion and the median printed after it, the handler on ONE
 //!   thread (a current-thread runtime; the emulator runs on its own runtime,
@@ -21,8 +29,10 @@
 //!
 //! Run: `cargo bench --bench handler` (release profile).
 
-#[path = "../tests/support/events.rs"]
+#[path = "../tests/it/events.rs"]
 mod events;
+#[path = "shapes/mod.rs"]
+mod shapes;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use criterion::{Criterion, Throughput};
@@ -30,6 +40,7 @@ use kinesis_bigquery::config::Config;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::handler::{self, Deps};
 use kinesis_bigquery::metrics::LogOutput;
+use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::table::TableName;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -42,81 +53,126 @@ const RECORD_BYTES: usize = 1024;
 const SCHEMA: &str = include_str!("../tests/fixtures/events.schema.json");
 const BIN: &str = env!("CARGO_BIN_EXE_kinesis-bigquery");
 
+/// One table of the benchmark: a shape's schema and its records' data.
+struct Table {
+    shape: &'static str,
+    name: TableName,
+    schema: TableSchema,
+    records: Vec<Vec<u8>>,
+}
+
+impl Table {
+    fn plain() -> anyhow::Result<Self> {
+        Ok(Table {
+            shape: "plain_1k",
+            name: "bench.handler.events".parse()?,
+            schema: emulator::parse_bq_schema(SCHEMA)?,
+            records: events::plain_records(0, RECORDS, RECORD_BYTES)
+                .into_iter()
+                .map(|r| r.data)
+                .collect(),
+        })
+    }
+
+    fn of(shape: &shapes::Shape) -> anyhow::Result<Self> {
+        let n = if shape.name.starts_with("wide") { RECORDS / 10 } else { RECORDS };
+        Ok(Table {
+            shape: shape.name,
+            name: format!("bench.handler.{}", shape.name).parse()?,
+            schema: shape.schema.clone(),
+            records: shape.records(n as u64).into_iter().map(String::into_bytes).collect(),
+        })
+    }
+
+    /// The event, on `shard`: exactly-once state would otherwise (rightly)
+    /// skip records an earlier iteration landed.
+    fn event_json(&self, shard: usize) -> serde_json::Value {
+        let records: Vec<events::Rec> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, data)| events::Rec {
+                sequence_number: events::seq(i),
+                partition_key: format!("user-{}", i % 100),
+                data: data.clone(),
+            })
+            .collect();
+        events::event(&format!("shardId-{shard:012}"), &records)
+    }
+}
+
 struct World {
     emulator_rt: tokio::runtime::Runtime,
     emulator: Emulator,
-    table: TableName,
+    tables: Vec<Table>,
     dir: tempfile::TempDir,
 }
 
 impl World {
-    fn start() -> anyhow::Result<Self> {
+    fn start(tables: Vec<Table>) -> anyhow::Result<Self> {
         let emulator_rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let table: TableName = "bench.handler.events".parse()?;
-        let schema = emulator::parse_bq_schema(SCHEMA)?;
         let emulator = emulator_rt.block_on(emulator::start(EmulatorConfig {
-            tables: vec![(table.clone(), schema)],
+            tables: tables.iter().map(|t| (t.name.clone(), t.schema.clone())).collect(),
             ..EmulatorConfig::default()
         }))?;
-        Ok(Self { emulator_rt, emulator, table, dir: tempfile::tempdir()? })
+        Ok(Self { emulator_rt, emulator, tables, dir: tempfile::tempdir()? })
     }
 
-    fn env(&self) -> HashMap<&'static str, String> {
+    fn env(&self, table: &Table) -> HashMap<&'static str, String> {
         let dir = self.dir.path().display();
+        let shape = table.shape;
         HashMap::from([
-            ("BIGQUERY_TABLE", self.table.to_string()),
+            ("BIGQUERY_TABLE", table.name.to_string()),
             ("BIGQUERY_ENDPOINT", self.emulator.grpc_endpoint()),
-            ("STATE_URL", format!("file://{dir}/state")),
-            ("SPILL_URL", format!("file://{dir}/spill")),
-            ("DLQ_URL", format!("file://{dir}/dlq.ndjson")),
+            ("STATE_URL", format!("file://{dir}/state-{shape}")),
+            ("SPILL_URL", format!("file://{dir}/spill-{shape}")),
+            ("DLQ_URL", format!("file://{dir}/dlq-{shape}.ndjson")),
             ("LOG_LEVEL", "warn".into()),
         ])
     }
 
     /// Drops the table's rows between iterations (REST tables.delete, then
     /// create again), so the emulator's memory stays flat.
-    fn reset_table(&self) -> anyhow::Result<()> {
+    fn reset_table(&self, table: &Table) -> anyhow::Result<()> {
+        let t = &table.name;
         let url = format!(
             "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
             self.emulator.rest_endpoint(),
-            self.table.project(),
-            self.table.dataset(),
-            self.table.table()
+            t.project(),
+            t.dataset(),
+            t.table()
         );
         self.emulator_rt.block_on(reqwest::Client::new().delete(url).send())?;
-        self.emulator.create_table(&self.table, emulator::parse_bq_schema(SCHEMA)?)?;
+        self.emulator.create_table(t, table.schema.clone())?;
         Ok(())
     }
 }
 
-/// The event, each time on a fresh shard: exactly-once state would
-/// otherwise (rightly) skip records an earlier iteration landed.
-fn event_json(shard: usize) -> serde_json::Value {
-    let records = events::plain_records(0, RECORDS, RECORD_BYTES);
-    events::event(&format!("shardId-{shard:012}"), &records)
-}
-
-fn bench_handler(c: &mut Criterion, world: &World) -> anyhow::Result<()> {
+fn bench_handler(c: &mut Criterion, world: &World, table: &Table) -> anyhow::Result<()> {
+    let records = table.records.len();
+    let bytes: usize = table.records.iter().map(Vec::len).sum();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let env = world.env();
+    let env = world.env(table);
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let deps = rt.block_on(Deps::build(&config, LogOutput::Stderr))?;
-    let template: KinesisEvent = serde_json::from_value(event_json(0))?;
+    let template: KinesisEvent = serde_json::from_value(table.event_json(0))?;
     let mut shard = 0usize;
 
     let mut cpu_per_invocation = Vec::new();
     let mut wall_per_invocation = Vec::new();
-    let mut group = c.benchmark_group("handler");
-    group.throughput(Throughput::Elements(RECORDS as u64));
+    let mut failures = 0usize;
+    let mut group = c.benchmark_group(format!("handler/{}", table.shape));
+    group.throughput(Throughput::Elements(records as u64));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(2));
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("10k x 1KiB event, exactly_once, proto", |b| {
+    let id = format!("{records} x {}B event, exactly_once, proto", bytes / records);
+    group.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                if let Err(e) = world.reset_table() {
+                if let Err(e) = world.reset_table(table) {
                     eprintln!("reset failed: {e:#}");
                 }
                 shard += 1;
@@ -137,29 +193,35 @@ fn bench_handler(c: &mut Criterion, world: &World) -> anyhow::Result<()> {
                 }
                 match response {
                     Ok(r) if r.batch_item_failures.is_empty() => {}
-                    other => eprintln!("unexpected response: {other:?}"),
+                    other => {
+                        failures += 1;
+                        eprintln!("unexpected response: {other:?}");
+                    }
                 }
             }
             total
         });
     });
     group.finish();
+    let shape = table.shape;
+    anyhow::ensure!(failures == 0, "{shape}: {failures} invocations did not land every record");
     wall_per_invocation.sort_unstable();
     if let Some(median) = wall_per_invocation.get(wall_per_invocation.len() / 2) {
         println!(
-            "handler/wall: median {:.1} ms per invocation = {:.0} records/s ({} invocations)",
+            "handler/{shape}/wall: median {:.1} ms per invocation = {:.0} records/s ({} invocations)",
             median.as_secs_f64() * 1000.0,
-            RECORDS as f64 / median.as_secs_f64(),
+            records as f64 / median.as_secs_f64(),
             wall_per_invocation.len(),
         );
     }
     cpu_per_invocation.sort_unstable();
     if let Some(median) = cpu_per_invocation.get(cpu_per_invocation.len() / 2) {
         println!(
-            "handler/cpu: median {:.1} ms of handler-thread CPU per invocation = {:.0} records \
-             per CPU-second on one core ({} invocations)",
+            "handler/{shape}/cpu: median {:.1} ms of handler-thread CPU per invocation = {:.1} µs \
+             per record = {:.0} records per CPU-second on one core ({} invocations)",
             median.as_secs_f64() * 1000.0,
-            RECORDS as f64 / median.as_secs_f64(),
+            median.as_secs_f64() * 1e6 / records as f64,
+            records as f64 / median.as_secs_f64(),
             cpu_per_invocation.len(),
         );
     }
@@ -175,15 +237,15 @@ fn thread_cpu() -> Option<Duration> {
 }
 
 /// Peak RSS (bytes) of `invoke` on the event file, via `/usr/bin/time`.
-fn peak_rss(world: &World, event: &Path) -> anyhow::Result<u64> {
-    world.reset_table()?;
+fn peak_rss(world: &World, table: &Table, event: &Path) -> anyhow::Result<u64> {
+    world.reset_table(table)?;
     let out = Command::new("/usr/bin/time")
         .args(["-f", "maxrss_kb=%M"])
         .arg(BIN)
         .args(["invoke", "--event"])
         .arg(event)
         .env_clear()
-        .envs(world.env())
+        .envs(world.env(table))
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(out.status.success(), "invoke failed: {stderr}");
@@ -201,8 +263,8 @@ fn peak_rss(world: &World, event: &Path) -> anyhow::Result<u64> {
 }
 
 /// Spawn → the `ready` log line, and the binary's own `startup_ms`.
-fn start_to_ready(world: &World, empty: &Path) -> anyhow::Result<(Duration, u64)> {
-    let mut env = world.env();
+fn start_to_ready(world: &World, table: &Table, empty: &Path) -> anyhow::Result<(Duration, u64)> {
+    let mut env = world.env(table);
     env.insert("LOG_LEVEL", "info".into());
     let started = Instant::now();
     let mut child = Command::new(BIN)
@@ -228,16 +290,17 @@ fn start_to_ready(world: &World, empty: &Path) -> anyhow::Result<(Duration, u64)
     ready.ok_or_else(|| anyhow::anyhow!("no ready line"))
 }
 
-fn process_measurements(world: &World) -> anyhow::Result<()> {
+/// Peak RSS and start-up, on the `plain_1k` table.
+fn process_measurements(world: &World, table: &Table) -> anyhow::Result<()> {
     let event = world.dir.path().join("event.json");
-    std::fs::write(&event, serde_json::to_vec(&event_json(999_999))?)?;
+    std::fs::write(&event, serde_json::to_vec(&table.event_json(999_999))?)?;
     let event_bytes = std::fs::metadata(&event)?.len();
     let empty = world.dir.path().join("empty.json");
     std::fs::write(&empty, br#"{"Records":[]}"#)?;
 
     let mut rss = Vec::new();
     for _ in 0..3 {
-        rss.push(peak_rss(world, &event)?);
+        rss.push(peak_rss(world, table, &event)?);
     }
     rss.sort_unstable();
     let median_rss = rss.get(1).copied().unwrap_or(0);
@@ -255,7 +318,7 @@ fn process_measurements(world: &World) -> anyhow::Result<()> {
 
     let mut ready = Vec::new();
     for _ in 0..15 {
-        ready.push(start_to_ready(world, &empty)?);
+        ready.push(start_to_ready(world, table, &empty)?);
     }
     ready.sort_unstable();
     let (median, own) = ready.get(ready.len() / 2).copied().unwrap_or_default();
@@ -271,10 +334,24 @@ fn process_measurements(world: &World) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let world = World::start()?;
+    let filter = shapes::filter();
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let mut tables = vec![Table::plain()?];
+    for shape in shapes::all() {
+        tables.push(Table::of(&shape)?);
+    }
+    let world = World::start(tables)?;
     let mut criterion = Criterion::default().configure_from_args();
-    bench_handler(&mut criterion, &world)?;
-    process_measurements(&world)?;
+    for table in &world.tables {
+        if wanted(&format!("handler/{}", table.shape)) {
+            bench_handler(&mut criterion, &world, table)?;
+        }
+    }
+    if let Some(plain) = world.tables.first()
+        && wanted("process")
+    {
+        process_measurements(&world, plain)?;
+    }
     criterion.final_summary();
     Ok(())
 }

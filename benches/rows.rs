@@ -1,20 +1,35 @@
-//! JSON → row throughput (`cargo bench --bench rows`), in bytes of JSON per
-//! second, on a realistic ~1 KiB event schema (20 top-level fields, nested,
-//! repeated, timestamps) and on 200-column wide rows.
+//! JSON → row throughput (`cargo bench --bench rows`) on the record shapes
+//! users send (`benches/shapes/mod.rs`): today's 1 KiB event, a common
+//! analytics event (NUMERIC string, JSON object, multibyte text), 200-column
+//! wide rows, NUMERIC/BIGNUMERIC strings, JSON columns holding objects and
+//! arrays, multibyte text with escapes, null-heavy rows, and deeply nested
+//! RECORDs with REPEATED fields. Each shape is its own criterion group
+//! (`cargo bench --bench rows -- numeric`).
 //!
-//! In the same run: `serde_json` into `IgnoredAny` (parse-only, the practical
-//! ceiling), JSON → proto with the [`Encoder`], JSON → Arrow (encode plus the
-//! record batch and its IPC message for the whole set, as one request), and a
-//! naive path (`serde_json::Value` → `prost_reflect::DynamicMessage` →
-//! encode). Targets (issue 3): proto ≥ 0.5× parse-only and ≥ 3× naive.
-//! After each set it prints the median throughput of each path and the
-//! ratios the targets are stated in, all from this run's samples.
+//! In each group, on the same bytes: `serde_json` into `IgnoredAny`
+//! (parse-only, the practical ceiling), JSON → proto with the [`Encoder`],
+//! JSON → Arrow (encode plus the record batch and its IPC message for the
+//! whole set, as one request), and a naive path (`serde_json::Value` →
+//! `prost_reflect::DynamicMessage` → encode, each value converted by its
+//! column's type). Targets (issue 16): proto ≥ 0.6× parse-only and ≥ 10×
+//! naive, Arrow ≥ 0.4× parse-only. After each group it prints the median
+//! throughput of each path and those ratios, all from this run's samples,
+//! and at the end a table of every shape's ratios.
+//!
+//! Then (filter `types`, or no filter) a per-type breakdown: ns per value
+//! for each BigQuery column type, 20 columns of one type per row, medians
+//! of interleaved rounds outside criterion.
+
+#[path = "shapes/mod.rs"]
+mod shapes;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
+use arrow_buffer::i256;
+use base64::Engine as _;
+use criterion::{Criterion, Throughput};
+use kinesis_bigquery::pb::storage::table_field_schema::Type;
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RecordMeta, RowFormat, UnknownFields};
 use prost::Message as _;
@@ -22,153 +37,45 @@ use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Val
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use serde_json::Value as Json;
 
-fn col(name: &str, t: Type, mode: Mode) -> TableFieldSchema {
-    TableFieldSchema {
-        name: name.into(),
-        r#type: t as i32,
-        mode: mode as i32,
-        ..Default::default()
+const BASELINE: &str = "serde_json_ignored_any";
+const NAIVE: &str = "naive_value_dynamic_message";
+
+/// The naive path: the encoder's own descriptor through prost-reflect, and
+/// the table schema to convert each value by its column's type.
+struct Naive {
+    desc: MessageDescriptor,
+    fields: Vec<TableFieldSchema>,
+}
+
+impl Naive {
+    fn new(enc: &Encoder, schema: &TableSchema) -> Self {
+        let file = FileDescriptorProto {
+            name: Some("row.proto".into()),
+            syntax: Some("proto2".into()),
+            message_type: vec![enc.proto_schema().proto_descriptor.unwrap_or_default()],
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: vec![file] })
+            .unwrap();
+        Naive { desc: pool.get_message_by_name("Row").unwrap(), fields: schema.fields.clone() }
+    }
+
+    /// JSON tree → dynamic message → bytes, as a straightforward writer
+    /// would: TIMESTAMP, DATE, DATETIME, TIME with chrono, decimals through
+    /// a big integer, JSON values re-serialized.
+    fn encode(&self, json: &[u8]) -> Vec<u8> {
+        let v: Json = serde_json::from_slice(json).unwrap();
+        to_message(&self.desc, &self.fields, &v).encode_to_vec()
     }
 }
 
-fn rec(name: &str, mode: Mode, fields: Vec<TableFieldSchema>) -> TableFieldSchema {
-    TableFieldSchema { fields, ..col(name, Type::Struct, mode) }
-}
-
-fn event_schema() -> TableSchema {
-    use Mode::{Nullable as N, Repeated as R, Required as Q};
-    TableSchema {
-        fields: vec![
-            col("event_id", Type::String, Q),
-            col("event_type", Type::String, Q),
-            col("ts", Type::Timestamp, Q),
-            col("received_at", Type::Timestamp, N),
-            rec(
-                "user",
-                N,
-                vec![
-                    col("id", Type::Int64, N),
-                    col("email", Type::String, N),
-                    col("name", Type::String, N),
-                    col("country", Type::String, N),
-                    col("segments", Type::String, R),
-                ],
-            ),
-            rec(
-                "session",
-                N,
-                vec![
-                    col("id", Type::String, N),
-                    col("started_at", Type::Timestamp, N),
-                    col("duration_ms", Type::Int64, N),
-                ],
-            ),
-            rec(
-                "device",
-                N,
-                vec![
-                    col("os", Type::String, N),
-                    col("version", Type::String, N),
-                    col("model", Type::String, N),
-                    rec("screen", N, vec![col("w", Type::Int64, N), col("h", Type::Int64, N)]),
-                ],
-            ),
-            rec(
-                "page",
-                N,
-                vec![
-                    col("url", Type::String, N),
-                    col("referrer", Type::String, N),
-                    col("title", Type::String, N),
-                ],
-            ),
-            rec(
-                "items",
-                R,
-                vec![
-                    col("sku", Type::String, N),
-                    col("qty", Type::Int64, N),
-                    col("price", Type::Double, N),
-                ],
-            ),
-            col("amount", Type::Double, N),
-            col("currency", Type::String, N),
-            col("consent", Type::Bool, N),
-            col("tags", Type::String, R),
-            col("ip", Type::String, N),
-            rec("geo", N, vec![col("lat", Type::Double, N), col("lon", Type::Double, N)]),
-            col("day", Type::Date, N),
-            col("version", Type::Int64, N),
-            col("experiments", Type::Int64, R),
-            col("latency_ms", Type::Double, N),
-            col("ok", Type::Bool, N),
-        ],
-    }
-}
-
-fn event(i: u64) -> String {
-    format!(
-        r#"{{"event_id":"3f6c2a1e-8b7d-4c2e-9a1b-{i:012}","event_type":"page_view","ts":"2024-05-06T07:08:{:02}.123456Z","received_at":{},"user":{{"id":{},"email":"user{i}@example.com","name":"Jane Q. Example","country":"DE","segments":["returning","newsletter","mobile-first"]}},"session":{{"id":"sess-{i:08x}","started_at":"2024-05-06T06:59:01.000001Z","duration_ms":{}}},"device":{{"os":"Android","version":"14.1.2","model":"Pixel 8 Pro","screen":{{"w":1344,"h":2992}}}},"page":{{"url":"https://shop.example.com/catalog/category/shoes/running?page={i}&sort=price_asc&utm_source=newsletter","referrer":"https://www.example.org/search?q=running+shoes","title":"Running shoes — Example Shop"}},"items":[{{"sku":"SKU-{i}-A","qty":1,"price":89.95}},{{"sku":"SKU-{i}-B","qty":2,"price":12.5}},{{"sku":"SKU-{i}-C","qty":1,"price":149.0}}],"amount":{}.95,"currency":"EUR","consent":true,"tags":["spring-sale","free-shipping","vip"],"ip":"203.0.113.{}","geo":{{"lat":52.520008,"lon":13.404954}},"day":"2024-05-06","version":{},"experiments":[101,205,377,412],"latency_ms":{}.25,"ok":true}}"#,
-        i % 60,
-        1_714_979_289_000_000 + i,
-        1_000_000 + i,
-        i * 37 % 100_000,
-        i % 1000,
-        i % 250,
-        i % 7,
-        i % 900,
-    )
-}
-
-fn wide_schema() -> TableSchema {
-    let types = [Type::Int64, Type::String, Type::Double, Type::Bool, Type::Timestamp];
-    TableSchema {
-        fields: (0..200).map(|c| col(&format!("c{c}"), types[c % 5], Mode::Nullable)).collect(),
-    }
-}
-
-fn wide(i: u64) -> String {
-    let cells: Vec<String> = (0..200u64)
-        .map(|c| {
-            let v = match c % 5 {
-                0 => format!("{}", i * 1000 + c),
-                1 => format!("\"value {i} of column {c}\""),
-                2 => format!("{}.5", i + c),
-                3 => (c % 2 == 0).to_string(),
-                _ => format!("\"2024-05-06T07:{:02}:{:02}.5Z\"", c % 60, i % 60),
-            };
-            format!("\"c{c}\":{v}")
-        })
-        .collect();
-    format!("{{{}}}", cells.join(","))
-}
-
-/// The naive path's descriptor: the encoder's own, through prost-reflect.
-fn descriptor(enc: &Encoder) -> MessageDescriptor {
-    let file = FileDescriptorProto {
-        name: Some("row.proto".into()),
-        syntax: Some("proto2".into()),
-        message_type: vec![enc.proto_schema().proto_descriptor.unwrap_or_default()],
-        ..Default::default()
-    };
-    let pool =
-        DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: vec![file] }).unwrap();
-    pool.get_message_by_name("Row").unwrap()
-}
-
-/// JSON tree → dynamic message, converting by the field's proto kind; TIMESTAMP
-/// and DATE strings parsed with chrono, as a straightforward writer would.
-fn naive(desc: &MessageDescriptor, json: &[u8]) -> Vec<u8> {
-    let v: Json = serde_json::from_slice(json).unwrap();
-    to_message(desc, &v).encode_to_vec()
-}
-
-fn to_message(desc: &MessageDescriptor, v: &Json) -> DynamicMessage {
+fn to_message(desc: &MessageDescriptor, fields: &[TableFieldSchema], v: &Json) -> DynamicMessage {
     let mut m = DynamicMessage::new(desc.clone());
     let Json::Object(obj) = v else { return m };
     for (k, val) in obj {
-        let Some(f) = desc.get_field_by_name(&k.to_ascii_lowercase()) else { continue };
-        let conv = |x: &Json| to_value(&f.kind(), k, x);
+        let Some(col) = fields.iter().find(|c| c.name.eq_ignore_ascii_case(k)) else { continue };
+        let Some(f) = desc.get_field_by_name(&col.name.to_ascii_lowercase()) else { continue };
+        let conv = |x: &Json| to_value(&f.kind(), col, x);
         let value = match val {
             Json::Null => continue,
             Json::Array(items) if f.is_list() => Value::List(items.iter().map(conv).collect()),
@@ -179,114 +86,212 @@ fn to_message(desc: &MessageDescriptor, v: &Json) -> DynamicMessage {
     m
 }
 
-fn to_value(kind: &Kind, name: &str, x: &Json) -> Value {
-    match kind {
-        Kind::Message(d) => Value::Message(to_message(d, x)),
-        Kind::String => Value::String(match x {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        }),
-        Kind::Bool => Value::Bool(x.as_bool().unwrap_or(false)),
-        Kind::Double => Value::F64(x.as_f64().unwrap_or(0.0)),
-        Kind::Int32 => Value::I32(match x {
-            Json::String(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32)
-                .unwrap_or(0),
-            other => other.as_i64().unwrap_or(0) as i32,
-        }),
-        Kind::Int64 => Value::I64(match x {
-            Json::String(s)
-                if name.contains("ts") || name.contains("_at") || name.starts_with('c') =>
-            {
-                chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_micros()).unwrap_or(0)
-            }
-            Json::String(s) => s.parse().unwrap_or(0),
-            other => other.as_i64().unwrap_or(0),
-        }),
-        _ => Value::Bytes(Default::default()),
+fn text(x: &Json) -> String {
+    match x {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
-fn bench_set(c: &mut Criterion, name: &str, schema: &TableSchema, records: &[String]) {
+fn to_value(kind: &Kind, col: &TableFieldSchema, x: &Json) -> Value {
+    if let Kind::Message(d) = kind {
+        return Value::Message(to_message(d, &col.fields, x));
+    }
+    let ty = Type::try_from(col.r#type).unwrap_or(Type::String);
+    let civil = |fmt: &str| chrono::NaiveDateTime::parse_from_str(&text(x), fmt);
+    match ty {
+        Type::Bool => Value::Bool(x.as_bool().unwrap_or(false)),
+        Type::Int64 => Value::I64(x.as_i64().unwrap_or_else(|| text(x).parse().unwrap_or(0))),
+        Type::Double => Value::F64(x.as_f64().unwrap_or_else(|| text(x).parse().unwrap_or(0.0))),
+        Type::Timestamp => Value::I64(match x {
+            Json::String(s) => {
+                chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_micros()).unwrap_or(0)
+            }
+            other => other.as_i64().unwrap_or(0),
+        }),
+        Type::Date => Value::I32(
+            chrono::NaiveDate::parse_from_str(&text(x), "%Y-%m-%d")
+                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32)
+                .unwrap_or(0),
+        ),
+        Type::Datetime => Value::I64(civil("%Y-%m-%d %H:%M:%S%.f").map(pack_datetime).unwrap_or(0)),
+        Type::Time => Value::I64(
+            chrono::NaiveTime::parse_from_str(&text(x), "%H:%M:%S%.f")
+                .map(|t| pack_time(&t))
+                .unwrap_or(0),
+        ),
+        Type::Numeric => Value::Bytes(decimal_bytes(&text(x), 9).into()),
+        Type::Bignumeric => Value::Bytes(decimal_bytes(&text(x), 38).into()),
+        Type::Bytes => Value::Bytes(
+            base64::engine::general_purpose::STANDARD.decode(text(x)).unwrap_or_default().into(),
+        ),
+        _ => Value::String(text(x)),
+    }
+}
+
+fn pack_time(t: &chrono::NaiveTime) -> i64 {
+    use chrono::Timelike;
+    (i64::from(t.hour()) << 32)
+        | (i64::from(t.minute()) << 26)
+        | (i64::from(t.second()) << 20)
+        | i64::from(t.nanosecond() / 1000)
+}
+
+fn pack_datetime(t: chrono::NaiveDateTime) -> i64 {
+    use chrono::Datelike;
+    (i64::from(t.year()) << 46)
+        | (i64::from(t.month()) << 42)
+        | (i64::from(t.day()) << 37)
+        | pack_time(&t.time())
+}
+
+/// Decimal text → unscaled integer at `scale` → minimal little-endian
+/// two's complement, the straightforward way (strings and a big integer).
+fn decimal_bytes(s: &str, scale: usize) -> Vec<u8> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut frac = frac.to_string();
+    frac.truncate(scale);
+    let digits = format!("{int}{frac:0<scale$}");
+    let v = i256::from_string(&digits).unwrap_or(i256::ZERO);
+    let mut bytes = v.to_le_bytes().to_vec();
+    while bytes.len() > 1 {
+        let (last, prev) = (bytes[bytes.len() - 1], bytes[bytes.len() - 2]);
+        if (last == 0 && prev < 0x80) || (last == 0xff && prev >= 0x80) {
+            bytes.pop();
+        } else {
+            break;
+        }
+    }
+    bytes
+}
+
+fn encoder(schema: &TableSchema, format: RowFormat) -> Encoder {
+    Encoder::new(schema, EncoderOptions { format, unknown_fields: UnknownFields::Reject }).unwrap()
+}
+
+/// One shape's paths over its records, each run once over the whole set.
+struct Paths<'a> {
+    records: &'a [String],
+    proto: Encoder,
+    arrow: Encoder,
+    naive: Naive,
+    meta: RecordMeta<'static>,
+    out: Vec<u8>,
+    rows: Vec<bytes::Bytes>,
+}
+
+impl<'a> Paths<'a> {
+    fn new(schema: &TableSchema, records: &'a [String]) -> Self {
+        let proto = encoder(schema, RowFormat::Proto);
+        let naive = Naive::new(&proto, schema);
+        let paths = Paths {
+            records,
+            arrow: encoder(schema, RowFormat::Arrow),
+            proto,
+            naive,
+            meta: RecordMeta::default(),
+            out: Vec::with_capacity(4096),
+            rows: Vec::new(),
+        };
+        // Sanity: every record encodes, and the naive path keeps the fields.
+        for r in records {
+            let mut check = Vec::new();
+            if let Err(e) = paths.proto.encode(r.as_bytes(), &paths.meta, &mut check) {
+                panic!("record does not encode: {e}: {r}");
+            }
+            let naive_len = paths.naive.encode(r.as_bytes()).len();
+            assert!(
+                naive_len > check.len() / 2,
+                "naive path dropped fields: {naive_len} vs {} in {r}",
+                check.len()
+            );
+        }
+        paths
+    }
+
+    fn baseline(&mut self) {
+        for r in self.records {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(r.as_bytes()).unwrap());
+        }
+    }
+
+    fn proto(&mut self) {
+        for r in self.records {
+            self.out.clear();
+            self.proto.encode(r.as_bytes(), &self.meta, &mut self.out).unwrap();
+            black_box(&self.out);
+        }
+    }
+
+    /// As the handler does it: every row into one buffer, rows sliced out
+    /// of it (no copy), one record batch for the set.
+    fn arrow(&mut self) {
+        let mut buf = Vec::with_capacity(self.out.capacity());
+        let mut ends = Vec::with_capacity(self.records.len());
+        for r in self.records {
+            self.arrow.encode(r.as_bytes(), &self.meta, &mut buf).unwrap();
+            ends.push(buf.len());
+        }
+        let cap = buf.capacity();
+        let all = bytes::Bytes::from(buf);
+        self.rows.clear();
+        let mut start = 0;
+        for end in ends {
+            self.rows.push(all.slice(start..end));
+            start = end;
+        }
+        black_box(self.arrow.request_rows(&self.rows, false).unwrap());
+        self.out = Vec::with_capacity(cap);
+    }
+
+    fn naive(&mut self) {
+        for r in self.records {
+            black_box(self.naive.encode(r.as_bytes()));
+        }
+    }
+
+    fn run(&mut self, path: &str) {
+        match path {
+            BASELINE => self.baseline(),
+            "proto" => self.proto(),
+            "arrow" => self.arrow(),
+            _ => self.naive(),
+        }
+    }
+}
+
+const PATHS: [&str; 4] = [BASELINE, "proto", "arrow", NAIVE];
+
+/// One shape's ratios, for the closing table.
+struct Ratios {
+    shape: &'static str,
+    mib_s: f64,
+    proto_vs_parse: f64,
+    proto_vs_naive: f64,
+    arrow_vs_parse: f64,
+}
+
+fn bench_shape(c: &mut Criterion, shape: &shapes::Shape, n: u64) -> Option<Ratios> {
+    let records = shape.records(n);
     let bytes: usize = records.iter().map(String::len).sum();
     eprintln!(
-        "{name}: {} records, {} bytes of JSON each on average",
+        "{}: {} records, {} bytes of JSON each on average: {}",
+        shape.name,
         records.len(),
-        bytes / records.len()
+        bytes / records.len(),
+        shape.about
     );
-    let proto = Encoder::new(
-        schema,
-        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject },
-    )
-    .unwrap();
-    let arrow = Encoder::new(
-        schema,
-        EncoderOptions { format: RowFormat::Arrow, unknown_fields: UnknownFields::Reject },
-    )
-    .unwrap();
-    let desc = descriptor(&proto);
-    let meta = RecordMeta::default();
-    // Sanity: the naive path and the encoder agree on the first record's size class.
-    let mut check = Vec::new();
-    proto.encode(records[0].as_bytes(), &meta, &mut check).unwrap();
-    let naive_len = naive(&desc, records[0].as_bytes()).len();
-    assert!(
-        naive_len > check.len() / 2,
-        "naive path dropped fields: {naive_len} vs {}",
-        check.len()
-    );
-
-    let mut g = c.benchmark_group(name);
+    let mut paths = Paths::new(&shape.schema, &records);
+    let mut g = c.benchmark_group(shape.name);
     g.throughput(Throughput::Bytes(bytes as u64));
     let mut samples = Samples::default();
-    g.bench_function("serde_json_ignored_any", |b| {
-        b.iter_custom(|iters| {
-            samples.time("serde_json_ignored_any", iters, || {
-                for r in records {
-                    black_box(
-                        serde_json::from_slice::<serde::de::IgnoredAny>(r.as_bytes()).unwrap(),
-                    );
-                }
-            })
-        })
-    });
-    let mut out = Vec::with_capacity(4096);
-    g.bench_function("proto", |b| {
-        b.iter_custom(|iters| {
-            samples.time("proto", iters, || {
-                for r in records {
-                    out.clear();
-                    proto.encode(r.as_bytes(), &meta, &mut out).unwrap();
-                    black_box(&out);
-                }
-            })
-        })
-    });
-    let mut rows: Vec<bytes::Bytes> = Vec::new();
-    g.bench_function("arrow", |b| {
-        b.iter_custom(|iters| {
-            samples.time("arrow", iters, || {
-                rows.clear();
-                for r in records {
-                    let mut out = Vec::new();
-                    arrow.encode(r.as_bytes(), &meta, &mut out).unwrap();
-                    rows.push(out.into());
-                }
-                black_box(arrow.request_rows(&rows, false).unwrap());
-            })
-        })
-    });
-    g.bench_function("naive_value_dynamic_message", |b| {
-        b.iter_custom(|iters| {
-            samples.time("naive_value_dynamic_message", iters, || {
-                for r in records {
-                    black_box(naive(&desc, r.as_bytes()));
-                }
-            })
-        })
-    });
+    for path in PATHS {
+        g.bench_function(path, |b| {
+            b.iter_custom(|iters| samples.time(path, iters, || paths.run(path)))
+        });
+    }
     g.finish();
-    samples.report(name, bytes);
+    samples.report(shape.name, bytes)
 }
 
 /// Per-iteration times of each path, as criterion's samples ran them.
@@ -316,7 +321,12 @@ impl Samples {
         v.get(v.len() / 2).copied()
     }
 
-    fn report(&self, set: &str, bytes: usize) {
+    /// `b`'s median time over `a`'s: how many times faster `a` is.
+    fn ratio(&self, a: &str, b: &str) -> Option<f64> {
+        Some(self.median(b)?.as_secs_f64() / self.median(a)?.as_secs_f64())
+    }
+
+    fn report(&self, set: &'static str, bytes: usize) -> Option<Ratios> {
         let mib_s = |d: Duration| bytes as f64 / d.as_secs_f64() / (1024.0 * 1024.0);
         println!("{set}: median throughput (MiB/s of JSON) and ratios, this run:");
         for (path, _) in &self.0 {
@@ -324,26 +334,110 @@ impl Samples {
                 println!("  {path:30} {:8.1} MiB/s", mib_s(d));
             }
         }
-        let ratio =
-            |a: &str, b: &str| Some(self.median(b)?.as_secs_f64() / self.median(a)?.as_secs_f64());
-        for (a, b, target) in [
-            ("proto", "serde_json_ignored_any", "target >= 0.5"),
-            ("proto", "naive_value_dynamic_message", "target >= 3"),
-            ("arrow", "serde_json_ignored_any", ""),
+        let r = Ratios {
+            shape: set,
+            mib_s: mib_s(self.median("proto")?),
+            proto_vs_parse: self.ratio("proto", BASELINE)?,
+            proto_vs_naive: self.ratio("proto", NAIVE)?,
+            arrow_vs_parse: self.ratio("arrow", BASELINE)?,
+        };
+        for (what, v, target) in [
+            ("proto / parse-only", r.proto_vs_parse, 0.6),
+            ("proto / naive", r.proto_vs_naive, 10.0),
+            ("arrow / parse-only", r.arrow_vs_parse, 0.4),
         ] {
-            if let Some(r) = ratio(a, b) {
-                println!("  {a} / {b}: {r:.2}x {target}");
-            }
+            println!("  {what:20} {v:6.2}x  target >= {target}  {}", verdict(v, target));
         }
+        Some(r)
     }
 }
 
-fn benches(c: &mut Criterion) {
-    let events: Vec<String> = (0..1000).map(event).collect();
-    let wides: Vec<String> = (0..200).map(wide).collect();
-    bench_set(c, "event_1k", &event_schema(), &events);
-    bench_set(c, "wide_200", &wide_schema(), &wides);
+fn verdict(v: f64, target: f64) -> &'static str {
+    if v >= target { "ok" } else { "BELOW" }
 }
 
-criterion_group!(rows, benches);
-criterion_main!(rows);
+fn summary(all: &[Ratios]) {
+    if all.is_empty() {
+        return;
+    }
+    println!("\nrows: every shape, medians of this run (x = times the other path's speed)");
+    println!(
+        "  {:18} {:>10} {:>14} {:>14} {:>14}",
+        "shape", "proto MiB/s", "proto/parse", "proto/naive", "arrow/parse"
+    );
+    for r in all {
+        println!(
+            "  {:18} {:>10.1} {:>8.2}x {:5} {:>8.1}x {:5} {:>8.2}x {:5}",
+            r.shape,
+            r.mib_s,
+            r.proto_vs_parse,
+            verdict(r.proto_vs_parse, 0.6),
+            r.proto_vs_naive,
+            verdict(r.proto_vs_naive, 10.0),
+            r.arrow_vs_parse,
+            verdict(r.arrow_vs_parse, 0.4),
+        );
+    }
+}
+
+/// ns per value by column type: each path over 200 rows of 20 columns of
+/// one type, rounds interleaved across paths, medians.
+fn type_breakdown() {
+    const ROWS: u64 = 200;
+    const ROUNDS: usize = 21;
+    let values = (ROWS * shapes::TYPE_COLUMNS) as f64;
+    println!(
+        "\ntypes: ns per value by BigQuery column type ({ROWS} rows x 20 columns, medians of {ROUNDS} rounds)"
+    );
+    println!(
+        "  {:18} {:>8} {:>8} {:>8} {:>8} {:>12}",
+        "type", "parse", "proto", "arrow", "naive", "proto/parse"
+    );
+    for set in shapes::type_sets() {
+        let records: Vec<String> = (0..ROWS).map(|i| set.record(i)).collect();
+        let mut paths = Paths::new(&set.schema(), &records);
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
+        for _ in 0..ROUNDS {
+            for (path, t) in PATHS.iter().zip(&mut times) {
+                let started = Instant::now();
+                paths.run(path);
+                t.push(started.elapsed().as_nanos() as f64 / values);
+            }
+        }
+        let med: Vec<f64> = times
+            .into_iter()
+            .map(|mut t| {
+                t.sort_by(f64::total_cmp);
+                t[t.len() / 2]
+            })
+            .collect();
+        println!(
+            "  {:18} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>11.2}x",
+            set.label,
+            med[0],
+            med[1],
+            med[2],
+            med[3],
+            med[0] / med[1]
+        );
+    }
+}
+
+fn main() {
+    let filter = shapes::filter();
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let mut c = Criterion::default().configure_from_args();
+    let mut all = Vec::new();
+    for shape in shapes::all() {
+        if !wanted(shape.name) {
+            continue;
+        }
+        let n = if shape.name.starts_with("wide") { 200 } else { 1000 };
+        all.extend(bench_shape(&mut c, &shape, n));
+    }
+    summary(&all);
+    if wanted("types") {
+        type_breakdown();
+    }
+    c.final_summary();
+}

@@ -1,12 +1,12 @@
 //! The `kinesis-bigquery` command: wiring only; every subcommand's work lives in the library.
 
 use anyhow::Context as _;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use clap::{Parser, Subcommand};
 use kinesis_bigquery::check;
 use kinesis_bigquery::config::{self, Config};
 use kinesis_bigquery::handler::{self, Deps};
 use kinesis_bigquery::metrics::{LogOutput, Redactor, init_logging};
+use kinesis_bigquery::source;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -40,10 +40,14 @@ enum Command {
     /// Validate the configuration and reach the table, bucket(s) and queue.
     Check,
     /// Run the local BigQuery emulator (Storage Write gRPC + REST subset) until SIGINT/SIGTERM.
+    #[cfg(feature = "local")]
     Emulator(kinesis_bigquery::emulator::cli::EmulatorArgs),
     /// Replay spillover objects into BigQuery, exactly once.
     Backfill(kinesis_bigquery::backfill::BackfillArgs),
+    /// Bring dead letters back once the table fits them, exactly once.
+    Redrive(kinesis_bigquery::redrive::RedriveArgs),
     /// Run the whole pipeline locally with injected faults and check exactly-once.
+    #[cfg(feature = "local")]
     Demo(kinesis_bigquery::demo::DemoArgs),
 }
 
@@ -72,11 +76,14 @@ fn main() -> ExitCode {
                 invoke(&event, Duration::from_secs(timeout_secs), started).await
             }
             Command::Check => check_command().await,
+            #[cfg(feature = "local")]
             Command::Emulator(args) => {
                 kinesis_bigquery::emulator::cli::serve(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backfill(args) => backfill_command(args).await,
+            Command::Redrive(args) => redrive_command(args).await,
+            #[cfg(feature = "local")]
             Command::Demo(args) => {
                 let report = kinesis_bigquery::demo::run(&args).await?;
                 print!("{report}");
@@ -104,7 +111,13 @@ async fn lambda(started: Instant) -> anyhow::Result<ExitCode> {
     let deps = Deps::build(&config, LogOutput::Stdout).await?;
     tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready");
     let deps = &deps;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event| handler::handle(event, deps)))
+    // Read as `source::Event`, not `aws_lambda_events::KinesisEvent`, whose
+    // reader gets arrival-time fractions wrong (see source/lambda_event.rs).
+    let service =
+        lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<source::Event>| {
+            handler::handle(event, deps)
+        });
+    lambda_runtime::run(service)
         .await
         .map_err(|e| anyhow::anyhow!("Lambda runtime stopped: {e}"))?;
     Ok(ExitCode::SUCCESS)
@@ -116,7 +129,7 @@ async fn invoke(path: &PathBuf, timeout: Duration, started: Instant) -> anyhow::
     // Parsed straight from the file: holding the whole JSON text next to the
     // parsed event would put both in the peak memory (issue 5: ≤ 3× the event).
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let event: KinesisEvent =
+    let event: source::Event =
         serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
             .with_context(|| format!("{} is not a Kinesis event", path.display()))?;
     let deps = Deps::build(&config, LogOutput::Stderr).await?;
@@ -154,4 +167,13 @@ async fn backfill_command(
     let summary = run(&deps, &args.options(), &Progress::auto()).await?;
     // Non-zero when any object was left behind: a rerun retries it.
     Ok(if summary.left_behind() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn redrive_command(args: kinesis_bigquery::redrive::RedriveArgs) -> anyhow::Result<ExitCode> {
+    use kinesis_bigquery::backfill::Progress;
+    init_logging(&config::LogFilter::default(), LogOutput::Stderr, redactor());
+    let deps = args.deps().await?;
+    let summary = kinesis_bigquery::redrive::run(&deps, &args.options(), &Progress::auto()).await?;
+    println!("{summary}");
+    Ok(if summary.left_behind > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -8,6 +8,7 @@ use crate::bigquery::{
     AppenderOptions, AuthMode, ClientConfig, ClientError, DEFAULT_ENDPOINT, WriteClient,
 };
 
+use crate::cdc::{CdcSettings, FieldPath};
 use crate::delivery::WriteMode;
 use crate::delivery::store::{self, StoreError};
 use crate::dlq::{self, DlqError};
@@ -38,6 +39,12 @@ pub struct BackfillArgs {
     /// URL when it is `s3://`.
     #[arg(long)]
     pub dlq_payloads: Option<String>,
+    /// With `--write-mode cdc`: the Lambda's `CDC_CHANGE_TYPE_FIELD`.
+    #[arg(long, env = "CDC_CHANGE_TYPE_FIELD", value_parser = parse_field)]
+    pub cdc_change_type_field: Option<FieldPath>,
+    /// With `--write-mode cdc`: the Lambda's `CDC_SEQUENCE_FIELD`.
+    #[arg(long, env = "CDC_SEQUENCE_FIELD", value_parser = parse_field)]
+    pub cdc_sequence_field: Option<FieldPath>,
     /// The Storage Write API endpoint (`http://HOST:PORT` for the emulator).
     #[arg(long, env = "BIGQUERY_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -86,6 +93,10 @@ fn parse_mode(s: &str) -> Result<WriteMode, String> {
     s.parse()
 }
 
+fn parse_field(s: &str) -> Result<FieldPath, String> {
+    s.parse()
+}
+
 fn parse_unknown(s: &str) -> Result<UnknownFields, String> {
     s.parse()
 }
@@ -130,7 +141,7 @@ impl BackfillArgs {
             (WriteMode::ExactlyOnce, Some(url)) => {
                 Some(store::open(&url.parse::<SinkUrl>()?, &aws)?)
             }
-            (WriteMode::AtLeastOnce, _) => None,
+            (WriteMode::AtLeastOnce | WriteMode::Cdc, _) => None,
         };
         let spill_url = self.spill_url.parse::<SinkUrl>()?;
         let spill = spill::open(&spill_url, &aws)?;
@@ -157,6 +168,10 @@ impl BackfillArgs {
             spill,
             dlq,
             encoder: EncoderOptions { format: self.format, unknown_fields: self.unknown_fields },
+            cdc: (self.write_mode == WriteMode::Cdc).then(|| CdcSettings {
+                change_type_field: self.cdc_change_type_field.clone(),
+                sequence_field: self.cdc_sequence_field.clone(),
+            }),
             limits: BatchLimits::new(self.max_rows, self.max_request_bytes, Duration::ZERO)?,
             appender: AppenderOptions::default(),
             append_timeout: Duration::from_secs(self.append_timeout_secs),

@@ -62,6 +62,7 @@ pub fn dead_letter(record: &SourceRecord, table: &TableName, err: &RowError) -> 
     let reason = match err.kind {
         RowErrorKind::InvalidJson => Reason::InvalidJson,
         RowErrorKind::UnknownField => Reason::UnknownField,
+        RowErrorKind::ChangeUnreadable => Reason::ChangeUnreadable,
         _ => Reason::SchemaMismatch,
     };
     let letter = DeadLetter::new(record, table, reason, err.to_string());

@@ -9,6 +9,7 @@
 //! are already in the table (DESIGN.md, invariant 6). The protocol, and why
 //! each crash point is safe, is described in `replay.rs`.
 
+mod cdc_default;
 mod cli;
 mod encode;
 mod error;

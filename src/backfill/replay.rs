@@ -35,7 +35,7 @@ use crate::dlq::{DeadLetter, Reason};
 use crate::pb::storage::storage_error::StorageErrorCode;
 use crate::pb::storage::{WriteStreamView, write_stream};
 use crate::rows::{Encoder, WriterSchema};
-use crate::spill::{SpillKey, SpilledBatch};
+use crate::spill::{SpillKey, SpillReason, SpilledBatch};
 use crate::table::TableName;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -81,6 +81,7 @@ async fn resume(
         rows: u64::try_from(marker.row_count).unwrap_or(0),
         already_in_table: marker.already_in_table,
         in_doubt: 0,
+        at_least_once: 0,
         dead_lettered: marker.dead_lettered,
         error: None,
     };
@@ -116,7 +117,7 @@ async fn fresh(
 ) -> Result<ObjectReport, BackfillError> {
     let table = &batch.table;
     let records = batch.source_records();
-    let (fates, in_doubt) = resolve(ctx, batch).await?;
+    let (fates, in_doubt, at_least_once) = resolve(ctx, key, batch).await?;
     let encoder = ctx.encoder(table).await?;
     let mut report = ObjectReport {
         key: key.to_string(),
@@ -125,6 +126,7 @@ async fn fresh(
         rows: 0,
         already_in_table: 0,
         in_doubt,
+        at_least_once,
         dead_lettered: 0,
         error: None,
     };
@@ -162,7 +164,17 @@ async fn fresh(
             finish(ctx, key, batch).await?;
             return Ok(report);
         }
-        match write_pending(ctx, &encoder, table, &encoded).await? {
+        let written = if encoder.cdc().is_some() {
+            super::cdc_default::write(ctx, &encoder, table, &encoded).await?
+        } else {
+            write_pending(ctx, &encoder, table, &encoded).await?
+        };
+        match written {
+            Written::Default => {
+                dead_letter(ctx, &encoded.dead).await?;
+                finish(ctx, key, batch).await?;
+                return Ok(report);
+            }
             Written::Finalized { stream, row_count } => {
                 dead_letter(ctx, &encoded.dead).await?;
                 let marker = Marker::new(
@@ -195,12 +207,26 @@ async fn fresh(
     Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
 }
 
-/// The fate of each record and how many are in doubt. A dry run does not
-/// finalize anything, so it leaves in-doubt records counted as replayable.
-async fn resolve(ctx: &Ctx<'_>, batch: &SpilledBatch) -> Result<(Vec<Fate>, u64), BackfillError> {
+/// The fate of each record, how many are in doubt (dry run) and how many
+/// are replayed at least once because their stream is lost. A dry run does
+/// not finalize anything, so it leaves in-doubt records counted as
+/// replayable.
+async fn resolve(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+) -> Result<(Vec<Fate>, u64, u64), BackfillError> {
+    let all = || vec![Fate::Replay; batch.records.len()];
+    let records = batch.records.len() as u64;
+    if batch.reason == SpillReason::StreamLost {
+        if !ctx.options.dry_run {
+            tracing::warn!(key = %key, records, "replaying records whose appends were in doubt on a lost write stream: at least once");
+        }
+        return Ok((all(), 0, records));
+    }
     let in_doubt = batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
     if in_doubt == 0 || ctx.options.dry_run {
-        return Ok((vec![Fate::Replay; batch.records.len()], in_doubt));
+        return Ok((all(), in_doubt, 0));
     }
     let write_stream = batch.write_stream.as_deref().ok_or(BackfillError::MissingWriteStream)?;
     let sent = || {
@@ -211,13 +237,27 @@ async fn resolve(ctx: &Ctx<'_>, batch: &SpilledBatch) -> Result<(Vec<Fate>, u64)
         // The Lambda never appends to a stream again once it spilled appends
         // in doubt on it, so finalizing it here takes nothing from it; on an
         // already finalized stream it returns the same row count.
-        let end = ctx.deps.client.finalize_write_stream(stream).await?;
-        ends.insert(stream.to_string(), end);
+        match ctx.deps.client.finalize_write_stream(stream).await {
+            Ok(end) => {
+                ends.insert(stream.to_string(), end);
+            }
+            // Garbage-collected, or its table re-created: its end can never
+            // be learned. Replaying is the documented policy (at least once
+            // for these records, never dropped silently).
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+                tracing::warn!(key = %key, write_stream = %stream, records = in_doubt, error = %e,
+                    "the write stream of in-doubt records is lost: replaying them at least once");
+                return Ok((all(), 0, in_doubt));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok((decide(sent(), &ends)?, 0))
+    Ok((decide(sent(), &ends)?, 0, 0))
 }
 
-enum Written {
+pub(super) enum Written {
+    /// `WRITE_MODE=cdc`: every row is in through the `_default` stream.
+    Default,
     Finalized {
         stream: String,
         row_count: i64,
@@ -297,7 +337,11 @@ async fn write_pending(
 
 /// Row ranges of AppendRows requests under the run's limits, or the rows
 /// (indexes into `rows`) too large for any request.
-fn cut(ctx: &Ctx<'_>, encoder: &Encoder, rows: &[Bytes]) -> Result<Vec<Range<usize>>, Vec<usize>> {
+pub(super) fn cut(
+    ctx: &Ctx<'_>,
+    encoder: &Encoder,
+    rows: &[Bytes],
+) -> Result<Vec<Range<usize>>, Vec<usize>> {
     let limits = ctx.deps.limits;
     // `cut` counts row bytes only; the envelope and the first request's
     // writer schema come on top of them.
@@ -367,7 +411,7 @@ pub async fn remove(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> 
 /// The writer schema of the Appender's first request. Proto rows travel
 /// with the descriptor's raw bytes, so the `column_name` option of columns
 /// whose names are not proto identifiers survives.
-fn writer_schema(encoder: &Encoder) -> bigquery::WriterSchema {
+pub(super) fn writer_schema(encoder: &Encoder) -> bigquery::WriterSchema {
     match encoder.writer_schema() {
         WriterSchema::Proto(_) => {
             bigquery::WriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())

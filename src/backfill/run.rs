@@ -9,6 +9,7 @@ use super::replay::{remove, replay};
 use super::summary::{ObjectReport, ObjectStatus, Summary};
 use crate::batch::BatchLimits;
 use crate::bigquery::{AppenderOptions, WriteClient};
+use crate::cdc::CdcSettings;
 use crate::delivery::store::StateStore;
 use crate::dlq::DeadLetterSink;
 use crate::rows::{Encoder, EncoderOptions};
@@ -34,6 +35,9 @@ pub struct BackfillDeps {
     /// Must match the Lambda's `ROW_FORMAT` / `UNKNOWN_FIELDS`, so a record
     /// is judged the same way on replay.
     pub encoder: EncoderOptions,
+    /// `WRITE_MODE=cdc`: rows are changes with these settings, written to
+    /// the `_default` stream with their original sequence numbers.
+    pub cdc: Option<CdcSettings>,
     /// AppendRows request bounds (`BATCH_MAX_BYTES`, `BATCH_MAX_ROWS`); the
     /// window is not used.
     pub limits: BatchLimits,
@@ -57,7 +61,11 @@ impl Ctx<'_> {
             return Ok(Arc::clone(encoder));
         }
         let schema = self.deps.client.table_schema(table).await?;
-        let encoder = Arc::new(Encoder::new(&schema, self.deps.encoder)?);
+        let mut encoder = Encoder::new(&schema, self.deps.encoder)?;
+        if let Some(cdc) = &self.deps.cdc {
+            encoder = encoder.with_cdc(cdc.clone())?;
+        }
+        let encoder = Arc::new(encoder);
         encoders.insert(table.clone(), Arc::clone(&encoder));
         Ok(encoder)
     }
@@ -151,6 +159,7 @@ async fn orphan(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> ObjectRe
         rows: 0,
         already_in_table: 0,
         in_doubt: 0,
+        at_least_once: 0,
         dead_lettered: 0,
         error: None,
     };

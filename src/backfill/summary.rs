@@ -34,6 +34,10 @@ pub struct ObjectReport {
     pub already_in_table: u64,
     /// In-doubt records whose stream end a dry run did not learn.
     pub in_doubt: u64,
+    /// In-doubt records of a write stream the service lost: replayed without
+    /// knowing whether an earlier append wrote them (at least once).
+    #[serde(default)]
+    pub at_least_once: u64,
     /// Records sent to the dead-letter queue (or that would be).
     pub dead_lettered: u64,
     /// Why the object was left behind.
@@ -50,6 +54,7 @@ impl ObjectReport {
             rows: 0,
             already_in_table: 0,
             in_doubt: 0,
+            at_least_once: 0,
             dead_lettered: 0,
             error: Some(error),
         }
@@ -71,6 +76,7 @@ pub struct Summary {
     pub rows: u64,
     pub already_in_table: u64,
     pub in_doubt: u64,
+    pub at_least_once: u64,
     pub dead_lettered: u64,
     /// Keys of the objects left behind, with the reason.
     pub failures: Vec<(String, String)>,
@@ -93,6 +99,7 @@ impl Summary {
         self.rows += report.rows;
         self.already_in_table += report.already_in_table;
         self.in_doubt += report.in_doubt;
+        self.at_least_once += report.at_least_once;
         self.dead_lettered += report.dead_lettered;
     }
 
@@ -107,7 +114,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let title = if self.dry_run { "backfill (dry run)" } else { "backfill" };
         writeln!(f, "{title}")?;
-        let rows: [(&str, u64); 11] = [
+        let rows: [(&str, u64); 12] = [
             ("objects", self.objects),
             ("  replayed", self.replayed),
             ("  already committed", self.already_committed),
@@ -118,6 +125,7 @@ impl fmt::Display for Summary {
             ("  rows committed", self.rows),
             ("  already in table", self.already_in_table),
             ("  in doubt (dry run)", self.in_doubt),
+            ("  at least once (lost)", self.at_least_once),
             ("  dead-lettered", self.dead_lettered),
         ];
         for (label, value) in rows {
@@ -142,6 +150,7 @@ mod tests {
             rows: records,
             already_in_table: 0,
             in_doubt: 0,
+            at_least_once: 0,
             dead_lettered: 0,
             error: None,
         }

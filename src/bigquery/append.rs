@@ -9,11 +9,11 @@ use crate::pb::storage::RowError as PbRowError;
 use crate::pb::storage::append_rows_request::Rows;
 
 use super::error::AppendError;
-use super::retry::RetryPolicy;
 use super::wire::{
     PreparedRows, WireAppendRowsRequest, WireArrowData, WireProtoData, WireProtoSchema, WireRows,
     WriterSchema,
 };
+use crate::retry::RetryPolicy;
 
 /// One AppendRows request, before the connection decides whether it is the first
 /// (which carries `write_stream` and the writer schema).

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -23,7 +24,7 @@ use crate::table::TableName;
 
 use super::auth::{Auth, AuthMode};
 use super::error::{ClientError, RpcError, ServerStatus};
-use super::retry::{Decision, RetryPolicy};
+use crate::retry::{Attempts, Decision, RetryPolicy};
 
 /// The production endpoint (fact sheet §1.1).
 pub const DEFAULT_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
@@ -230,7 +231,10 @@ impl WriteClient {
         F: Fn(BigQueryWriteClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let mut attempt = 0u32;
+        let mut attempts = Attempts::default();
+        // Every attempt is bounded by `rpc_timeout`; the retries by the
+        // policy's budget (and, within an invocation, by its first failure).
+        let deadline = Instant::now() + self.retry.budget.saturating_add(self.rpc_timeout);
         loop {
             let mut req = tonic::Request::new(request.clone());
             req.set_timeout(self.rpc_timeout);
@@ -254,10 +258,9 @@ impl WriteClient {
                     }
                 }
             };
-            attempt += 1;
-            match self.retry.decide(&err, attempt, Duration::MAX) {
+            match self.retry.decide(&err, &mut attempts, deadline) {
                 Decision::RetryAfter(delay) => {
-                    tracing::warn!(method, attempt, ?delay, error = %err, "retrying");
+                    tracing::warn!(method, attempt = attempts.count, ?delay, error = %err, "retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Decision::GiveUp => return Err(err),

@@ -3,7 +3,7 @@
 //! Every failure the service can produce ends up here as a [`ServerStatus`]
 //! (gRPC code, message, and the `StorageError` packed in `Status.details`),
 //! and [`classify`] decides once, in one table, whether it is worth another
-//! attempt. The retry policy ([`super::retry`]) and the append pipeline act on
+//! attempt. The retry policy ([`crate::retry`]) and the append pipeline act on
 //! that class only; nothing else matches on codes or message text.
 
 use prost::Message;
@@ -75,18 +75,7 @@ fn storage_error(status: &rpc::Status) -> Option<StorageError> {
         .and_then(|any| StorageError::decode(any.value.as_slice()).ok())
 }
 
-/// What a failure means for the next attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// Worth another attempt after the normal backoff.
-    Transient,
-    /// Worth another attempt, after a longer backoff: the service is shedding load.
-    Throttled,
-    /// The rows at this offset are already in the stream: success for an offset append.
-    AlreadyWritten,
-    /// Another attempt gives the same answer.
-    Permanent,
-}
+pub use crate::retry::{Class, Classify};
 
 /// Where a status was seen: the same code means different things in each place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,11 +145,6 @@ pub fn classify(status: &ServerStatus, scope: Scope) -> Class {
         // Credentials rejected: fix the configuration.
         Code::Unauthenticated => Class::Permanent,
     }
-}
-
-/// Anything the retry policy can judge.
-pub trait Classify {
-    fn class(&self) -> Class;
 }
 
 /// Why opening the client failed; nothing has been sent yet.

@@ -12,9 +12,10 @@ mod auth;
 mod client;
 mod error;
 mod pipeline;
-mod retry;
+mod tables;
 mod wire;
 
+pub use crate::retry::{Attempts, Decision, RetryPolicy};
 pub use append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows};
 pub use auth::{AuthError, AuthMode};
 pub use client::{ClientConfig, CommitOutcome, DEFAULT_ENDPOINT, WriteClient};
@@ -22,7 +23,7 @@ pub use error::{
     AppendError, Class, Classify, ClientError, RpcError, Scope, ServerStatus, classify,
 };
 pub use pipeline::Appender;
-pub use retry::{Decision, RetryPolicy};
+pub use tables::{DEFAULT_REST_ENDPOINT, TableResource, TablesClient, TablesError};
 pub use wire::WriterSchema;
 
 /// Re-exported so callers name stream kinds and views without digging into `pb`.

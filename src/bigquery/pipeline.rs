@@ -29,8 +29,8 @@ use crate::pb::storage::{AppendRowsResponse, TableSchema};
 use super::append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, wire_request};
 use super::client::{MAX_RESPONSE_BYTES, WriteClient};
 use super::error::{AppendError, Class, Classify, ServerStatus};
-use super::retry::Decision;
 use super::wire::{self, PreparedRows, WireAppendRowsRequest, WriterSchema};
+use crate::retry::{Attempts, Decision};
 
 /// Reconnects that cost no retry attempt: an idle close, or a connection found
 /// closed with nothing in flight (fact sheet §2.8: "do not count this close").
@@ -85,7 +85,7 @@ struct Run {
     /// The first request that did not succeed: nothing after it is sent.
     stop: Option<usize>,
     /// Failed attempts in a row (reset by every success).
-    attempt: u32,
+    attempts: Attempts,
     free_reconnects: u32,
 }
 
@@ -195,7 +195,7 @@ impl Appender {
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             stop: None,
-            attempt: 0,
+            attempts: Attempts::default(),
             free_reconnects: 0,
         };
         self.drop_if_closed();
@@ -372,11 +372,9 @@ impl Appender {
             run.rewind();
             return Flow::Continue;
         }
-        run.attempt += 1;
-        let time_left = deadline.saturating_duration_since(Instant::now());
-        match self.options.retry.decide(&err, run.attempt, time_left) {
+        match self.options.retry.decide(&err, &mut run.attempts, deadline) {
             Decision::RetryAfter(delay) => {
-                tracing::warn!(write_stream = %self.write_stream, attempt = run.attempt,
+                tracing::warn!(write_stream = %self.write_stream, attempt = run.attempts.count,
                     ?delay, error = %err, "AppendRows connection lost; resending in-flight requests");
                 run.rewind();
                 tokio::time::sleep(delay).await;
@@ -422,7 +420,7 @@ impl Appender {
         run.inflight_bytes = run.inflight_bytes.saturating_sub(request.bytes);
         let status = match response.response {
             Some(Response::AppendResult(result)) => {
-                run.attempt = 0;
+                run.attempts.reset();
                 run.settle(i, AppendOutcome::Appended { offset: result.offset });
                 return Flow::Continue;
             }
@@ -451,7 +449,7 @@ impl Appender {
         let err = AppendError::Rejected(status);
         let class = err.class();
         if class == Class::AlreadyWritten && request.offset.is_some() {
-            run.attempt = 0;
+            run.attempts.reset();
             run.settle(i, AppendOutcome::AlreadyExists);
             return Flow::Continue;
         }
@@ -459,11 +457,9 @@ impl Appender {
             run.settle(i, AppendOutcome::Failed(err));
             return Flow::Continue;
         }
-        run.attempt += 1;
-        let time_left = deadline.saturating_duration_since(Instant::now());
-        match self.options.retry.decide(&err, run.attempt, time_left) {
+        match self.options.retry.decide(&err, &mut run.attempts, deadline) {
             Decision::RetryAfter(delay) => {
-                tracing::warn!(write_stream = %self.write_stream, attempt = run.attempt,
+                tracing::warn!(write_stream = %self.write_stream, attempt = run.attempts.count,
                     ?delay, error = %err, "append failed; resending from it");
                 // Later in-flight requests will be ABORTED on this connection (§2.2):
                 // close it and resend them all, in order, on a new one.

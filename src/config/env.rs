@@ -7,6 +7,7 @@
 use super::error::ConfigError;
 use super::log_filter::LogFilter;
 use super::read::Reader;
+use crate::cdc::CdcSettings;
 use crate::delivery::WriteMode;
 use crate::rows::{RowFormat, UnknownFields};
 use crate::sink_url::SinkUrl;
@@ -33,11 +34,17 @@ pub struct Config {
     /// `BIGQUERY_ENDPOINT`: `https://...` (TLS + Google auth) or
     /// `http://host:port` (plain, no auth: the emulator).
     pub endpoint: String,
-    /// `WRITE_MODE`: `exactly_once` (default) or `at_least_once`.
+    /// `BIGQUERY_REST_ENDPOINT`: the BigQuery REST API (`tables.get/patch`),
+    /// used by `UNKNOWN_FIELDS=add`; `https://bigquery.googleapis.com` by default.
+    pub rest_endpoint: String,
+    /// `WRITE_MODE`: `exactly_once` (default), `at_least_once` or `cdc`.
     pub write_mode: WriteMode,
+    /// `CDC_CHANGE_TYPE_FIELD`, `CDC_SEQUENCE_FIELD` (used with
+    /// `WRITE_MODE=cdc` only).
+    pub cdc: CdcSettings,
     /// `ROW_FORMAT`: `proto` (default) or `arrow`.
     pub row_format: RowFormat,
-    /// `UNKNOWN_FIELDS`: `reject` (default, to the DLQ) or `ignore`.
+    /// `UNKNOWN_FIELDS`: `reject` (default, to the DLQ), `ignore` or `add`.
     pub unknown_fields: UnknownFields,
     /// `BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`, `BATCH_WINDOW_MS`.
     pub batch: BatchSettings,
@@ -93,14 +100,16 @@ impl Config {
         );
         let endpoint = r.or_default("BIGQUERY_ENDPOINT", DEFAULT_ENDPOINT.into(), parse_endpoint);
         let write_mode = r.or_default("WRITE_MODE", WriteMode::default(), |s| {
-            s.parse().map_err(|_| "one of exactly_once, at_least_once".to_string())
+            s.parse().map_err(|_| "one of exactly_once, at_least_once, cdc".to_string())
         });
+        let cdc = read_cdc(&mut r);
         let row_format = r.or_default("ROW_FORMAT", RowFormat::default(), |s| {
             s.parse().map_err(|_| "one of proto, arrow".to_string())
         });
         let unknown_fields = r.or_default("UNKNOWN_FIELDS", UnknownFields::default(), |s| {
-            s.parse().map_err(|_| "one of reject, ignore".to_string())
+            s.parse().map_err(|_| "one of reject, ignore, add".to_string())
         });
+        let rest_endpoint = r.optional("BIGQUERY_REST_ENDPOINT", parse_endpoint);
         // No per-request row limit is documented; a million keeps one
         // request's bookkeeping bounded.
         let max_rows =
@@ -133,6 +142,25 @@ impl Config {
                 "STATE_URL",
                 None,
                 "s3://BUCKET/PREFIX or file:///DIR (required with WRITE_MODE=exactly_once)",
+            );
+        }
+        // The emulator serves REST on a port of its own: no default to guess.
+        if let (Some(UnknownFields::Add), Some(e), Some(None)) =
+            (unknown_fields, &endpoint, &rest_endpoint)
+            && e.starts_with("http://")
+        {
+            r.problem(
+                "BIGQUERY_REST_ENDPOINT",
+                None,
+                "http://HOST:PORT of the emulator's REST API (required with UNKNOWN_FIELDS=add \
+                 and a plain-http BIGQUERY_ENDPOINT)",
+            );
+        }
+        if let (Some(WriteMode::Cdc), Some(RowFormat::Arrow)) = (write_mode, row_format) {
+            r.problem(
+                "ROW_FORMAT",
+                Some("arrow"),
+                "proto with WRITE_MODE=cdc (BigQuery applies changes from proto rows only)",
             );
         }
         if let (Some(batch), Some(inflight)) = (max_bytes, inflight_bytes)
@@ -187,8 +215,12 @@ impl Config {
         };
         Ok(Self {
             table,
+            rest_endpoint: rest_endpoint
+                .flatten()
+                .unwrap_or_else(|| crate::bigquery::DEFAULT_REST_ENDPOINT.to_string()),
             endpoint,
             write_mode,
+            cdc: cdc.unwrap_or_default(),
             row_format,
             unknown_fields,
             batch: BatchSettings {
@@ -206,6 +238,17 @@ impl Config {
             log_filter,
         })
     }
+}
+
+/// `CDC_CHANGE_TYPE_FIELD` and `CDC_SEQUENCE_FIELD`: dotted field paths
+/// (`op`, `metadata.operation`); `None` when either is invalid.
+fn read_cdc<F: Fn(&str) -> Option<String>>(r: &mut Reader<F>) -> Option<CdcSettings> {
+    let expected = |s: &str| {
+        s.parse().map_err(|e: String| format!("a field name or dotted path such as op ({e})"))
+    };
+    let change_type_field = r.optional("CDC_CHANGE_TYPE_FIELD", expected);
+    let sequence_field = r.optional("CDC_SEQUENCE_FIELD", expected);
+    Some(CdcSettings { change_type_field: change_type_field?, sequence_field: sequence_field? })
 }
 
 /// Every bound above fits in 32 bits, so this never saturates in practice.

@@ -4,6 +4,8 @@
 //! `&Config` or the part it needs. Every problem is reported at once, each
 //! naming its variable and the values it accepts.
 
+#[cfg(test)]
+mod cdc_tests;
 mod env;
 mod error;
 mod log_filter;

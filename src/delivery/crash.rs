@@ -23,6 +23,11 @@ pub enum Boundary {
     AfterCreateStream,
     BeforeSpill,
     AfterSpill,
+    /// `UNKNOWN_FIELDS=add` (src/evolve/step.rs): before the `tables.patch`,
+    /// after it, and once the writers see the new columns.
+    BeforeSchemaPatch,
+    AfterSchemaPatch,
+    AfterSchemaVisible,
 }
 
 /// The invocation was stopped at a crash point.
@@ -38,6 +43,8 @@ pub struct Crash {
 #[derive(Debug, Default)]
 pub struct CrashPoints {
     at: Option<usize>,
+    /// Crash at the first pass of this boundary instead of at an index.
+    on: Option<Boundary>,
     seen: AtomicUsize,
     log: Mutex<Vec<Boundary>>,
 }
@@ -46,6 +53,11 @@ impl CrashPoints {
     /// Crash at the `at`-th boundary from now.
     pub fn at(at: usize) -> Self {
         Self { at: Some(at), ..Self::default() }
+    }
+
+    /// Crash the first time `boundary` is passed (whatever comes before it).
+    pub fn on(boundary: Boundary) -> Self {
+        Self { on: Some(boundary), ..Self::default() }
     }
 
     /// Never crash; only count (to learn how many boundaries a run has).
@@ -71,7 +83,9 @@ impl CrashPoints {
         if let Ok(mut log) = self.log.lock() {
             log.push(boundary);
         }
-        if self.at == Some(index) { Err(Crash { index, boundary }) } else { Ok(()) }
+        let first_on =
+            self.on == Some(boundary) && self.log().iter().filter(|b| **b == boundary).count() == 1;
+        if self.at == Some(index) || first_on { Err(Crash { index, boundary }) } else { Ok(()) }
     }
 }
 

@@ -43,7 +43,12 @@ impl EncoderCell {
     /// # Errors
     /// The schema cannot be encoded for; the old encoder stays.
     pub fn replace(&self, schema: &TableSchema) -> Result<Arc<Encoder>, SchemaError> {
-        let fresh = Arc::new(Encoder::new(schema, self.options)?);
+        let mut fresh = Encoder::new(schema, self.options)?;
+        // A CDC encoder stays one: the new schema gets the pseudo-columns too.
+        if let Some(cdc) = self.snapshot().cdc() {
+            fresh = fresh.with_cdc(cdc.clone())?;
+        }
+        let fresh = Arc::new(fresh);
         match self.current.write() {
             Ok(mut e) => *e = Arc::clone(&fresh),
             Err(poisoned) => *poisoned.into_inner() = Arc::clone(&fresh),
@@ -79,8 +84,11 @@ pub struct DeliveryDeps {
     /// exceeds `max_bytes` is dead-lettered as too large.
     pub limits: BatchLimits,
     pub appender: AppenderOptions,
-    /// Time kept before the invocation deadline for what follows a failed
-    /// append: finalize, spill, the state commit.
+    /// Time kept before the `deadline` given to `deliver` for what follows
+    /// a failed append (finalize, spill, the state commit). Zero: the
+    /// handler's working deadline already keeps `DEADLINE_MARGIN_MS` before
+    /// Lambda's, and no other reserve hides here; tests with short
+    /// deadlines set their own.
     pub spill_reserve: Duration,
     /// Append/resolve rounds per invocation before the rest is spilled: each
     /// round removes at least one record or rotates once, so this bounds a
@@ -88,6 +96,8 @@ pub struct DeliveryDeps {
     pub max_rounds: usize,
     /// Test hook; `None` in production.
     pub crash: Option<Arc<CrashPoints>>,
+    /// `UNKNOWN_FIELDS=add`: the schema step run before each shard batch.
+    pub evolve: Option<Arc<crate::evolve::Evolver>>,
     /// One appender (one AppendRows connection) per write stream, kept warm
     /// across invocations of this container.
     appenders: tokio::sync::Mutex<HashMap<String, Appender>>,
@@ -111,9 +121,10 @@ impl DeliveryDeps {
             mode,
             limits: BatchLimits::default(),
             appender: AppenderOptions::default(),
-            spill_reserve: Duration::from_secs(2),
+            spill_reserve: Duration::ZERO,
             max_rounds: 64,
             crash: None,
+            evolve: None,
             appenders: tokio::sync::Mutex::new(HashMap::new()),
         }
     }

@@ -42,6 +42,11 @@ pub enum WriteMode {
     ExactlyOnce,
     /// The `_default` stream, no state; a retry may duplicate rows.
     AtLeastOnce,
+    /// Change data capture: the `_default` stream, each row an `UPSERT` or
+    /// `DELETE` of its primary key with a sequence number derived from the
+    /// record ([`crate::cdc`]); a retry writes the same change again, which
+    /// leaves the table as it was.
+    Cdc,
 }
 
 impl FromStr for WriteMode {
@@ -50,7 +55,8 @@ impl FromStr for WriteMode {
         match s.to_ascii_lowercase().as_str() {
             "exactly_once" => Ok(Self::ExactlyOnce),
             "at_least_once" => Ok(Self::AtLeastOnce),
-            _ => Err(format!("{s:?} is not one of: exactly_once, at_least_once")),
+            "cdc" => Ok(Self::Cdc),
+            _ => Err(format!("{s:?} is not one of: exactly_once, at_least_once, cdc")),
         }
     }
 }
@@ -65,7 +71,8 @@ pub struct ShardBatch<'a> {
 
 /// Delivers one shard's batch under `deps.mode`. Never fails as a whole: the
 /// outcome says, per record, whether it landed; the handler reports the first
-/// record that did not.
+/// record that did not. Every client it calls shares one retry budget
+/// (`RETRY_BUDGET_MS`, from the first failure; [`crate::retry`]).
 pub async fn deliver(
     batch: ShardBatch<'_>,
     deps: &DeliveryDeps,
@@ -74,12 +81,30 @@ pub async fn deliver(
     use tracing::Instrument;
     let span =
         tracing::info_span!("shard", shard_id = batch.shard_id, records = batch.records.len());
-    async {
+    crate::retry::within_invocation(deps.appender.retry.budget, async {
+        if let Some(evolver) = &deps.evolve
+            && let Err(e) = evolver.prepare(&batch, deps, deadline).await
+        {
+            tracing::warn!(error = %e, "schema step failed; the batch goes back to Kinesis");
+            let why = match e {
+                crate::evolve::EvolveError::Crashed(c) => GaveBack::Crashed(c),
+                other => GaveBack::SchemaPending(other.to_string()),
+            };
+            return ShardOutcome {
+                records: vec![RecordOutcome::NotLanded; batch.records.len()],
+                gave_back: Some(why),
+                stats: DeliveryStats::default(),
+            };
+        }
         match deps.mode {
             WriteMode::ExactlyOnce => exactly_once::deliver(&batch, deps, deadline).await,
-            WriteMode::AtLeastOnce => at_least_once::deliver(&batch, deps, deadline).await,
+            // CDC rows differ only in their encoder (it adds the change
+            // pseudo-columns); they travel the at-least-once `_default` path.
+            WriteMode::AtLeastOnce | WriteMode::Cdc => {
+                at_least_once::deliver(&batch, deps, deadline).await
+            }
         }
-    }
+    })
     .instrument(span)
     .await
 }

@@ -43,6 +43,9 @@ pub enum GaveBack {
     CorruptState(String),
     /// A test crash point stopped the invocation (never in production).
     Crashed(String),
+    /// `UNKNOWN_FIELDS=add`: records need columns the writers do not see
+    /// yet (or adding them failed); Kinesis retries the batch.
+    SchemaPending(String),
 }
 
 /// The result of [`deliver`](super::deliver) for one shard.
@@ -65,6 +68,15 @@ pub struct DeliveryStats {
     pub state_writes: usize,
     pub rotations: usize,
     pub finalizes: usize,
+    /// State writes that only claimed the stream's tail before the first
+    /// append (the price of invariant 7 on the common path).
+    pub claims: usize,
+    /// Rows found in the stream from a batch the event source mapping
+    /// discarded (they stay in the table; logged with their range).
+    pub discarded_landed: usize,
+    /// Records spilled because their appends were in doubt on a stream the
+    /// service lost: the backfill replays them at least once.
+    pub lost_in_doubt: usize,
 }
 
 impl ShardOutcome {

@@ -169,6 +169,7 @@ fn letter_for_row_error(
     let reason = match (kind, e.kind) {
         (Kind::PureBad, _) | (_, RowErrorKind::InvalidJson) => Reason::InvalidJson,
         (_, RowErrorKind::UnknownField) => Reason::UnknownField,
+        (_, RowErrorKind::ChangeUnreadable) => Reason::ChangeUnreadable,
         _ => Reason::SchemaMismatch,
     };
     let letter = DeadLetter::new(record, table, reason, e.to_string());

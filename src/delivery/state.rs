@@ -16,8 +16,9 @@ use crate::table::TableName;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON layout below; a reader refuses a newer one rather than
-/// guess at fields it does not know.
-pub const STATE_FORMAT: u32 = 1;
+/// guess at fields it does not know. Format 2 added [`Claim`]; a format-1
+/// object reads as [`Claim::Unknown`].
+pub const STATE_FORMAT: u32 = 2;
 
 /// What the protocol remembers for one shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,35 @@ pub struct ShardState {
     /// is listed here, and removes it from the list (CAS) once replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spills: Vec<String>,
+    /// Who may have put rows in `write_stream` at or after `next_offset`
+    /// (DESIGN.md, invariant 7): persisted before an invocation's first
+    /// append, so a later invocation whose batch starts elsewhere (the event
+    /// source mapping discarded a batch) never reads those rows as its own.
+    #[serde(default = "Claim::unknown")]
+    pub claim: Claim,
+}
+
+/// What may be in the write stream at or after `next_offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Claim {
+    /// Nothing, and no writer can still put anything there: every earlier
+    /// writer committed with all its rows below `next_offset`, or its stream
+    /// was fenced (finalized) and left.
+    Clean,
+    /// Rows there, if any, are the mapping that starts with this record at
+    /// `next_offset`; the invocation that claimed it may have died with
+    /// requests still in flight.
+    From(Position),
+    /// Written by a build before claims existed: treated as a claim of the
+    /// record right after `last_position` (what that build assumed).
+    Unknown,
+}
+
+impl Claim {
+    fn unknown() -> Self {
+        Self::Unknown
+    }
 }
 
 /// Exclusions that change the record → offset mapping, persisted before any
@@ -108,6 +138,7 @@ impl ShardState {
             intent: None,
             stream_end: None,
             spills: Vec::new(),
+            claim: Claim::Clean,
         }
     }
 
@@ -130,8 +161,10 @@ impl ShardState {
         if probe.format > STATE_FORMAT {
             return Err(StateError::NewerFormat { found: probe.format });
         }
-        let state: Self = serde_json::from_slice(bytes).map_err(StateError::Decode)?;
+        let mut state: Self = serde_json::from_slice(bytes).map_err(StateError::Decode)?;
         state.check()?;
+        // Written back in this build's layout.
+        state.format = STATE_FORMAT;
         Ok(state)
     }
 
@@ -214,16 +247,20 @@ mod tests {
         });
         s.stream_end = Some(9);
         s.spills = vec!["t/s/shard/1_0-2_0.ndjson.zst".into()];
+        s.claim = Claim::From(pos("101", 0));
         let back = ShardState::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
+        // A format-1 object knows no claim.
+        let old = br#"{"format":1,"write_stream":"s","next_offset":3,"last_position":null}"#;
+        assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::Unknown);
         assert_eq!(back.excluded(&pos("101", 0)).unwrap().message, "bad");
         assert!(back.excluded(&pos("101", 1)).is_none());
     }
 
     #[test]
     fn refuses_newer_format_and_bad_values() {
-        let newer = br#"{"format":2,"write_stream":"s","next_offset":0,"last_position":null}"#;
-        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 2 })));
+        let newer = br#"{"format":3,"write_stream":"s","next_offset":0,"last_position":null}"#;
+        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 3 })));
         let negative = br#"{"format":1,"write_stream":"s","next_offset":-1,"last_position":null}"#;
         assert!(matches!(ShardState::from_json(negative), Err(StateError::Invalid(_))));
         assert!(matches!(ShardState::from_json(b"nope"), Err(StateError::Decode(_))));

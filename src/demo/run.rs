@@ -163,6 +163,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         spill,
         dlq: Some(Arc::new(FileDeadLetter::new(dir.join("dead-letters.ndjson")))),
         encoder: EncoderOptions { format: args.format, unknown_fields: config.unknown_fields },
+        cdc: None,
         limits: BatchLimits {
             max_rows: config.batch.max_rows,
             max_bytes: config.batch.max_bytes,

@@ -39,6 +39,9 @@ pub enum Reason {
     RowTooLarge,
     /// BigQuery answered the append with a `row_errors` entry for this row.
     RejectedByBigquery,
+    /// `WRITE_MODE=cdc`: the record's change type or sequence number cannot
+    /// be read (`CDC_CHANGE_TYPE_FIELD`, `CDC_SEQUENCE_FIELD`).
+    ChangeUnreadable,
 }
 
 /// One dead-lettered record.

@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt as _;
@@ -15,6 +14,7 @@ use md5::{Digest as _, Md5};
 use tokio::sync::OnceCell;
 
 use super::{DeadLetter, DeadLetterSink, DlqError, LetterError, Payload};
+use crate::retry::{Attempts, Class, Classify, Decision, RetryPolicy};
 use crate::sink_url::{join_key, segment};
 
 /// SendMessageBatch takes at most 10 entries (SQS API reference).
@@ -26,9 +26,6 @@ pub const MAX_BATCH_BYTES: usize = 1_048_576;
 /// `sqs:GetQueueAttributes` permission): the historical default, which every
 /// queue created with defaults accepts.
 pub const FALLBACK_MESSAGE_BYTES: usize = 262_144;
-/// Entries SQS refused with `SenderFault=false` are its own trouble
-/// (throttling, internal error): worth this many attempts in all.
-const ENTRY_ATTEMPTS: u32 = 3;
 /// SendMessageBatch calls in flight at once for one `send`.
 const CONCURRENT_CALLS: usize = 4;
 
@@ -88,7 +85,9 @@ pub struct SqsDeadLetter {
     fifo: bool,
     payloads: Option<PayloadStore>,
     max_message_bytes: OnceCell<usize>,
-    retry_delay: Duration,
+    /// Entries SQS refused with `SenderFault=false` are its own trouble
+    /// (throttling, internal error): retried under the crate's one policy.
+    retry: RetryPolicy,
 }
 
 impl SqsDeadLetter {
@@ -104,8 +103,13 @@ impl SqsDeadLetter {
             fifo,
             payloads,
             max_message_bytes: OnceCell::new(),
-            retry_delay: Duration::from_millis(50),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Retries refused entries under `retry` instead of the default policy.
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Self { retry, ..self }
     }
 
     /// Uses `limit` as the message size limit instead of asking the queue.
@@ -197,7 +201,9 @@ impl SqsDeadLetter {
         mut pending: Vec<(usize, String)>,
     ) -> Vec<(usize, LetterError)> {
         let mut failures = Vec::new();
-        for attempt in 1..=ENTRY_ATTEMPTS {
+        let mut attempts = Attempts::default();
+        let deadline = tokio::time::Instant::now() + self.retry.budget;
+        loop {
             let mut entries = Vec::with_capacity(pending.len());
             for (index, body) in &pending {
                 let Some(letter) = letters.get(*index) else { continue };
@@ -244,19 +250,33 @@ impl SqsDeadLetter {
                         sender_fault: false,
                     },
                 };
-                if error.is_transient() && attempt < ENTRY_ATTEMPTS {
-                    retry.push((index, body));
+                if error.is_transient() {
+                    retry.push((index, body, error));
                 } else {
                     failures.push((index, error));
                 }
             }
-            if retry.is_empty() {
-                break;
+            let Some((_, _, first)) = retry.first() else { break };
+            match self.retry.decide(first, &mut attempts, deadline) {
+                Decision::RetryAfter(delay) => {
+                    pending = retry.into_iter().map(|(i, body, _)| (i, body)).collect();
+                    tokio::time::sleep(delay).await;
+                }
+                Decision::GiveUp => {
+                    failures.extend(retry.into_iter().map(|(i, _, e)| (i, e)));
+                    break;
+                }
             }
-            pending = retry;
-            tokio::time::sleep(self.retry_delay * 2u32.saturating_pow(attempt - 1)).await;
         }
         failures
+    }
+}
+
+/// SQS's own trouble (`SenderFault=false`: throttling, an internal error)
+/// is worth another attempt; a fault of ours is not.
+impl Classify for LetterError {
+    fn class(&self) -> Class {
+        if self.is_transient() { Class::Transient } else { Class::Permanent }
     }
 }
 

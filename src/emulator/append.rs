@@ -17,7 +17,9 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::{Code, Status, Streaming};
 
+use super::activity::ActivityLog;
 use super::arrow_rows::{self, ArrowWriter};
+use super::cdc::{self, PseudoFields};
 use super::defaults;
 use super::errors::Failure;
 use super::faults::{Faults, Verdict};
@@ -28,7 +30,7 @@ use super::stored::{ProtoBatch, StoredRow};
 use crate::pb::storage::append_rows_request::ArrowData;
 use crate::pb::storage::append_rows_response::{AppendResult, Response};
 use crate::pb::storage::row_error::RowErrorCode;
-use crate::pb::storage::{AppendRowsResponse, ProtoRows, RowError};
+use crate::pb::storage::{AppendRowsResponse, ProtoRows, RowError, TableSchema};
 
 /// `AppendRowsRequest` as received: the same field numbers as the public
 /// proto, but the writer's `DescriptorProto` kept as raw bytes so its field
@@ -89,11 +91,14 @@ pub struct Connection {
     pub store: Store,
     pub faults: Faults,
     pub limits: Arc<Limits>,
+    activity: ActivityLog,
     pub id: u64,
     /// The `x-goog-request-params` header of the call, if any.
     pub routing: Option<String>,
     target: Option<Target>,
     writer: Option<Writer>,
+    /// Where the proto writer schema put the CDC pseudo-columns, if it has them.
+    cdc: Option<PseudoFields>,
     schema_version: u64,
     /// `default_missing_value_interpretation` is sticky on the connection (§2.7).
     default_missing: i32,
@@ -106,6 +111,7 @@ impl Connection {
         store: Store,
         faults: Faults,
         limits: Arc<Limits>,
+        activity: ActivityLog,
         id: u64,
         routing: Option<String>,
     ) -> Self {
@@ -113,10 +119,12 @@ impl Connection {
             store,
             faults,
             limits,
+            activity,
             id,
             routing,
             target: None,
             writer: None,
+            cdc: None,
             schema_version: 0,
             default_missing: 0,
         }
@@ -152,6 +160,8 @@ impl Connection {
                 Ok(Some(Ok(req))) => req,
             };
             let step = self.handle(req).await;
+            // Counted before the answer goes out, so a client that has it sees the count.
+            self.activity.record(|a| a.append_requests += 1);
             let (resp, failed) = match step {
                 Step::Respond(r) => (r, false),
                 Step::Failed(r) => (r, true),
@@ -216,6 +226,9 @@ impl Connection {
         if let Err(status) = self.resolve_target(&req) {
             return Step::Close(status);
         }
+        if matches!(verdict, Verdict::Fail { .. }) {
+            self.activity.record(|a| a.refused += 1);
+        }
         let write_then_drop = match verdict {
             Verdict::Fail { code, message, in_band: false } => {
                 return Step::Close(Status::new(code, message));
@@ -225,6 +238,15 @@ impl Connection {
             }
             Verdict::WriteThenDrop => true,
             Verdict::Pass => false,
+            Verdict::Hold => {
+                // Taken, not applied: it lands later, after this connection is gone.
+                if let Ok((target, offset, rows, _, _)) = self.checked(req) {
+                    self.store.hold(target, offset, rows);
+                }
+                return Step::Close(Status::unavailable(
+                    "Connection reset; the request is still being processed (injected).",
+                ));
+            }
         };
         let size = req.encoded_len();
         if size > self.limits.max_request_bytes {
@@ -323,6 +345,23 @@ impl Connection {
         req: RawAppendRowsRequest,
     ) -> Result<AppendRowsResponse, (Failure, Vec<RowError>)> {
         let plain = |f: Failure| (f, Vec::new());
+        let (target, offset, rows, schema, version) = self.checked(req)?;
+        let offset = self.store.append(&target, offset, rows).map_err(plain)?;
+        let mut resp = AppendRowsResponse {
+            response: Some(Response::AppendResult(AppendResult { offset })),
+            write_stream: target.stream.clone(),
+            ..Default::default()
+        };
+        if version > self.schema_version {
+            self.schema_version = version;
+            resp.updated_schema = Some(schema);
+        }
+        Ok(resp)
+    }
+
+    /// The request's rows, checked against the table, and where they go.
+    fn checked(&mut self, req: RawAppendRowsRequest) -> Result<Checked, (Failure, Vec<RowError>)> {
+        let plain = |f: Failure| (f, Vec::new());
         let Some(target) = self.target.clone() else {
             return Err(plain(Failure::invalid("No write_stream on the connection.")));
         };
@@ -339,9 +378,11 @@ impl Connection {
         let rows = match (req.proto_rows, req.arrow_rows) {
             (Some(p), _) => {
                 if let Some(ws) = p.writer_schema {
-                    let w = proto_schema::load(&ws.proto_descriptor, columns, &target.stream)
-                        .map_err(plain)?;
+                    let (descriptor, pseudo) = self.cdc_writer(&ws.proto_descriptor, &target)?;
+                    let w =
+                        proto_schema::load(&descriptor, columns, &target.stream).map_err(plain)?;
                     self.writer = Some(Writer::Proto(Arc::new(w)));
+                    self.cdc = pseudo;
                 }
                 let Some(Writer::Proto(w)) = &self.writer else {
                     return Err(plain(Failure::invalid(
@@ -349,10 +390,23 @@ impl Connection {
                     )));
                 };
                 let serialized = p.rows.map(|r| r.serialized_rows).unwrap_or_default();
-                proto_rows::check_rows(w, &serialized, columns, &fill)
-                    .map_err(|e| row_failure(e, &target.stream))?;
-                let batch =
-                    Arc::new(ProtoBatch { writer: Arc::clone(w), columns: columns.clone(), fill });
+                match self.cdc {
+                    // CDC rows keep their pseudo-columns in store (the merged
+                    // read needs them); the rest is checked as a plain row.
+                    Some(pseudo) => {
+                        let plain_rows = cdc::plain_rows(&serialized, pseudo)
+                            .map_err(|e| row_failure(e, &target.stream))?;
+                        proto_rows::check_rows(w, &plain_rows, columns, &fill)
+                    }
+                    None => proto_rows::check_rows(w, &serialized, columns, &fill),
+                }
+                .map_err(|e| row_failure(e, &target.stream))?;
+                let batch = Arc::new(ProtoBatch {
+                    writer: Arc::clone(w),
+                    columns: columns.clone(),
+                    fill,
+                    cdc: self.cdc,
+                });
                 serialized.into_iter().map(|b| StoredRow::Proto(b, Arc::clone(&batch))).collect()
             }
             (None, Some(a)) => {
@@ -376,19 +430,39 @@ impl Connection {
             }
             (None, None) => Vec::new(),
         };
-        let offset = self.store.append(&target, req.offset, rows).map_err(plain)?;
-        let mut resp = AppendRowsResponse {
-            response: Some(Response::AppendResult(AppendResult { offset })),
-            write_stream: target.stream.clone(),
-            ..Default::default()
-        };
-        if version > self.schema_version {
-            self.schema_version = version;
-            resp.updated_schema = Some(schema);
-        }
-        Ok(resp)
+        Ok((target, req.offset, rows, schema, version))
     }
 }
+
+impl Connection {
+    /// A CDC writer schema's pseudo-columns, split off (see [`cdc`]): only
+    /// on the `_default` stream of a table with a primary key.
+    fn cdc_writer(
+        &self,
+        descriptor: &[u8],
+        target: &Target,
+    ) -> Result<CdcWriter, (Failure, Vec<RowError>)> {
+        let plain =
+            |m: String| (Failure::invalid(format!("{m} Entity: {}", target.stream)), vec![]);
+        let (descriptor, pseudo) = cdc::split_descriptor(descriptor).map_err(plain)?;
+        if pseudo.is_some() && !target.is_default {
+            return Err(plain("_CHANGE_TYPE is only supported on the _default stream.".into()));
+        }
+        if pseudo.is_some() && !self.store.has_primary_key(&target.table) {
+            return Err(plain(
+                "_CHANGE_TYPE needs a table with a primary key (PRIMARY KEY ... NOT ENFORCED)."
+                    .into(),
+            ));
+        }
+        Ok((descriptor, pseudo))
+    }
+}
+
+/// A writer descriptor without its CDC pseudo-columns, and where they were.
+type CdcWriter = (Vec<u8>, Option<PseudoFields>);
+
+/// Target, offset, rows, and the table schema and version they were checked against.
+type Checked = (Target, Option<i64>, Vec<StoredRow>, TableSchema, u64);
 
 fn row_failure(errors: Vec<(usize, String)>, stream: &str) -> (Failure, Vec<RowError>) {
     let first = errors.first().map(|(_, m)| m.clone()).unwrap_or_default();

@@ -30,6 +30,10 @@ pub struct EmulatorArgs {
     /// Close AppendRows connections idle this long (the service uses 600 s).
     #[arg(long, default_value_t = 600)]
     pub idle_timeout_secs: u64,
+    /// Milliseconds a schema change (tables.patch) takes to reach AppendRows
+    /// (the service takes seconds to minutes; 0 = at once).
+    #[arg(long, default_value_t = 0)]
+    pub schema_delay_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,7 @@ impl EmulatorArgs {
             max_request_bytes: self.max_request_bytes,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             tables,
+            schema_delay: Duration::from_millis(self.schema_delay_ms),
         })
     }
 }

@@ -33,8 +33,13 @@ pub enum EmulatorError {
     },
     #[error("table {0} not found")]
     TableNotFound(String),
+    #[error("write stream {0} not found")]
+    StreamNotFound(String),
     #[error("table {0} already exists")]
     TableExists(String),
+    /// `If-Match` named an etag the table no longer has: someone changed it since.
+    #[error("table {0} changed since its etag was read")]
+    EtagMismatch(String),
     #[error("invalid table schema: {0}")]
     InvalidSchema(String),
     #[error("a stored row does not decode: {0}")]

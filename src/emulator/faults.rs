@@ -69,6 +69,32 @@ pub enum FaultSpec {
     /// Every RPC fails UNAVAILABLE until `Up`.
     Down,
     Up,
+    /// The next `times` AppendRows requests are taken but not applied and
+    /// their connection is reset; they land at `release_held`, after their
+    /// client is gone (a late append, see [`super::lifecycle`]).
+    Hold {
+        #[serde(default = "one")]
+        times: u32,
+    },
+    /// Applies every held request now.
+    ReleaseHeld,
+    /// Garbage-collects the named write stream now (NOT_FOUND from then on).
+    ExpireStream {
+        name: String,
+    },
+    /// Explicit streams idle for `secs` are garbage-collected; `null` stops it.
+    StreamIdleTtl {
+        secs: Option<u64>,
+    },
+    /// `CREATE OR REPLACE TABLE` (`projects/p/datasets/d/tables/t` or
+    /// `p.d.t`): same schema, no rows, none of the old streams.
+    RecreateTable {
+        table: String,
+    },
+    /// The table is deleted and not re-created.
+    DropTable {
+        table: String,
+    },
 }
 
 fn one() -> u32 {
@@ -111,6 +137,7 @@ pub enum Verdict {
     Pass,
     Fail { code: Code, message: String, in_band: bool },
     WriteThenDrop,
+    Hold,
 }
 
 #[derive(Default)]
@@ -140,17 +167,25 @@ impl Faults {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a rule (`Down`/`Up` switch the service state instead).
+    /// Adds a rule (`Down`/`Up` switch the service state instead). Stream
+    /// and table lifecycle rules act on the store, through
+    /// `lifecycle::apply`; here they are ignored.
     pub fn add(&self, spec: FaultSpec) {
         let mut st = self.lock();
         match &spec {
             FaultSpec::Down => st.down = true,
             FaultSpec::Up => st.down = false,
+            FaultSpec::ReleaseHeld
+            | FaultSpec::ExpireStream { .. }
+            | FaultSpec::StreamIdleTtl { .. }
+            | FaultSpec::RecreateTable { .. }
+            | FaultSpec::DropTable { .. } => {}
             _ => {
                 let left = match &spec {
                     FaultSpec::Fail { times, .. }
                     | FaultSpec::DropAfter { times, .. }
-                    | FaultSpec::WriteThenDrop { times } => *times,
+                    | FaultSpec::WriteThenDrop { times }
+                    | FaultSpec::Hold { times } => *times,
                     _ => u32::MAX,
                 };
                 let rng = match &spec {
@@ -194,6 +229,11 @@ impl Faults {
 
     pub fn write_then_drop(&self, times: u32) {
         self.add(FaultSpec::WriteThenDrop { times });
+    }
+
+    /// The next `times` AppendRows requests land only at `release_held`.
+    pub fn hold(&self, times: u32) {
+        self.add(FaultSpec::Hold { times });
     }
 
     pub fn fail_randomly(&self, method: &str, probability: f64, seed: u64, code: Code) {
@@ -274,6 +314,11 @@ impl Faults {
                 FaultSpec::WriteThenDrop { .. } if method == "AppendRows" => {
                     r.left -= 1;
                     verdict = Verdict::WriteThenDrop;
+                    break;
+                }
+                FaultSpec::Hold { .. } if method == "AppendRows" => {
+                    r.left -= 1;
+                    verdict = Verdict::Hold;
                     break;
                 }
                 FaultSpec::Random { method: m, probability, code, message, .. }

@@ -18,6 +18,7 @@ use tonic::codegen::{BoxFuture, Service};
 use tonic::server::{NamedService, StreamingService};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::activity::ActivityLog;
 use super::append::{Connection, Limits, RawAppendRowsRequest};
 use super::faults::{Faults, Verdict};
 use super::store::Store;
@@ -36,6 +37,7 @@ pub struct WriteService {
     pub faults: Faults,
     pub limits: Arc<Limits>,
     pub routing_seen: Arc<Mutex<Vec<String>>>,
+    pub(crate) activity: ActivityLog,
     pub shutdown: watch::Receiver<bool>,
     next_conn: AtomicU64,
 }
@@ -52,6 +54,7 @@ impl WriteService {
             faults,
             limits: Arc::new(limits),
             routing_seen: Arc::default(),
+            activity: ActivityLog::default(),
             shutdown,
             next_conn: AtomicU64::new(1),
         }
@@ -64,7 +67,10 @@ impl WriteService {
             tokio::time::sleep(delay).await;
         }
         match self.faults.check(method) {
-            Verdict::Fail { code, message, .. } => Err(Status::new(code, message)),
+            Verdict::Fail { code, message, .. } => {
+                self.activity.record(|a| a.refused += 1);
+                Err(Status::new(code, message))
+            }
             _ => Ok(()),
         }
     }
@@ -74,6 +80,7 @@ impl WriteService {
         req: Request<Streaming<RawAppendRowsRequest>>,
     ) -> Result<ReceiverStream<Result<AppendRowsResponse, Status>>, Status> {
         if self.faults.is_down() {
+            self.activity.record(|a| a.refused += 1);
             return Err(Status::unavailable("The service is currently unavailable."));
         }
         let routing = req
@@ -88,12 +95,19 @@ impl WriteService {
             self.store.clone(),
             self.faults.clone(),
             self.limits.clone(),
+            self.activity.clone(),
             id,
             routing,
         );
         // Bounded: a client that stops reading stalls its own connection only.
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(conn.run(req.into_inner(), tx, self.shutdown.clone()));
+        let activity = self.activity.clone();
+        let run = conn.run(req.into_inner(), tx, self.shutdown.clone());
+        tokio::spawn(async move {
+            run.await;
+            // After `run` has released the stream: a waiter may open the next connection.
+            activity.record(|a| a.connections_closed += 1);
+        });
         Ok(ReceiverStream::new(rx))
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! In-process: [`start`] with [`EmulatorConfig::default`] (ports picked by the
 //! OS), then [`Emulator::grpc_endpoint`], [`Emulator::read_rows`] (canonical
-//! JSON, see [`values`]) and [`Emulator::faults`]. As a process:
+//! JSON, see [`values`]), [`Emulator::faults`] and [`Emulator::activity`]
+//! (counters to wait on instead of sleeping). As a process:
 //! `kinesis-bigquery emulator --grpc 127.0.0.1:9060 --rest 127.0.0.1:9050
 //! [--table P.D.T=schema.json]...` ([`cli`]).
 //!
@@ -21,26 +22,38 @@
 //! `{"kind":"delay","method":"*","ms":100}`,
 //! `{"kind":"drop_after","responses":3}`, `{"kind":"write_then_drop"}`,
 //! `{"kind":"random","method":"*","probability":0.2,"seed":7,"code":14}`,
-//! `{"kind":"down"}` / `{"kind":"up"}`.
+//! `{"kind":"down"}` / `{"kind":"up"}` (every RPC fails UNAVAILABLE: an
+//! outage); stream lifecycle ([`lifecycle`]):
+//! `{"kind":"expire_stream","name":"projects/.../streams/s"}`,
+//! `{"kind":"stream_idle_ttl","secs":259200}`,
+//! `{"kind":"recreate_table","table":"p.d.t"}`, `{"kind":"drop_table","table":"p.d.t"}`,
+//! `{"kind":"hold","times":1}` then `{"kind":"release_held"}` (a request
+//! applied after its client is gone).
 
+mod activity;
 mod append;
 mod arrow_rows;
+mod cdc;
 pub mod cli;
 mod defaults;
 mod errors;
 mod faults;
 mod grpc;
+pub mod lifecycle;
 mod proto_rows;
 mod proto_schema;
 mod proto_wire;
 mod rest;
 mod row_build;
-pub mod schema_json;
+/// Table schemas in REST JSON, both ways (shared with the REST tables client).
+pub use crate::schema_json;
+mod schema_versions;
 mod server;
 mod store;
 mod stored;
 pub mod values;
 
+pub use activity::Activity;
 pub use errors::{
     EmulatorError, Failure, STORAGE_ERROR_TYPE_URL, storage_error_in, storage_error_of,
 };

@@ -1,7 +1,9 @@
 //! The REST subset of BigQuery v2 that Google's `google-cloud-bigquery`
 //! client needs to inspect tables (`tables.insert/get/patch/update/delete`,
 //! `tabledata.list`, datasets accepted implicitly), plus the emulator-only
-//! fault endpoint `/emulator/v1/faults`.
+//! fault endpoint `/emulator/v1/faults`. `tables.patch` honours `If-Match`
+//! (412 on a stale etag); a schema change reaches the Storage Write side
+//! after the configured delay (see [`super::schema_versions`]).
 //!
 //! Shapes follow the real API: resources carry `kind`, `id`, `etag`,
 //! `tableReference`; numbers that may exceed 2^53 are strings; errors are
@@ -10,7 +12,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -61,6 +63,7 @@ impl IntoResponse for ApiError {
         let status = match code {
             StatusCode::NOT_FOUND => "NOT_FOUND",
             StatusCode::CONFLICT => "ALREADY_EXISTS",
+            StatusCode::PRECONDITION_FAILED => "FAILED_PRECONDITION",
             _ => "INVALID_ARGUMENT",
         };
         let body = json!({"error": {
@@ -80,6 +83,11 @@ impl From<EmulatorError> for ApiError {
             EmulatorError::TableExists(t) => {
                 ApiError(StatusCode::CONFLICT, format!("Already Exists: Table {t}"), "duplicate")
             }
+            EmulatorError::EtagMismatch(_) => ApiError(
+                StatusCode::PRECONDITION_FAILED,
+                "Precondition check failed.".into(),
+                "conditionNotMet",
+            ),
             EmulatorError::StoredRow(_) => {
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internalError")
             }
@@ -131,12 +139,34 @@ fn ms(t: &prost_types::Timestamp) -> String {
     (t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).to_string()
 }
 
+/// The table's etag: it changes with the table's metadata (here: its schema),
+/// not with the rows streamed into it, so a writer can patch a busy table.
+fn etag(version: u64) -> String {
+    format!("\"emulator-v{version}\"")
+}
+
+/// The version an `If-Match` etag names; `*` or no header means "any".
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| bad("If-Match is not ASCII"))?.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let version = value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix("emulator-v")
+        .and_then(|v| v.parse().ok());
+    // An etag this emulator never issued matches no version of the table.
+    Ok(Some(version.unwrap_or(u64::MAX)))
+}
+
 fn table_resource(info: &TableInfo) -> JsonValue {
     let n = &info.name;
-    json!({
+    let mut resource = json!({
         "kind": "bigquery#table",
         "id": format!("{}:{}.{}", n.project(), n.dataset(), n.table()),
-        "etag": format!("\"emulator-{}-{}\"", info.version, info.num_rows),
+        "etag": etag(info.version),
         "selfLink": format!("/bigquery/v2/projects/{}/datasets/{}/tables/{}", n.project(), n.dataset(), n.table()),
         "tableReference": {"projectId": n.project(), "datasetId": n.dataset(), "tableId": n.table()},
         "schema": {"fields": to_bq_schema_json(&info.schema)},
@@ -146,7 +176,25 @@ fn table_resource(info: &TableInfo) -> JsonValue {
         "lastModifiedTime": ms(&info.modified),
         "type": "TABLE",
         "location": "US",
-    })
+    });
+    if !info.primary_key.is_empty() {
+        resource["tableConstraints"] = json!({"primaryKey": {"columns": info.primary_key}});
+    }
+    resource
+}
+
+/// `tableConstraints.primaryKey.columns` of a table resource, if present.
+fn primary_key_of(body: &JsonValue) -> Result<Option<Vec<String>>, ApiError> {
+    match body.pointer("/tableConstraints/primaryKey/columns") {
+        None | Some(JsonValue::Null) => Ok(None),
+        Some(JsonValue::Array(cols)) => cols
+            .iter()
+            .map(|c| c.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(|| bad("tableConstraints.primaryKey.columns must be column names")),
+        Some(_) => Err(bad("tableConstraints.primaryKey.columns must be an array")),
+    }
 }
 
 fn schema_of(body: &JsonValue) -> Result<Option<TableSchema>, ApiError> {
@@ -168,7 +216,14 @@ async fn insert_table(
         .and_then(JsonValue::as_str)
         .ok_or_else(|| bad("tableReference.tableId is required"))?;
     let name = table_name(&project, &dataset, table)?;
+    let primary_key = primary_key_of(&body)?;
     st.store.create_table(&name, schema_of(&body)?.unwrap_or_default())?;
+    if let Some(key) = primary_key
+        && let Err(e) = st.store.set_primary_key(&name, key)
+    {
+        st.store.delete_table(&name)?;
+        return Err(e.into());
+    }
     Ok(Json(table_resource(&st.store.table_info(&name)?)))
 }
 
@@ -186,15 +241,26 @@ async fn get_table(
     Ok(Json(table_resource(&st.store.table_info(&table_name(&p, &d, &t)?)?)))
 }
 
-/// `tables.patch` / `tables.update`: the schema may gain NULLABLE columns.
+/// `tables.patch` / `tables.update`: the schema may gain NULLABLE or
+/// REPEATED columns (at any depth, RECORD subfields included) and relax
+/// REQUIRED to NULLABLE; nothing else. With `If-Match`, only while the
+/// table's etag is still that one (412 otherwise), as the service does.
 async fn patch_table(
     State(st): State<RestState>,
     Path((p, d, t)): Path<(String, String, String)>,
+    headers: HeaderMap,
     Json(body): Json<JsonValue>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let name = table_name(&p, &d, &t)?;
-    if let Some(schema) = schema_of(&body)? {
-        st.store.evolve_schema(&name, schema)?;
+    let expected = if_match(&headers)?;
+    match schema_of(&body)? {
+        Some(schema) => st.store.evolve_schema(&name, schema, expected)?,
+        None => {
+            let version = st.store.table_info(&name)?.version;
+            if expected.is_some_and(|v| v != version) {
+                return Err(EmulatorError::EtagMismatch(name.to_string()).into());
+            }
+        }
     }
     Ok(Json(table_resource(&st.store.table_info(&name)?)))
 }
@@ -250,8 +316,8 @@ async fn add_fault(
 ) -> Result<Json<JsonValue>, ApiError> {
     let spec: FaultSpec =
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid fault: {e}")))?;
-    st.faults.add(spec);
-    Ok(Json(json!({"faults": st.faults.active()})))
+    super::lifecycle::apply(spec, &st.store, &st.faults).map_err(|e| bad(e.to_string()))?;
+    Ok(Json(json!({"faults": st.faults.active(), "held": st.store.held()})))
 }
 
 async fn clear_faults(State(st): State<RestState>) -> StatusCode {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
+use super::activity::{Activity, ActivityLog};
 use super::append::Limits;
 use super::errors::EmulatorError;
 use super::faults::Faults;
@@ -37,6 +38,11 @@ pub struct EmulatorConfig {
     pub idle_timeout: Duration,
     /// Tables that exist from the start.
     pub tables: Vec<(TableName, TableSchema)>,
+    /// How long a schema change (`tables.patch`) takes to reach AppendRows:
+    /// until then writers are checked against the old schema and open
+    /// connections see no `updated_schema`. The service takes seconds to
+    /// minutes; 0 makes changes visible at once.
+    pub schema_delay: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -48,6 +54,7 @@ impl Default for EmulatorConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             tables: Vec::new(),
+            schema_delay: Duration::ZERO,
         }
     }
 }
@@ -58,6 +65,7 @@ pub struct Emulator {
     store: Store,
     faults: Faults,
     routing: Arc<Mutex<Vec<String>>>,
+    activity: ActivityLog,
     grpc_addr: SocketAddr,
     rest_addr: SocketAddr,
     stop: Arc<watch::Sender<bool>>,
@@ -70,6 +78,7 @@ pub struct Emulator {
 /// [`EmulatorError::Bind`] when an address is taken; table errors for a bad configured schema.
 pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
     let store = Store::default();
+    store.set_schema_delay(config.schema_delay);
     for (name, schema) in config.tables {
         store.create_table(&name, schema)?;
     }
@@ -97,6 +106,7 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
     let service =
         Arc::new(WriteService::new(store.clone(), faults.clone(), limits, stopped.clone()));
     let routing = service.routing_seen.clone();
+    let activity = service.activity.clone();
 
     let mut grpc_stop = stopped.clone();
     let grpc = tokio::spawn(async move {
@@ -141,6 +151,7 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
         store,
         faults,
         routing,
+        activity,
         grpc_addr,
         rest_addr,
         stop: Arc::new(stop),
@@ -173,16 +184,32 @@ impl Emulator {
         self.store.create_table(t, s)
     }
 
-    /// Adds NULLABLE columns at the end; open connections see `updated_schema` on their next response.
+    /// Adds NULLABLE columns at the end; once the schema delay has passed,
+    /// open connections see `updated_schema` on their next response.
     ///
     /// # Errors
     /// [`EmulatorError::TableNotFound`], or [`EmulatorError::InvalidSchema`] for a non-NULLABLE field.
+    /// Declares `t`'s primary key (`PRIMARY KEY (...) NOT ENFORCED`): the
+    /// table then takes CDC rows and reads show the merged view.
+    pub fn set_primary_key(&self, t: &TableName, key: &[&str]) -> Result<(), EmulatorError> {
+        self.store.set_primary_key(t, key.iter().map(|k| k.to_string()).collect())
+    }
+
     pub fn add_columns(
         &self,
         t: &TableName,
         fields: Vec<TableFieldSchema>,
     ) -> Result<(), EmulatorError> {
         self.store.add_columns(t, fields)
+    }
+
+    /// Ends the propagation wait of the table's latest schema change: writers
+    /// see it from now on (the test's stand-in for "the delay passed").
+    ///
+    /// # Errors
+    /// [`EmulatorError::TableNotFound`].
+    pub fn publish_schema(&self, t: &TableName) -> Result<(), EmulatorError> {
+        self.store.publish_schema(t)
     }
 
     /// Visible rows in write order, in the canonical JSON of [`super::values`].
@@ -193,7 +220,7 @@ impl Emulator {
         self.store.read_rows(t)
     }
 
-    /// The table's current schema.
+    /// The table's current schema (as REST shows it; writers may not see it yet).
     ///
     /// # Errors
     /// [`EmulatorError::TableNotFound`].
@@ -205,9 +232,57 @@ impl Emulator {
         &self.faults
     }
 
+    /// Applies one rule as the fault endpoint does: stream and table
+    /// lifecycle rules act at once, the rest are added to [`Self::faults`].
+    ///
+    /// # Errors
+    /// The stream or table a lifecycle rule names does not exist.
+    pub fn apply_fault(&self, spec: super::FaultSpec) -> Result<(), EmulatorError> {
+        super::lifecycle::apply(spec, &self.store, &self.faults)
+    }
+
+    /// Garbage-collects a write stream now (NOT_FOUND from then on).
+    ///
+    /// # Errors
+    /// [`EmulatorError::StreamNotFound`].
+    pub fn expire_stream(&self, name: &str) -> Result<(), EmulatorError> {
+        self.store.expire_stream(name)
+    }
+
+    /// `CREATE OR REPLACE TABLE` with the same schema: no rows, no streams.
+    ///
+    /// # Errors
+    /// [`EmulatorError::TableNotFound`].
+    pub fn recreate_table(&self, t: &TableName) -> Result<(), EmulatorError> {
+        self.store.recreate_table(t)
+    }
+
+    /// Deletes a table (it is not re-created).
+    ///
+    /// # Errors
+    /// [`EmulatorError::TableNotFound`].
+    pub fn drop_table(&self, t: &TableName) -> Result<(), EmulatorError> {
+        self.store.delete_table(t)
+    }
+
+    /// Applies the requests held by a `hold` fault; returns how many landed.
+    pub fn release_held(&self) -> usize {
+        self.store.release_held()
+    }
+
+    /// How many requests a `hold` fault is holding.
+    pub fn held(&self) -> usize {
+        self.store.held()
+    }
+
     /// Every `x-goog-request-params` value seen on AppendRows calls, in order.
     pub fn routing_headers(&self) -> Vec<String> {
         self.routing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counters of what the service has done ([`Activity`]), to wait on instead of sleeping.
+    pub fn activity(&self) -> tokio::sync::watch::Receiver<Activity> {
+        self.activity.subscribe()
     }
 
     /// Ends open connections and stops both servers.

@@ -11,12 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use prost_types::Timestamp;
 use tonic::Code;
 
+use super::cdc;
 use super::errors::{EmulatorError, Failure};
+use super::schema_versions::SchemaVersions;
 use super::stored::StoredRow;
 use super::values::{Row, row_to_json};
 use crate::pb::storage::storage_error::StorageErrorCode as E;
@@ -32,23 +34,33 @@ pub struct Store {
 }
 
 #[derive(Default)]
-struct State {
-    tables: HashMap<String, Table>,
+pub(super) struct State {
+    pub(super) tables: HashMap<String, Table>,
     next_id: u64,
+    /// How long a schema change takes to reach the Storage Write API.
+    schema_delay: Duration,
+    /// Explicit streams without an append for this long are garbage-collected
+    /// (the service does so after about 3 days; see [`super::lifecycle`]).
+    pub(super) idle_ttl: Option<std::time::Duration>,
+    /// Requests the service took but has not applied yet, oldest first
+    /// ([`super::lifecycle`]): they land when released, whoever is listening.
+    pub(super) held: Vec<super::lifecycle::HeldAppend>,
 }
 
-struct Table {
-    name: TableName,
-    schema: TableSchema,
-    /// Bumped when columns are added, so open connections report `updated_schema`.
-    version: u64,
+pub(super) struct Table {
+    pub(super) name: TableName,
+    /// The REST schema and the one writers see (after the propagation delay);
+    /// a visible change shows up once on open connections as `updated_schema`.
+    pub(super) schemas: SchemaVersions,
     created: Timestamp,
     modified: Timestamp,
     rows: Vec<StoredRow>,
-    streams: HashMap<String, Stream>,
+    pub(super) streams: HashMap<String, Stream>,
+    /// `PRIMARY KEY (...) NOT ENFORCED` columns; empty: none.
+    primary_key: Vec<String>,
 }
 
-struct Stream {
+pub(super) struct Stream {
     kind: StreamType,
     created: Timestamp,
     commit_time: Option<Timestamp>,
@@ -61,6 +73,9 @@ struct Stream {
     finalized: bool,
     /// The connection that owns this stream (one active connection per stream, §2.1).
     owner: Option<u64>,
+    /// Creation or last append: what the idle TTL counts from (tokio's clock,
+    /// so a test with a paused clock can age a stream without waiting).
+    pub(super) last_active: tokio::time::Instant,
 }
 
 /// Where a connection writes: resolved once, on its first request.
@@ -80,6 +95,8 @@ pub struct TableInfo {
     pub created: Timestamp,
     pub modified: Timestamp,
     pub version: u64,
+    /// Primary key columns (empty: none).
+    pub primary_key: Vec<String>,
 }
 
 fn now() -> Timestamp {
@@ -108,10 +125,12 @@ pub fn split_stream_name(name: &str) -> Option<(String, String)> {
 }
 
 impl Store {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means another thread panicked mid-update of
         // plain data; the emulator keeps serving rather than cascade.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        super::lifecycle::collect_idle(&mut st);
+        st
     }
 
     pub fn create_table(&self, name: &TableName, schema: TableSchema) -> Result<(), EmulatorError> {
@@ -125,12 +144,12 @@ impl Store {
             name.path(),
             Table {
                 name: name.clone(),
-                schema,
-                version: 0,
+                schemas: SchemaVersions::new(schema),
                 created: t,
                 modified: t,
                 rows: Vec::new(),
                 streams: HashMap::new(),
+                primary_key: Vec::new(),
             },
         );
         Ok(())
@@ -150,36 +169,62 @@ impl Store {
             .tables
             .get(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
+        let (schema, version) = t.schemas.latest();
         Ok(TableInfo {
             name: t.name.clone(),
-            schema: t.schema.clone(),
+            schema: schema.clone(),
             num_rows: t.rows.len(),
             created: t.created,
             modified: t.modified,
-            version: t.version,
+            version,
+            primary_key: t.primary_key.clone(),
         })
+    }
+
+    /// How long a schema change takes to reach writers (0: at once).
+    pub fn set_schema_delay(&self, delay: Duration) {
+        self.lock().schema_delay = delay;
     }
 
     /// Replaces the schema with `schema`, which may only add NULLABLE (or
     /// REPEATED) fields at the end of any field list: stored rows stay aligned.
+    /// With `if_version`, only when the table's version (its etag) is still
+    /// that one ([`EmulatorError::EtagMismatch`] otherwise). REST sees the
+    /// change at once, writers after the schema delay.
     pub fn evolve_schema(
         &self,
         name: &TableName,
         schema: TableSchema,
+        if_version: Option<u64>,
     ) -> Result<(), EmulatorError> {
         super::schema_json::validate_schema(&schema).map_err(EmulatorError::InvalidSchema)?;
+        let mut st = self.lock();
+        let delay = st.schema_delay;
+        let t = st
+            .tables
+            .get_mut(&name.path())
+            .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
+        let (latest, version) = t.schemas.latest();
+        if if_version.is_some_and(|v| v != version) {
+            return Err(EmulatorError::EtagMismatch(name.to_string()));
+        }
+        check_extension(&latest.fields, &schema.fields, "")
+            .map_err(EmulatorError::InvalidSchema)?;
+        if *latest != schema {
+            t.schemas.change(schema, Instant::now(), delay);
+            t.modified = now();
+        }
+        Ok(())
+    }
+
+    /// Ends the propagation wait of the table's latest schema change.
+    pub fn publish_schema(&self, name: &TableName) -> Result<(), EmulatorError> {
         let mut st = self.lock();
         let t = st
             .tables
             .get_mut(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
-        check_extension(&t.schema.fields, &schema.fields, "")
-            .map_err(EmulatorError::InvalidSchema)?;
-        if t.schema != schema {
-            t.schema = schema;
-            t.version += 1;
-            t.modified = now();
-        }
+        t.schemas.publish();
         Ok(())
     }
 
@@ -191,7 +236,7 @@ impl Store {
     ) -> Result<(), EmulatorError> {
         let mut schema = self.table_info(name)?.schema;
         schema.fields.extend(fields);
-        self.evolve_schema(name, schema)
+        self.evolve_schema(name, schema, None)
     }
 
     /// Visible rows in canonical JSON (see [`super::values`]).
@@ -201,11 +246,10 @@ impl Store {
             .tables
             .get(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
-        t.rows
-            .iter()
-            .map(|r| {
-                Ok(row_to_json(&r.values().map_err(EmulatorError::StoredRow)?, &t.schema.fields))
-            })
+        let fields = &t.schemas.latest().0.fields;
+        visible(t)?
+            .into_iter()
+            .map(|r| Ok(row_to_json(&r.values().map_err(EmulatorError::StoredRow)?, fields)))
             .collect()
     }
 
@@ -221,16 +265,43 @@ impl Store {
             .tables
             .get(&name.path())
             .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
-        let page = t.rows.iter().skip(start).take(max);
+        let shown = visible(t)?;
+        let total = shown.len();
+        let page = shown.into_iter().skip(start).take(max);
         let page = page
             .map(|r| r.values().map(|v| v.into_owned()).map_err(EmulatorError::StoredRow))
             .collect::<Result<_, _>>()?;
-        Ok((t.schema.clone(), page, t.rows.len()))
+        Ok((t.schemas.latest().0.clone(), page, total))
     }
 
-    /// The table's schema and version, for a connection deciding on `updated_schema`.
+    /// Declares the table's primary key (`PRIMARY KEY (...) NOT ENFORCED`),
+    /// which makes it take CDC rows ([`cdc`]).
+    pub fn set_primary_key(&self, name: &TableName, key: Vec<String>) -> Result<(), EmulatorError> {
+        let mut st = self.lock();
+        let t = st
+            .tables
+            .get_mut(&name.path())
+            .ok_or_else(|| EmulatorError::TableNotFound(name.to_string()))?;
+        cdc::check_primary_key(&t.schemas.latest().0.fields, &key)
+            .map_err(EmulatorError::InvalidSchema)?;
+        t.primary_key = key;
+        t.modified = now();
+        Ok(())
+    }
+
+    /// Whether the table has a primary key (takes CDC rows).
+    pub fn has_primary_key(&self, table: &str) -> bool {
+        self.lock().tables.get(table).is_some_and(|t| !t.primary_key.is_empty())
+    }
+
+    /// The schema writers see now and its version, for a connection checking
+    /// a writer schema and deciding on `updated_schema`.
     pub fn schema(&self, table: &str) -> Option<(TableSchema, u64)> {
-        self.lock().tables.get(table).map(|t| (t.schema.clone(), t.version))
+        let now = Instant::now();
+        self.lock().tables.get_mut(table).map(|t| {
+            let (s, v) = t.schemas.visible(now);
+            (s.clone(), v)
+        })
     }
 
     pub fn create_write_stream(&self, parent: &str, kind: i32) -> Result<WriteStream, Failure> {
@@ -260,6 +331,7 @@ impl Store {
             flushed: 0,
             finalized: false,
             owner: None,
+            last_active: tokio::time::Instant::now(),
         };
         t.streams.insert(name.clone(), stream);
         Ok(WriteStream {
@@ -267,7 +339,7 @@ impl Store {
             r#type: kind as i32,
             create_time: Some(created),
             commit_time,
-            table_schema: Some(t.schema.clone()),
+            table_schema: Some(t.schemas.visible(Instant::now()).0.clone()),
             write_mode: crate::pb::storage::write_stream::WriteMode::Insert as i32,
             location: "US".into(),
         })
@@ -275,9 +347,9 @@ impl Store {
 
     pub fn get_write_stream(&self, name: &str, full: bool) -> Result<WriteStream, Failure> {
         let (table, id) = split_stream_name(name).ok_or_else(|| not_found_stream(name))?;
-        let st = self.lock();
-        let t = st.tables.get(&table).ok_or_else(|| not_found_table(&table))?;
-        let schema = full.then(|| t.schema.clone());
+        let mut st = self.lock();
+        let t = st.tables.get_mut(&table).ok_or_else(|| not_found_table(&table))?;
+        let schema = full.then(|| t.schemas.visible(Instant::now()).0.clone());
         if id == "_default" {
             return Ok(WriteStream {
                 name: format!("{table}/streams/_default"),
@@ -394,6 +466,7 @@ impl Store {
             _ => {}
         }
         s.end += rows.len() as i64;
+        s.last_active = tokio::time::Instant::now();
         match s.kind {
             StreamType::Committed => t.rows.extend(rows),
             _ => s.held.extend(rows),
@@ -523,6 +596,16 @@ impl Store {
         }
         Ok(offset)
     }
+}
+
+/// The rows a read shows: all of them, or the merged view of a CDC table.
+fn visible(t: &Table) -> Result<Vec<&StoredRow>, EmulatorError> {
+    if t.primary_key.is_empty() {
+        return Ok(t.rows.iter().collect());
+    }
+    let shown = cdc::merged(&t.rows, &t.schemas.latest().0.fields, &t.primary_key)
+        .map_err(EmulatorError::StoredRow)?;
+    Ok(shown.into_iter().filter_map(|i| t.rows.get(i)).collect())
 }
 
 fn storage_err(code: E, entity: &str, msg: &str) -> StorageError {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cdc::{self, Change, PseudoFields};
 use super::defaults::Fill;
 use super::proto_rows;
 use super::proto_schema::ProtoWriter;
@@ -32,6 +33,9 @@ pub struct ProtoBatch {
     pub writer: Arc<ProtoWriter>,
     pub columns: Vec<TableFieldSchema>,
     pub fill: Fill,
+    /// CDC rows: where their pseudo-columns are (kept in the bytes, split
+    /// off on read, see [`super::cdc`]).
+    pub cdc: Option<PseudoFields>,
 }
 
 impl StoredRow {
@@ -43,9 +47,25 @@ impl StoredRow {
     pub fn values(&self) -> Result<Cow<'_, Row>, String> {
         match self {
             StoredRow::Values(row) => Ok(Cow::Borrowed(row)),
-            StoredRow::Proto(bytes, b) => {
-                proto_rows::decode_row(&b.writer, bytes, &b.columns, &b.fill).map(Cow::Owned)
+            StoredRow::Proto(bytes, b) => match b.cdc {
+                None => proto_rows::decode_row(&b.writer, bytes, &b.columns, &b.fill),
+                Some(pseudo) => {
+                    let (plain, _) = cdc::split_row(bytes, pseudo)?;
+                    proto_rows::decode_row(&b.writer, &plain, &b.columns, &b.fill)
+                }
             }
+            .map(Cow::Owned),
+        }
+    }
+
+    /// The change a CDC row carries; `None` for a row written without one.
+    pub fn change(&self) -> Option<Change> {
+        match self {
+            StoredRow::Proto(bytes, batch) => {
+                let pseudo = batch.cdc?;
+                cdc::split_row(bytes, pseudo).ok().map(|(_, change)| change)
+            }
+            StoredRow::Values(_) => None,
         }
     }
 }

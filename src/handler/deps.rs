@@ -4,15 +4,16 @@
 
 use crate::batch::BatchLimits;
 use crate::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, ClientError, RetryPolicy, RpcError, WriteClient,
+    AppenderOptions, AuthMode, ClientConfig, ClientError, RetryPolicy, RpcError, TablesClient,
+    TablesError, WriteClient,
 };
 use crate::config::Config;
 use crate::delivery::store::{self, FileStateStore, StateStore, StoreError};
-use crate::delivery::{DeliveryDeps, EncoderCell};
+use crate::delivery::{DeliveryDeps, EncoderCell, WriteMode};
 use crate::dlq::{self, DeadLetterSink, DlqError};
 use crate::metrics::LogOutput;
 use crate::pb::storage::TableSchema;
-use crate::rows::{Encoder, EncoderOptions, SchemaError};
+use crate::rows::{Encoder, EncoderOptions, SchemaError, UnknownFields};
 use crate::sink_url::SinkUrl;
 use crate::spill::{self, SpillError, SpillSink};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub enum DepsError {
     Connect(#[from] ClientError),
     #[error("cannot read the table schema")]
     Schema(#[from] RpcError),
+    #[error("BigQuery REST API")]
+    Tables(#[from] TablesError),
     #[error("the table schema cannot be encoded")]
     Encoder(#[from] SchemaError),
     #[error("state store")]
@@ -38,6 +41,9 @@ pub enum DepsError {
 /// The BigQuery side: a connected client, the live schema, its encoder.
 pub struct WriterSide {
     pub client: WriteClient,
+    /// The REST tables API, only with `UNKNOWN_FIELDS=add` (it patches the
+    /// schema): other setups never load REST credentials.
+    pub tables: Option<TablesClient>,
     pub schema: TableSchema,
     pub encoder: Encoder,
     pub options: EncoderOptions,
@@ -57,12 +63,21 @@ impl WriterSide {
             AuthMode::None
         };
         let client =
-            WriteClient::connect(&ClientConfig { endpoint: config.endpoint.clone(), auth }).await?;
+            WriteClient::connect(&ClientConfig { endpoint: config.endpoint.clone(), auth })
+                .await?
+                .with_unary_retry(RetryPolicy::with_budget(config.retry_budget));
         let schema = client.table_schema(&config.table).await?;
+        let tables = match config.unknown_fields {
+            UnknownFields::Add => Some(TablesClient::new(&config.rest_endpoint)?),
+            _ => None,
+        };
         let options =
             EncoderOptions { format: config.row_format, unknown_fields: config.unknown_fields };
-        let encoder = Encoder::new(&schema, options)?;
-        Ok(Self { client, schema, encoder, options })
+        let mut encoder = Encoder::new(&schema, options)?;
+        if config.write_mode == WriteMode::Cdc {
+            encoder = encoder.with_cdc(config.cdc.clone())?;
+        }
+        Ok(Self { client, tables, schema, encoder, options })
     }
 
     /// "7 columns: a STRING, ...": what `check` prints.
@@ -133,25 +148,6 @@ async fn aws_config(config: &Config) -> aws_config::SdkConfig {
     }
 }
 
-/// The append retry policy for `RETRY_BUDGET_MS`: the client's default
-/// backoff (exponential from 100 ms, capped), with as many attempts as fit
-/// the budget in backoff time before jitter. A budget of 0 means one attempt.
-pub fn retry_policy(budget: Duration) -> RetryPolicy {
-    let base = RetryPolicy::default();
-    let mut attempts = 1u32;
-    let mut slept = Duration::ZERO;
-    let mut delay = base.initial_delay;
-    while attempts < 1_000 {
-        slept = slept.saturating_add(delay);
-        if slept > budget {
-            break;
-        }
-        attempts += 1;
-        delay = delay.mul_f32(base.factor).min(base.max_delay);
-    }
-    RetryPolicy { max_attempts: attempts, ..base }
-}
-
 /// Everything one invocation needs.
 pub struct Deps {
     pub config: Config,
@@ -204,6 +200,7 @@ impl Deps {
             sinks.dead_letter,
             config.write_mode,
         );
+        delivery.evolve = writer.tables.map(crate::evolve::Evolver::new);
         delivery.limits = BatchLimits {
             max_rows: config.batch.max_rows,
             max_bytes: config.batch.max_bytes,
@@ -212,7 +209,7 @@ impl Deps {
         delivery.appender = AppenderOptions {
             max_inflight_requests: config.max_inflight_requests,
             max_inflight_bytes: config.max_inflight_bytes,
-            retry: retry_policy(config.retry_budget),
+            retry: RetryPolicy::with_budget(config.retry_budget),
         };
         Self { config: config.clone(), delivery, output, local_timeout: Duration::from_secs(900) }
     }

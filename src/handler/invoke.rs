@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-/// Handles one Kinesis event: records → per shard `delivery::deliver` (rows,
+/// Handles one Kinesis event, read as [`source::Event`] (exact arrival
+/// times) by every entry point — the Lambda runtime, `invoke`, the tests:
+/// records → per shard `delivery::deliver` (rows,
 /// dead letters, spillover) → the partial batch response naming, per shard,
 /// the first Kinesis record not landed, and nothing else.
 ///
@@ -28,11 +30,12 @@ use tracing::Instrument as _;
 /// event cannot be read, or a record to name has no sequence number. Lambda
 /// then retries the whole batch, which is correct in both cases.
 pub async fn handle(
-    event: LambdaEvent<KinesisEvent>,
+    event: LambdaEvent<source::Event>,
     deps: &Deps,
 ) -> Result<KinesisEventResponse, HandlerError> {
     let started = Instant::now();
-    let (mut event, context) = event.into_parts();
+    let (event, context) = event.into_parts();
+    let mut event = KinesisEvent::from(event);
     let deadline = working_deadline(
         context.deadline,
         deps.config.deadline_margin,
@@ -152,7 +155,11 @@ fn now_millis() -> u64 {
 
 /// A Lambda event with no Lambda behind it (`invoke`, tests, benchmarks):
 /// a context whose deadline is `timeout` from now, as a function timeout.
-pub fn local_event(event: KinesisEvent, timeout: Duration) -> LambdaEvent<KinesisEvent> {
+pub fn local_event(
+    event: impl Into<source::Event>,
+    timeout: Duration,
+) -> LambdaEvent<source::Event> {
+    let event = event.into();
     let mut context = Context::default();
     context.request_id = format!("local-{}", uuid::Uuid::new_v4());
     context.deadline = now_millis().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(0));

@@ -107,7 +107,7 @@ pub(crate) fn batch_message(
     let arrays = cols
         .into_iter()
         .zip(&fields.fields)
-        .map(|(c, f)| c.finish_ref(f))
+        .map(|(c, f)| c.finish(f))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
     let options = IpcWriteOptions::default();
@@ -243,19 +243,17 @@ impl Col {
         }
     }
 
-    fn finish_values(&self, ty: &Ty) -> Result<ArrayRef, ArrowError> {
-        let nulls = if self.valid.iter().all(|&v| v) {
-            None
-        } else {
-            Some(NullBuffer::from(self.valid.clone()))
-        };
-        let dt = element_type(ty);
-        Ok(match &self.values {
+    /// The column's values as an array, its buffers moved, not copied.
+    fn finish_values(self, ty: &Ty) -> Result<ArrayRef, ArrowError> {
+        let len = self.valid.len();
+        let nulls =
+            if self.valid.iter().all(|&v| v) { None } else { Some(NullBuffer::from(self.valid)) };
+        Ok(match self.values {
             Values::Bool(v) => {
                 Arc::new(BooleanArray::new(BooleanBuffer::from(v.as_slice()), nulls))
             }
             Values::I64(v) => {
-                let buf = ScalarBuffer::from(v.clone());
+                let buf = ScalarBuffer::from(v);
                 match ty {
                     Ty::Timestamp => Arc::new(
                         PrimitiveArray::<TimestampMicrosecondType>::try_new(buf, nulls)?
@@ -270,29 +268,27 @@ impl Col {
                     _ => Arc::new(PrimitiveArray::<Int64Type>::try_new(buf, nulls)?),
                 }
             }
-            Values::I32(v) => Arc::new(PrimitiveArray::<Date32Type>::try_new(
-                ScalarBuffer::from(v.clone()),
-                nulls,
-            )?),
-            Values::F64(v) => Arc::new(PrimitiveArray::<Float64Type>::try_new(
-                ScalarBuffer::from(v.clone()),
-                nulls,
-            )?),
+            Values::I32(v) => {
+                Arc::new(PrimitiveArray::<Date32Type>::try_new(ScalarBuffer::from(v), nulls)?)
+            }
+            Values::F64(v) => {
+                Arc::new(PrimitiveArray::<Float64Type>::try_new(ScalarBuffer::from(v), nulls)?)
+            }
             Values::Bin { offsets, data } => {
-                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.clone()));
-                let data = Buffer::from(data.as_slice());
-                if dt == DataType::Binary {
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+                let data = Buffer::from_vec(data);
+                if matches!(ty, Ty::Bytes(_)) {
                     Arc::new(BinaryArray::try_new(offsets, data, nulls)?)
                 } else {
                     Arc::new(StringArray::try_new(offsets, data, nulls)?)
                 }
             }
             Values::D128(v) => Arc::new(
-                PrimitiveArray::<Decimal128Type>::try_new(ScalarBuffer::from(v.clone()), nulls)?
+                PrimitiveArray::<Decimal128Type>::try_new(ScalarBuffer::from(v), nulls)?
                     .with_precision_and_scale(38, 9)?,
             ),
             Values::D256(v) => Arc::new(
-                PrimitiveArray::<Decimal256Type>::try_new(ScalarBuffer::from(v.clone()), nulls)?
+                PrimitiveArray::<Decimal256Type>::try_new(ScalarBuffer::from(v), nulls)?
                     .with_precision_and_scale(76, 38)?,
             ),
             Values::Struct(children) => {
@@ -302,27 +298,23 @@ impl Col {
                     ));
                 };
                 let arrays = children
-                    .iter()
+                    .into_iter()
                     .zip(&sub.fields)
-                    .map(|(c, f)| c.finish_ref(f))
+                    .map(|(c, f)| c.finish(f))
                     .collect::<Result<Vec<_>, _>>()?;
-                Arc::new(StructArray::try_new_with_length(
-                    arrow_fields(sub),
-                    arrays,
-                    nulls,
-                    self.valid.len(),
-                )?)
+                Arc::new(StructArray::try_new_with_length(arrow_fields(sub), arrays, nulls, len)?)
             }
         })
     }
 
-    fn finish_ref(&self, f: &Field) -> Result<ArrayRef, ArrowError> {
+    fn finish(mut self, f: &Field) -> Result<ArrayRef, ArrowError> {
+        let list = self.list.take();
         let elem = self.finish_values(&f.ty)?;
-        match &self.list {
+        match list {
             None => Ok(elem),
             Some((offsets, _)) => {
                 let item = Arc::new(ArrowField::new_list_field(element_type(&f.ty), true));
-                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.clone()));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
                 Ok(Arc::new(ListArray::try_new(item, offsets, elem, None)?))
             }
         }

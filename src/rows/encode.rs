@@ -222,7 +222,13 @@ pub(super) fn encode_message(cx: &mut Ctx, fields: &Fields, out: &mut Vec<u8>) -
                 return Err(JsonError { offset: key_at, what: "invalid UTF-8 in key" }.into());
             }
             Err(Ok(name)) => {
-                if cx.unknown == UnknownFields::Reject {
+                let refuse = match cx.unknown {
+                    UnknownFields::Reject => true,
+                    UnknownFields::Ignore => false,
+                    // A null adds no column: skip it like an absent field.
+                    UnknownFields::Add => cx.r.peek()? != Kind::Null,
+                };
+                if refuse {
                     return fail(RowErrorKind::UnknownField, "the table has no such column")
                         .at(|| Seg::Name(name));
                 }

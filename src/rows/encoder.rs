@@ -13,6 +13,7 @@ use super::meta::RecordMeta;
 use super::schema::{self, Fields};
 use super::wire::varint_len;
 use super::{RowFormat, UnknownFields, descriptor, encode};
+use crate::cdc::{CdcColumns, CdcSettings};
 use crate::pb::storage::append_rows_request::{ArrowData, ProtoData, Rows};
 use crate::pb::storage::{ArrowRecordBatch, ArrowSchema, ProtoRows, ProtoSchema, TableSchema};
 
@@ -40,6 +41,8 @@ pub struct Encoder {
     descriptor: DescriptorProto,
     descriptor_bytes: Vec<u8>,
     arrow: Option<ArrowParts>,
+    /// `WRITE_MODE=cdc`: the pseudo-columns every row carries.
+    cdc: Option<CdcColumns>,
 }
 
 #[derive(Debug)]
@@ -81,7 +84,33 @@ impl Encoder {
                 Some(ArrowParts { schema, schema_message, size })
             }
         };
-        Ok(Encoder { fields, options, descriptor, descriptor_bytes, arrow })
+        Ok(Encoder { fields, options, descriptor, descriptor_bytes, arrow, cdc: None })
+    }
+
+    /// This encoder, writing CDC rows: `_CHANGE_TYPE` and
+    /// `_CHANGE_SEQUENCE_NUMBER` added to the writer schema and to every row
+    /// ([`crate::cdc`]).
+    ///
+    /// # Errors
+    /// [`SchemaError::Invalid`] for Arrow rows: BigQuery applies changes
+    /// only from proto rows.
+    pub fn with_cdc(mut self, settings: CdcSettings) -> Result<Self, SchemaError> {
+        if self.arrow.is_some() {
+            return Err(SchemaError::Invalid {
+                path: String::new(),
+                why: "change data capture takes proto rows only (ROW_FORMAT=proto)".into(),
+            });
+        }
+        let columns = CdcColumns::new(settings, &self.descriptor);
+        columns.extend_descriptor(&mut self.descriptor);
+        columns.extend_descriptor_bytes(&mut self.descriptor_bytes);
+        self.cdc = Some(columns);
+        Ok(self)
+    }
+
+    /// The CDC settings this encoder writes rows with, if any.
+    pub fn cdc(&self) -> Option<&CdcSettings> {
+        self.cdc.as_ref().map(CdcColumns::settings)
     }
 
     pub fn format(&self) -> RowFormat {
@@ -108,8 +137,15 @@ impl Encoder {
     ) -> Result<(), RowError> {
         let start = out.len();
         let arrow = self.options.format == RowFormat::Arrow;
-        let res =
+        let mut res =
             encode::encode_row(&self.fields, json, meta, self.options.unknown_fields, arrow, out);
+        if let (Ok(()), Some(cdc)) = (&res, &self.cdc) {
+            res = cdc.append(json, meta, out).map_err(|e| RowError {
+                path: e.field,
+                kind: super::RowErrorKind::ChangeUnreadable,
+                message: e.why,
+            });
+        }
         if res.is_err() {
             out.truncate(start);
         }

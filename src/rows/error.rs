@@ -43,6 +43,9 @@ pub enum RowErrorKind {
     NotRepresentable,
     /// A `_kinesis_*` metadata column cannot hold the record's metadata.
     Metadata,
+    /// `WRITE_MODE=cdc`: the record's change type or sequence number cannot
+    /// be read ([`crate::cdc`]).
+    ChangeUnreadable,
 }
 
 /// One record that cannot become a row, with the field it failed at.

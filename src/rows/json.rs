@@ -191,21 +191,21 @@ impl<'a> Reader<'a> {
     {
         let at = self.pos;
         // One UTF-8 check on the raw run (not read_str_bytes' check and then this).
-        let bytes = self.read_key_bytes(scratch)?;
-        std::str::from_utf8(bytes)
+        let (bytes, _) = self.read_raw(scratch)?;
+        simdutf8::basic::from_utf8(bytes)
             .map_err(|_| JsonError { offset: at, what: "invalid UTF-8 in string" })
     }
 
-    /// A string's contents as bytes, checked to be UTF-8 (the full check is
-    /// skipped when the bytes are ASCII, which is always UTF-8).
+    /// A string's contents as bytes, checked to be UTF-8 (no check when the
+    /// scan saw only ASCII, which is always UTF-8; a vectorised one otherwise).
     #[inline]
     pub(crate) fn read_str_bytes<'s>(&mut self, scratch: &'s mut String) -> Res<&'s [u8]>
     where
         'a: 's,
     {
         let at = self.pos;
-        let raw = self.read_key_bytes(scratch)?;
-        if raw.is_ascii() || std::str::from_utf8(raw).is_ok() {
+        let (raw, valid) = self.read_raw(scratch)?;
+        if valid || simdutf8::basic::from_utf8(raw).is_ok() {
             Ok(raw)
         } else {
             Err(JsonError { offset: at, what: "invalid UTF-8 in string" })
@@ -220,35 +220,78 @@ impl<'a> Reader<'a> {
     where
         'a: 's,
     {
+        self.read_raw(scratch).map(|(raw, _)| raw)
+    }
+
+    /// [`read_key_bytes`](Self::read_key_bytes), and whether the bytes are
+    /// known to be UTF-8 (all ASCII, or decoded from escapes and checked).
+    #[inline]
+    fn read_raw<'s>(&mut self, scratch: &'s mut String) -> Res<(&'s [u8], bool)>
+    where
+        'a: 's,
+    {
         if self.peek_byte()? != b'"' {
             return self.err("expected a string");
         }
         self.pos += 1;
         let start = self.pos;
-        let (end, escaped) = self.scan_plain();
+        let (end, escaped, ascii) = self.scan_plain();
         match self.buf.get(end) {
             Some(b'"') if !escaped => {
                 self.pos = end + 1;
-                Ok(self.buf.get(start..end).unwrap_or_default())
+                Ok((self.buf.get(start..end).unwrap_or_default(), ascii))
             }
             _ => {
                 scratch.clear();
                 self.pos = start;
                 self.decode_escaped(scratch)?;
-                Ok(scratch.as_bytes())
+                Ok((scratch.as_bytes(), true))
             }
         }
     }
 
+    /// Skips the string at the cursor (whitespace skipped, at its opening
+    /// quote), checking escapes and UTF-8 as [`read_str`](Self::read_str)
+    /// does, without decoding or copying: escapes are ASCII, so the raw text
+    /// is UTF-8 exactly when the decoded text is.
+    fn skip_str(&mut self, bad_utf8: &'static str) -> Res<()> {
+        let at = self.pos;
+        self.pos += 1;
+        let start = self.pos;
+        let mut all_ascii = true;
+        loop {
+            let (end, escaped, ascii) = self.scan_plain();
+            all_ascii &= ascii;
+            self.pos = end;
+            match self.buf.get(end) {
+                Some(b'"') if !escaped => break,
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(_) => return self.err("control character in string"),
+                None => return self.err("unterminated string"),
+            }
+        }
+        let raw = self.buf.get(start..self.pos).unwrap_or_default();
+        self.pos += 1;
+        if !all_ascii && simdutf8::basic::from_utf8(raw).is_err() {
+            return Err(JsonError { offset: at, what: bad_utf8 });
+        }
+        Ok(())
+    }
+
     /// Scans from `pos` to the first `"`, `\` or control byte. Returns its
-    /// index and whether it is an escape (or control byte) rather than the
-    /// closing quote. UTF-8 is checked by the caller on the whole run.
+    /// index, whether it is an escape (or control byte) rather than the
+    /// closing quote, and whether the bytes before it are all ASCII. UTF-8
+    /// is checked by the caller on the whole run when they are not.
     #[inline]
-    fn scan_plain(&self) -> (usize, bool) {
+    fn scan_plain(&self) -> (usize, bool, bool) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
         let b = self.buf;
         let mut i = self.pos;
+        let mut high = 0u64;
         // Eight bytes at a time. Each test flags its first hit exactly (false
         // flags appear only above a true one), so the lowest flag is the stop.
         while let Some(chunk) = b.get(i..i + 8) {
@@ -261,20 +304,26 @@ impl<'a> Reader<'a> {
             let ctrl = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
             let hit = has_zero(quote) | has_zero(slash) | ctrl;
             if hit != 0 {
-                let at = i + (hit.trailing_zeros() / 8) as usize;
-                return (at, b.get(at) != Some(&b'"'));
+                let n = hit.trailing_zeros() / 8;
+                let at = i + n as usize;
+                // Only the bytes below the stop count.
+                let below = (1u64 << (n * 8)).wrapping_sub(1);
+                high |= x & HIGH & below;
+                return (at, b.get(at) != Some(&b'"'), high == 0);
             }
+            high |= x & HIGH;
             i += 8;
         }
+        let mut ascii = high == 0;
         while let Some(&c) = b.get(i) {
             match c {
-                b'"' => return (i, false),
-                b'\\' | 0..=0x1f => return (i, true),
-                _ => {}
+                b'"' => return (i, false, ascii),
+                b'\\' | 0..=0x1f => return (i, true, ascii),
+                _ => ascii &= c < 0x80,
             }
             i += 1;
         }
-        (i, true)
+        (i, true, ascii)
     }
 
     /// Decodes a string body with escapes from `pos` (after the opening
@@ -282,7 +331,7 @@ impl<'a> Reader<'a> {
     fn decode_escaped(&mut self, out: &mut String) -> Res<()> {
         let mut bytes = std::mem::take(out).into_bytes();
         loop {
-            let (end, escaped) = self.scan_plain();
+            let (end, escaped, _) = self.scan_plain();
             bytes.extend_from_slice(self.buf.get(self.pos..end).unwrap_or_default());
             self.pos = end;
             match self.buf.get(end) {
@@ -292,7 +341,9 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    self.escape(&mut bytes)?;
+                    let ch = self.escape()?;
+                    let mut tmp = [0u8; 4];
+                    bytes.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
                 }
                 Some(_) => return self.err("control character in string"),
                 None => return self.err("unterminated string"),
@@ -307,7 +358,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn escape(&mut self, out: &mut Vec<u8>) -> Res<()> {
+    /// The character of the escape after a `\\` (surrogate pairs joined).
+    fn escape(&mut self) -> Res<char> {
         let Some(&c) = self.buf.get(self.pos) else { return self.err("unterminated escape") };
         self.pos += 1;
         let simple = match c {
@@ -336,15 +388,14 @@ impl<'a> Reader<'a> {
                 } else {
                     hi
                 };
-                let Some(ch) = char::from_u32(cp) else { return self.err("invalid escape") };
-                let mut tmp = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-                return Ok(());
+                return match char::from_u32(cp) {
+                    Some(ch) => Ok(ch),
+                    None => self.err("invalid escape"),
+                };
             }
             _ => return self.err("invalid escape"),
         };
-        out.push(simple);
-        Ok(())
+        Ok(char::from(simple))
     }
 
     fn hex4(&mut self) -> Res<u32> {
@@ -467,58 +518,87 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one value of any kind, checking it fully, and returns its text.
+    /// Allocates nothing: open containers are bits of a fixed set, strings
+    /// are checked in place.
     pub(crate) fn skip_value(&mut self) -> Res<&'a [u8]> {
         self.skip_ws();
         let start = self.pos;
-        // Open containers: true = object, false = array. Each entry also
-        // remembers whether the container is still empty.
-        let mut stack: Vec<(bool, bool)> = Vec::new();
-        let mut scratch = String::new();
+        // Bit d set: the container at depth d is an object (else an array).
+        let mut objects = [0u64; MAX_DEPTH / 64];
+        let mut depth = 0usize;
+        // Whether the innermost open container is still empty.
+        let mut first = false;
         loop {
             // At a value position.
-            match self.peek()? {
-                Kind::Object | Kind::Array => {
-                    if stack.len() >= MAX_DEPTH {
+            match self.peek_byte()? {
+                c @ (b'{' | b'[') => {
+                    if depth >= MAX_DEPTH {
                         return self.err("nested too deeply");
                     }
-                    let obj = self.peek()? == Kind::Object;
+                    if let Some(w) = objects.get_mut(depth / 64) {
+                        let bit = 1u64 << (depth % 64);
+                        if c == b'{' { *w |= bit } else { *w &= !bit }
+                    }
+                    depth += 1;
                     self.pos += 1;
-                    stack.push((obj, true));
+                    first = true;
                 }
-                Kind::String => {
-                    self.read_str(&mut scratch)?;
-                }
-                Kind::Number => {
+                b'"' => self.skip_str("invalid UTF-8 in string")?,
+                b'-' | b'0'..=b'9' => {
                     self.read_number_bytes()?;
                 }
-                Kind::Bool => {
+                b't' | b'f' => {
                     self.read_bool()?;
                 }
-                Kind::Null => self.read_null()?,
+                b'n' => self.read_null()?,
+                _ => return self.err("expected a JSON value"),
             }
             // Close finished containers, then move to the next value position.
             loop {
-                let Some(top) = stack.last_mut() else {
+                let Some(top) = depth.checked_sub(1) else {
                     return Ok(self.buf.get(start..self.pos).unwrap_or_default());
                 };
-                let (obj, ref mut first) = *top;
-                let more = if obj {
-                    let at = self.pos;
-                    match self.next_key(first, &mut scratch)? {
-                        Some(k) if std::str::from_utf8(k).is_err() => {
-                            return Err(JsonError { offset: at, what: "invalid UTF-8 in key" });
-                        }
-                        k => k.is_some(),
-                    }
-                } else {
-                    self.next_element(first)?
-                };
+                let obj = objects.get(top / 64).is_some_and(|w| w & (1u64 << (top % 64)) != 0);
+                let more =
+                    if obj { self.skip_key(&mut first)? } else { self.next_element(&mut first)? };
                 if more {
                     break;
                 }
-                stack.pop();
+                depth = top;
+                // The parent holds at least the container just closed.
+                first = false;
             }
         }
+    }
+
+    /// [`next_key`](Self::next_key) for a skipped object: the key is
+    /// checked, not returned.
+    fn skip_key(&mut self, first: &mut bool) -> Res<bool> {
+        let at = self.pos;
+        let b = self.peek_byte()?;
+        if b == b'}' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if !*first {
+            if b != b',' {
+                return self.err("expected ',' or '}'");
+            }
+            self.pos += 1;
+        }
+        *first = false;
+        if self.peek_byte()? != b'"' {
+            return self.err("expected a string");
+        }
+        self.skip_str("invalid UTF-8 in key").map_err(|e| match e.what {
+            "invalid UTF-8 in key" => JsonError { offset: at, ..e },
+            _ => e,
+        })?;
+        if self.peek_byte()? != b':' {
+            return self.err("expected ':'");
+        }
+        self.pos += 1;
+        Ok(true)
     }
 
     /// After the top-level value: only whitespace may remain.
@@ -580,6 +660,68 @@ mod tests {
         }
     }
 
+    /// JSON text: scalars (strings with escapes and multibyte text), arrays
+    /// and objects nested a few levels.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        const STRING: &str = r#""([a-z é東😀]|\\["\\/bfnrt]|\\u00e9|\\ud83d\\ude00){0,6}""#;
+        let string = || proptest::string::string_regex(STRING).expect("regex");
+        let number = proptest::string::string_regex(
+            r"-?(0|[1-9][0-9]{0,3})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        )
+        .expect("regex");
+        let leaf = prop_oneof![string(), number, Just("true".into()), Just("null".into())];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((string(), inner), 0..4).prop_map(|v| {
+                    let members: Vec<String> =
+                        v.into_iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                    format!("{{{}}}", members.join(", "))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// skip_value accepts exactly what serde_json parses, on valid JSON
+        /// and on JSON with one character removed, replaced or inserted.
+        #[test]
+        fn skip_value_agrees_with_serde(
+            text in json_text(),
+            edit in proptest::option::of((0usize..200, 0usize..3, proptest::char::any())),
+        ) {
+            let mut chars: Vec<char> = text.chars().collect();
+            if let Some((at, how, c)) = edit {
+                let at = at % (chars.len() + 1);
+                match how {
+                    0 if at < chars.len() => { chars.remove(at); }
+                    1 if at < chars.len() => chars[at] = c,
+                    _ => chars.insert(at, c),
+                }
+            }
+            let s: String = chars.into_iter().collect();
+            let serde = serde_json::from_str::<serde_json::Value>(&s).is_ok();
+            let ours = skip_all(s.as_bytes());
+            proptest::prop_assert_eq!(ours.is_ok(), serde, "{:?}: {:?}", s, ours);
+            if serde {
+                proptest::prop_assert_eq!(ours.ok(), Some(s.trim_end().len() - (s.len() - s.trim_start().len())));
+            }
+        }
+
+        /// Invalid UTF-8 anywhere in a skipped string or key is refused.
+        #[test]
+        fn skip_value_refuses_invalid_utf8(text in json_text(), at in 0usize..200, bad in 0x80u8..=0xff) {
+            let mut b = text.into_bytes();
+            let at = at % (b.len() + 1);
+            b.insert(at, bad);
+            let serde_ok = std::str::from_utf8(&b).is_ok()
+                && serde_json::from_slice::<serde_json::Value>(&b).is_ok();
+            proptest::prop_assert_eq!(skip_all(&b).is_ok(), serde_ok);
+        }
+    }
+
     #[test]
     fn strings_borrow_or_decode() {
         let mut scratch = String::new();
@@ -601,7 +743,8 @@ mod tests {
                     s.extend_from_slice(b"\"\\x");
                     let r = Reader::new(&s);
                     let naive = s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-                    assert_eq!(r.scan_plain(), (len, stop != b'"'), "{s:?}");
+                    let ascii = s.get(..len).is_some_and(|b| b.is_ascii());
+                    assert_eq!(r.scan_plain(), (len, stop != b'"', ascii), "{s:?}");
                     assert_eq!(naive, Some(len));
                 }
             }

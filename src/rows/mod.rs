@@ -57,6 +57,10 @@ pub enum UnknownFields {
     Reject,
     /// The field is dropped and the rest of the record becomes a row.
     Ignore,
+    /// The table gains a NULLABLE column for it (`crate::evolve`); until it
+    /// has, the encoder refuses the record as under `Reject`. A field whose
+    /// value is null adds nothing and is skipped (null is "absent").
+    Add,
 }
 
 impl FromStr for UnknownFields {
@@ -65,7 +69,8 @@ impl FromStr for UnknownFields {
         match s.to_ascii_lowercase().as_str() {
             "reject" => Ok(Self::Reject),
             "ignore" => Ok(Self::Ignore),
-            _ => Err(format!("{s:?} is not one of: reject, ignore")),
+            "add" => Ok(Self::Add),
+            _ => Err(format!("{s:?} is not one of: reject, ignore, add")),
         }
     }
 }

@@ -31,6 +31,14 @@ impl Deref for Event {
     }
 }
 
+/// For events built in code (tests, benchmarks, the demo), whose arrival
+/// times are already exact.
+impl From<KinesisEvent> for Event {
+    fn from(e: KinesisEvent) -> Self {
+        Self(e)
+    }
+}
+
 impl From<Event> for KinesisEvent {
     fn from(e: Event) -> Self {
         e.0

@@ -27,6 +27,11 @@ pub enum SpillReason {
     /// learned: the records carry `write_stream` and offsets so the backfill
     /// can tell which already landed.
     InDoubt,
+    /// Appends were in doubt on a write stream the service no longer knows
+    /// (garbage-collected after days idle, or its table re-created): nothing
+    /// can tell which landed, so the backfill replays them all — at least
+    /// once for these records only, counted and logged (docs/operations.md).
+    StreamLost,
 }
 
 /// One spilled batch: the records of one shard bound for one table, in

@@ -35,7 +35,7 @@ READY = re.compile(r"emulator ready grpc=(\S+) rest=(\S+)")
 TIMEOUT = 30  # seconds for any one call; everything is local
 
 # The table every test writes, in the `bq` CLI's JSON schema format: the
-# fields of the sample events in ../shared/data.
+# fields of the sample events in tests/fixtures.
 SCHEMA_JSON = """[
   {"name": "event_id", "type": "STRING", "mode": "REQUIRED"},
   {"name": "type", "type": "STRING", "mode": "NULLABLE"},

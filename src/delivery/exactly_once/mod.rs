@@ -20,6 +20,8 @@
 //! back. Kinesis is told "landed" only for what the last successful state
 //! write covers.
 
+mod claim;
+mod lost;
 mod round;
 mod settle;
 
@@ -31,7 +33,7 @@ use super::crash::{self, Boundary, Crash};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Item, Prepared};
-use super::state::{ShardState, state_key};
+use super::state::{Claim, ShardState, state_key};
 use super::store::{StoreError, Version};
 use super::{DeliveryDeps, ShardBatch};
 use crate::rows::Encoder;
@@ -86,6 +88,19 @@ struct Run<'a, 'b> {
     unwritten_end: Option<i64>,
     /// Spillover objects written in this invocation: (key path, last position).
     spilled: Vec<(String, Position)>,
+    /// This invocation holds the claim on `state.write_stream` (it wrote it
+    /// from a clean state, or with a new stream): no other writer can put a
+    /// row at or after `next_offset`, so every end it learns is final.
+    claimed: bool,
+    /// Past the highest offset this invocation sent a request for in
+    /// `state.write_stream`: rows up to here may land even unanswered.
+    sent_end: i64,
+    /// A stream found gone in this invocation: the commit marks it ended so
+    /// the next invocation starts in a new one.
+    lost: Option<String>,
+    /// The batch starts at an earlier attempt's claim that this invocation
+    /// has not fenced: that attempt's rows continue this batch's mapping.
+    inherited: bool,
     stats: DeliveryStats,
 }
 
@@ -114,6 +129,10 @@ impl<'a, 'b> Run<'a, 'b> {
             landing: vec![None; n],
             unwritten_end: None,
             spilled: Vec::new(),
+            claimed: false,
+            sent_end: 0,
+            lost: None,
+            inherited: false,
             stats: DeliveryStats::default(),
         }
     }
@@ -197,13 +216,28 @@ impl<'a, 'b> Run<'a, 'b> {
                 next.spills.push(path.clone());
             }
         }
+        if self.claimed {
+            next.claim = self.claim_after(&next);
+        }
+        if self.lost.as_ref().is_some_and(|l| *l == next.write_stream) {
+            // Nothing more can land in it: the next invocation rotates first.
+            next.stream_end = Some(next.next_offset);
+            next.claim = Claim::Clean;
+        }
         if next == self.state {
             return Ok(());
         }
         self.write_state(next).await
     }
 
-    async fn write_state(&mut self, next: ShardState) -> Result<(), GaveBack> {
+    async fn write_state(&mut self, mut next: ShardState) -> Result<(), GaveBack> {
+        if self.claimed && matches!(next.claim, Claim::From(_)) {
+            // Keep the claim true of the state written: rows at or after its
+            // next_offset are this invocation's, starting with this record.
+            next.claim = self.claim_for(&next);
+        } else if self.inherited && !self.claimed && next.write_stream == self.state.write_stream {
+            next.claim = self.inherited_claim(&next);
+        }
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
         let written = match &self.version {

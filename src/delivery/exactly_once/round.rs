@@ -16,8 +16,14 @@ use crate::dlq::{DeadLetter, Reason};
 impl Run<'_, '_> {
     pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
         let slots = self.slots();
+        if let Some(flow) = self.leave_if_discarded(&slots).await? {
+            return Ok(flow);
+        }
         if let Some(end) = self.state.stream_end {
             return self.rotate(&slots, end).await;
+        }
+        if let Some(flow) = self.ensure_claim(&slots).await? {
+            return Ok(flow);
         }
         let first_bad = slots.iter().position(|s| matches!(s, Slot::Row { sendable: false, .. }));
         if first_bad.is_some() && self.known_end == Some(self.state.next_offset) {
@@ -91,6 +97,10 @@ impl Run<'_, '_> {
         let row_lens: Vec<usize> =
             segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
         let cuts = send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits);
+        if let Some(last) = cuts.last() {
+            // Sent or not, a request counts from here: it may land unanswered.
+            self.sent_end = self.sent_end.max(last.end());
+        }
         let requests = match send::requests(&cuts, &segment, &self.items, &self.encoder, true) {
             Ok(requests) => requests,
             Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
@@ -168,6 +178,12 @@ impl Run<'_, '_> {
             Verdict::Unknown { landed, error } => {
                 let start = in_table(landed);
                 self.land_prefix(&slots, start);
+                if self.claimed && super::lost::round_lost(&outcomes, landed) {
+                    // Refused as NOT_FOUND from request `landed` on: none of
+                    // those rows exist, so nothing is in doubt past them.
+                    let end = cuts.get(landed).map_or(self.sent_end, |c| c.offset);
+                    return self.stream_lost(end, error).await;
+                }
                 self.resolve(error).await
             }
         }

@@ -84,6 +84,13 @@ impl Run<'_, '_> {
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
+            Ok(Err(e)) if super::lost::is_not_found(e.code()) => {
+                // Gone: whatever an unanswered request (ours, or an earlier
+                // attempt's when this invocation does not hold the claim) put
+                // there can never be learned.
+                let in_doubt_end = if self.claimed { self.sent_end } else { i64::MAX };
+                self.stream_lost(in_doubt_end, format!("{why}; finalize: {e}")).await
+            }
             Ok(Err(e)) => {
                 let slots = self.slots();
                 let error = format!("{why}; finalize failed: {e}");
@@ -118,6 +125,11 @@ impl Run<'_, '_> {
             other => {
                 let error = match other {
                     Ok(Ok(_)) => "CreateWriteStream returned no name".to_string(),
+                    Ok(Err(e)) if super::lost::is_not_found(e.code()) => {
+                        tracing::error!(shard_id = self.batch.shard_id, table = %self.batch.table, error = %e,
+                            "the table does not exist: records go to the spillover until it is created again, then run the backfill");
+                        e.to_string()
+                    }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => "no time left to create a write stream".to_string(),
                 };
@@ -129,10 +141,14 @@ impl Run<'_, '_> {
         self.pass(Boundary::AfterCreateStream)?;
         let more = self.new_exclusions(slots, point);
         let positions = self.positions();
-        let next = plan::rotate(&self.state, &positions, slots, end, name, more);
+        let mut next = plan::rotate(&self.state, &positions, slots, end, name, more);
+        // A new stream nobody else knows: this invocation holds its tail.
+        next.claim = self.claim_for(&next);
         self.write_state(next).await?;
         self.stats.rotations += 1;
         self.known_end = Some(0);
+        self.claimed = true;
+        self.sent_end = 0;
         Ok(Flow::Continue)
     }
 
@@ -165,9 +181,21 @@ impl Run<'_, '_> {
         reason: SpillReason,
         error: String,
     ) -> Result<(), GaveBack> {
+        self.spill_range(slots, from..slots.len(), write_stream, reason, error).await
+    }
+
+    /// Spills the not-yet-landed rows of `range`.
+    pub(super) async fn spill_range(
+        &mut self,
+        slots: &[Slot],
+        range: std::ops::Range<usize>,
+        write_stream: Option<String>,
+        reason: SpillReason,
+        error: String,
+    ) -> Result<(), GaveBack> {
         let mut which = Vec::new();
         let mut records = Vec::new();
-        for (i, slot) in slots.iter().enumerate().skip(from) {
+        for (i, slot) in slots.iter().enumerate().take(range.end).skip(range.start) {
             let pending = self.landing.get(i).is_some_and(Option::is_none);
             match slot {
                 Slot::Row { offset, sendable: true } if pending => {

@@ -5,26 +5,22 @@
 //! Guarantees: a 412 Precondition Failed (or a 404 for a vanished object on
 //! replace) is a [`StoreError::Conflict`]; a 409 ConditionalRequestConflict —
 //! a concurrent write still in progress, which S3's docs say to retry — is
-//! retried a few times before it too counts as a conflict.
-
-use std::time::Duration;
+//! retried under the crate's one [`RetryPolicy`] (`RETRY_BUDGET_MS`, and the
+//! invocation's shared budget) before it too counts as a conflict.
 
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::put_object::PutObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{StateStore, StoreError, Version, validate_key};
+use crate::retry::{Class, RetryPolicy};
 use crate::sink_url::join_key;
-
-/// Attempts for a write answered 409 ConditionalRequestConflict.
-const CONFLICT_409_ATTEMPTS: u32 = 4;
-/// First pause after a 409, doubled each time.
-const CONFLICT_409_DELAY: Duration = Duration::from_millis(50);
 
 pub struct S3StateStore {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    retry: RetryPolicy,
 }
 
 enum Condition<'a> {
@@ -34,7 +30,13 @@ enum Condition<'a> {
 
 impl S3StateStore {
     pub fn new(client: aws_sdk_s3::Client, bucket: String, prefix: String) -> Self {
-        Self { client, bucket, prefix: prefix.trim_matches('/').to_string() }
+        let prefix = prefix.trim_matches('/').to_string();
+        Self { client, bucket, prefix, retry: RetryPolicy::default() }
+    }
+
+    /// Retries 409s under `retry` instead of the default policy.
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        Self { retry, ..self }
     }
 
     fn url(&self, key: &str) -> String {
@@ -49,7 +51,7 @@ impl S3StateStore {
     ) -> Result<Version, StoreError> {
         validate_key(key)?;
         let location = self.url(key);
-        for attempt in 1..=CONFLICT_409_ATTEMPTS {
+        let attempt = || async {
             let mut put = self
                 .client
                 .put_object()
@@ -57,32 +59,35 @@ impl S3StateStore {
                 .key(join_key(&self.prefix, key))
                 .content_type("application/json")
                 .body(ByteStream::from(bytes.to_vec()));
-            put = match cond {
+            put = match &cond {
                 Condition::Absent => put.if_none_match("*"),
                 Condition::Matches(v) => put.if_match(v.as_str()),
             };
-            let err = match put.send().await {
-                Ok(out) => {
-                    return out.e_tag().map(|t| Version(t.to_string())).ok_or_else(|| {
-                        StoreError::Corrupt { location, why: "PUT returned no ETag".into() }
-                    });
-                }
-                Err(e) => e,
-            };
-            match status(&err) {
-                Some(412) => return Err(StoreError::Conflict { location }),
-                // If-Match on a key that no longer exists: someone deleted it.
-                Some(404) if matches!(cond, Condition::Matches(_)) => {
-                    return Err(StoreError::Conflict { location });
-                }
-                Some(409) if attempt < CONFLICT_409_ATTEMPTS => {
-                    tokio::time::sleep(CONFLICT_409_DELAY * 2u32.pow(attempt - 1)).await;
-                }
-                Some(409) => return Err(StoreError::Conflict { location }),
-                _ => return Err(StoreError::S3 { location, source: Box::new(err.into()) }),
+            put.send().await
+        };
+        // Only a 409 (a concurrent write still in progress) is worth another
+        // attempt here; the SDK already retried throttling and 5xx.
+        let class = |e: &SdkError<PutObjectError, _>| match status(e) {
+            Some(409) => Class::Transient,
+            _ => Class::Permanent,
+        };
+        let deadline = tokio::time::Instant::now() + self.retry.budget;
+        let err = match self.retry.run(deadline, class, attempt).await {
+            Ok(out) => {
+                return out.e_tag().map(|t| Version(t.to_string())).ok_or_else(|| {
+                    StoreError::Corrupt { location, why: "PUT returned no ETag".into() }
+                });
             }
+            Err(e) => e,
+        };
+        match status(&err) {
+            Some(412 | 409) => Err(StoreError::Conflict { location }),
+            // If-Match on a key that no longer exists: someone deleted it.
+            Some(404) if matches!(cond, Condition::Matches(_)) => {
+                Err(StoreError::Conflict { location })
+            }
+            _ => Err(StoreError::S3 { location, source: Box::new(err.into()) }),
         }
-        Err(StoreError::Conflict { location })
     }
 }
 

@@ -22,6 +22,75 @@ pub(crate) enum DecError {
 /// Digits past the column's scale must be zeros, unless `round` (HALF_UP, as
 /// JsonStreamWriter does for JSON numbers).
 pub(crate) fn parse(s: &str, spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
+    match plain(s.as_bytes(), spec) {
+        Some(v) => Ok(v),
+        None => general(s, spec, round),
+    }
+}
+
+/// 10^k for k in 0..=38, exact in u128.
+const POW10: [u128; 39] = {
+    let mut t = [1u128; 39];
+    let mut k = 1;
+    while k < 39 {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
+/// The common form, `[+-]int[.frac]` with no exponent, at most 38
+/// significant integer digits (29 for NUMERIC: always in range) and no
+/// more fractional digits than the scale (nothing to drop or round), in
+/// two u128 accumulations and one multiply. `None` for anything else, which
+/// [`general`] parses with the same result (property-tested).
+#[inline]
+fn plain(b: &[u8], spec: DecimalSpec) -> Option<i256> {
+    let (neg, b) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    let dot = b.iter().position(|&c| c == b'.');
+    let (int, frac) = match dot {
+        Some(at) => (b.get(..at)?, b.get(at + 1..)?),
+        None => (b, &[][..]),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let int_max = spec.int_digits.min(if spec.big { 38 } else { 29 }) as usize;
+    let scale = spec.scale as usize;
+    let wire_scale = spec.wire_scale as usize;
+    if frac.len() > scale || wire_scale > 38 || scale > wire_scale {
+        return None;
+    }
+    let digits = |d: &[u8]| -> Option<u128> {
+        let mut acc = 0u128;
+        for &c in d {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            acc = acc * 10 + u128::from(c - b'0');
+        }
+        Some(acc)
+    };
+    let significant = int.iter().position(|&c| c != b'0').map_or(0, |at| int.len() - at);
+    if significant > int_max || int.len() > 60 {
+        return None;
+    }
+    let int = digits(int.get(int.len() - significant..)?)?;
+    // frac · 10^(wire_scale − len) < 10^wire_scale ≤ 10^38: exact in u128.
+    let frac = digits(frac)? * POW10.get(wire_scale - frac.len())?;
+    let whole = i256::from_i128(i128::try_from(int).ok()?)
+        .checked_mul(i256::from_i128(i128::try_from(*POW10.get(wire_scale)?).ok()?))?;
+    let v = whole.checked_add(i256::from_i128(i128::try_from(frac).ok()?))?;
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// Any form [`parse`] takes: exponents, digits past the scale (zeros, or
+/// rounded), values at the edges of the range.
+fn general(s: &str, spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
     let b = s.as_bytes();
     let mut i = 0;
     let neg = match b.first() {
@@ -133,7 +202,9 @@ fn max_numeric() -> i256 {
 
 /// Whether a BIGNUMERIC fits Arrow's decimal256(76, 38): |unscaled| < 10^76.
 pub(crate) fn fits_decimal256(v: i256) -> bool {
-    let max = i256::from_i128(10).checked_pow(76).unwrap_or(i256::MAX);
+    // 10^76, computed once (every BIGNUMERIC value in Arrow mode asks).
+    static MAX: std::sync::OnceLock<i256> = std::sync::OnceLock::new();
+    let max = *MAX.get_or_init(|| i256::from_i128(10).checked_pow(76).unwrap_or(i256::MAX));
     v < max && v > max.wrapping_neg()
 }
 
@@ -217,6 +288,49 @@ mod tests {
             false,
         );
         assert!(fits_decimal256(v.unwrap()));
+    }
+
+    const NUMERIC_10_2: DecimalSpec =
+        DecimalSpec { wire_scale: 9, scale: 2, int_digits: 8, big: false };
+
+    proptest::proptest! {
+        /// The plain-form fast path gives the general parser's value, or defers to it.
+        #[test]
+        fn plain_matches_the_general_parser(
+            s in "[+-]?[0-9]{0,45}(\\.[0-9]{0,42})?",
+            which in 0usize..3,
+            round in proptest::bool::ANY,
+        ) {
+            let spec = [NUMERIC, BIG, NUMERIC_10_2][which];
+            let general = general(&s, spec, round);
+            if let Some(fast) = plain(s.as_bytes(), spec) {
+                proptest::prop_assert_eq!(Ok(fast), general, "{}", s);
+            }
+            proptest::prop_assert_eq!(parse(&s, spec, round), general, "{}", s);
+        }
+    }
+
+    #[test]
+    fn plain_takes_only_the_plain_form() {
+        for (s, spec) in
+            [("12.5", NUMERIC), ("-0.000000001", NUMERIC), ("5.", NUMERIC), (".5", BIG)]
+        {
+            assert_eq!(plain(s.as_bytes(), spec).map(Ok), Some(general(s, spec, false)), "{s}");
+        }
+        let long_int = "1".repeat(30);
+        for (s, spec) in [
+            ("1e3", NUMERIC),
+            ("0.0000000001", NUMERIC),
+            ("1.234", NUMERIC_10_2),
+            (long_int.as_str(), NUMERIC),
+            ("", NUMERIC),
+            (".", NUMERIC),
+            ("-", NUMERIC),
+            ("1.2.3", NUMERIC),
+            (" 1", NUMERIC),
+        ] {
+            assert_eq!(plain(s.as_bytes(), spec), None, "{s}");
+        }
     }
 
     #[test]

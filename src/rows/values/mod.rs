@@ -22,6 +22,17 @@ pub(crate) fn parse_i64<S: AsRef<[u8]> + ?Sized>(s: &S) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
+    // Up to 18 digits cannot overflow: no checks per digit.
+    if digits.len() <= 18 {
+        let mut acc: i64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            acc = acc * 10 + i64::from(d - b'0');
+        }
+        return Some(if neg { -acc } else { acc });
+    }
     // Accumulate negatively so i64::MIN fits; one pass, checked.
     let mut acc: i64 = 0;
     for &d in digits {
@@ -213,6 +224,16 @@ mod tests {
         assert_eq!(parse_i64("9223372036854775808"), None);
         for bad in ["", "-", "1.0", "1e3", " 1", "0x1", "１"] {
             assert_eq!(parse_i64(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Both paths (up to 18 digits unchecked, longer checked) agree with
+        /// the standard parser, on integers and on near-integer text.
+        #[test]
+        fn integers_match_the_standard_parser(s in "[+-]?[0-9]{0,21}[0-9a.]?") {
+            let want = s.parse::<i64>().ok().filter(|_| s.bytes().skip(1).all(|b| b.is_ascii_digit()));
+            proptest::prop_assert_eq!(parse_i64(&s), want, "{}", s);
         }
     }
 
