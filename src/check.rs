@@ -2,10 +2,18 @@
 //! configuration works — the table is reachable and its schema encodable,
 //! and every sink answers — and say what was found.
 //!
+//! With `WRITE_MODE=cdc` it also reads the table's REST resource and judges
+//! it against what BigQuery needs to apply changes ([`crate::cdc::requirements`]:
+//! a primary key, a column for each configured field); `ROW_FORMAT=proto`,
+//! the other requirement, is enforced by the configuration itself.
+//!
 //! Each finding is independent: one unreachable sink does not hide the
 //! state of the others. Nothing is written anywhere.
 
+use crate::bigquery::{DEFAULT_REST_ENDPOINT, TablesClient};
+use crate::cdc::requirements;
 use crate::config::Config;
+use crate::delivery::WriteMode;
 use crate::handler::{DepsError, Sinks, WriterSide};
 use std::fmt;
 use std::future::Future;
@@ -59,6 +67,13 @@ pub async fn run(config: &Config) -> Report {
         target: format!("{} at {}", config.table, config.endpoint),
         outcome: table.map(|w| w.describe()),
     });
+    if config.write_mode == WriteMode::Cdc {
+        report.findings.push(Finding {
+            variable: "WRITE_MODE",
+            target: format!("cdc on {} at {}", config.table, config.rest_endpoint),
+            outcome: cdc_table(config).await,
+        });
+    }
     let sinks = match Sinks::open(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -87,6 +102,22 @@ pub async fn run(config: &Config) -> Report {
         outcome,
     });
     report
+}
+
+/// The table as change data capture needs it, read with REST `tables.get`
+/// (the Storage Write API does not show primary keys).
+async fn cdc_table(config: &Config) -> Result<String, String> {
+    if config.endpoint.starts_with("http://") && config.rest_endpoint == DEFAULT_REST_ENDPOINT {
+        return Err("the primary key is read through the BigQuery REST API: set \
+                    BIGQUERY_REST_ENDPOINT to the emulator's REST address (http://HOST:PORT)"
+            .into());
+    }
+    let resource = probe(async {
+        let tables = TablesClient::new(&config.rest_endpoint)?;
+        Ok(tables.get(&config.table).await?)
+    })
+    .await?;
+    requirements::judge(&resource, &config.cdc, config.unknown_fields)
 }
 
 async fn probe<T>(f: impl Future<Output = Result<T, DepsError>>) -> Result<T, String> {

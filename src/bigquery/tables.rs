@@ -22,12 +22,18 @@ pub const DEFAULT_REST_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// OAuth scope for `tables.patch` / `tables.insert`.
 const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 
-/// A table as `tables.get` shows it: what a guarded patch needs.
+/// A table as `tables.get` shows it: what a guarded patch needs, and what
+/// change data capture requires of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableResource {
     pub schema: TableSchema,
     /// Opaque; changes whenever the table's metadata does.
     pub etag: String,
+    /// `tableConstraints.primaryKey.columns`; empty when the table has no
+    /// primary key (the service then omits `tableConstraints.primaryKey`).
+    pub primary_key: Vec<String>,
+    /// `maxStaleness` (an interval such as `0-0 0 0:15:0`), when set.
+    pub max_staleness: Option<String>,
 }
 
 /// Why a tables call failed; the variants are what a caller decides on.
@@ -212,5 +218,34 @@ fn resource(t: &TableName, body: Json) -> Result<TableResource, TablesError> {
     let fields = fields_from_json(&fields, "")
         .map_err(|source| TablesError::Schema { table: t.to_string(), source })?;
     let etag = body.get("etag").and_then(Json::as_str).unwrap_or_default().to_string();
-    Ok(TableResource { schema: TableSchema { fields }, etag })
+    let primary_key = body
+        .pointer("/tableConstraints/primaryKey/columns")
+        .and_then(Json::as_array)
+        .map(|cols| cols.iter().filter_map(Json::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let max_staleness = body.get("maxStaleness").and_then(Json::as_str).map(str::to_string);
+    Ok(TableResource { schema: TableSchema { fields }, etag, primary_key, max_staleness })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_primary_key_and_staleness_of_a_resource() -> Result<(), TablesError> {
+        let t: TableName = "p.d.t".parse().map_err(|_| TablesError::NotFound("p.d.t".into()))?;
+        let body = json!({
+            "etag": "\"e1\"",
+            "schema": {"fields": [{"name": "id", "type": "INTEGER", "mode": "REQUIRED"}]},
+            "tableConstraints": {"primaryKey": {"columns": ["id"]}},
+            "maxStaleness": "0-0 0 0:15:0",
+        });
+        let r = resource(&t, body)?;
+        assert_eq!(r.primary_key, ["id"]);
+        assert_eq!(r.max_staleness.as_deref(), Some("0-0 0 0:15:0"));
+        let plain = resource(&t, json!({"schema": {"fields": []}}))?;
+        assert!(plain.primary_key.is_empty());
+        assert_eq!(plain.max_staleness, None);
+        Ok(())
+    }
 }

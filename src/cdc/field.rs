@@ -33,6 +33,12 @@ impl fmt::Display for FieldPath {
 }
 
 impl FieldPath {
+    /// The top-level key: the table column the field's value travels in
+    /// when the record becomes a row.
+    pub fn top_level(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+
     /// The value at this path in `json`, as its raw JSON text; `Ok(None)`
     /// when a key is absent (or an intermediate value is not an object).
     ///

@@ -13,7 +13,9 @@
 //!   (`CDC_SEQUENCE_FIELD`, a source LSN/SCN);
 //! - [`columns`]: the two pseudo-columns added to the writer schema and to
 //!   every encoded row;
-//! - [`field`]: reading one (possibly nested) field from JSON bytes.
+//! - [`field`]: reading one (possibly nested) field from JSON bytes;
+//! - [`requirements`]: what the table must be for BigQuery to apply
+//!   changes (`kinesis-bigquery check` judges it before a deploy).
 //!
 //! Because the sequence number is a pure function of the record (its
 //! position or its own field), every retry, bisected batch, replay and
@@ -23,6 +25,7 @@
 pub mod change_type;
 pub mod columns;
 pub mod field;
+pub mod requirements;
 pub mod sequence;
 
 pub use change_type::ChangeType;

@@ -2,7 +2,8 @@
 //!
 //! Prints exactly one line, `emulator ready grpc=http://.. rest=http://..`,
 //! on stdout once both listeners accept connections (scripts wait for it),
-//! then serves until SIGINT or SIGTERM.
+//! then serves until SIGINT or SIGTERM. Tables (`--table`) and their
+//! primary keys (`--primary-key`, for change data capture) exist by then.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,11 @@ pub struct EmulatorArgs {
     /// A table to create at start: PROJECT.DATASET.TABLE=SCHEMA.json (bq schema format). Repeatable.
     #[arg(long = "table", value_name = "PROJECT.DATASET.TABLE=SCHEMA.json")]
     pub tables: Vec<String>,
+    /// Declares the primary key of a `--table` (`PRIMARY KEY (...) NOT
+    /// ENFORCED`, 1 to 16 top-level columns), which change data capture
+    /// (`WRITE_MODE=cdc`) needs. Repeatable, one per table.
+    #[arg(long = "primary-key", value_name = "PROJECT.DATASET.TABLE=COLUMN[,COLUMN...]")]
+    pub primary_keys: Vec<String>,
     /// AppendRows request size limit in bytes (the service's is 10 MiB).
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -34,6 +40,15 @@ pub struct EmulatorArgs {
     /// (the service takes seconds to minutes; 0 = at once).
     #[arg(long, default_value_t = 0)]
     pub schema_delay_ms: u64,
+}
+
+/// One `--primary-key TABLE=COLUMN[,COLUMN...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryKeyArg {
+    /// The argument as given, for error messages.
+    pub arg: String,
+    pub table: TableName,
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +72,14 @@ pub enum CliError {
         path: PathBuf,
         #[source]
         source: SchemaJsonError,
+    },
+    #[error("--primary-key {0:?}: expected PROJECT.DATASET.TABLE=COLUMN[,COLUMN...]")]
+    PrimaryKeyArg(String),
+    #[error("--primary-key {arg:?}")]
+    PrimaryKey {
+        arg: String,
+        #[source]
+        source: EmulatorError,
     },
     #[error(transparent)]
     Emulator(#[from] EmulatorError),
@@ -92,6 +115,29 @@ impl EmulatorArgs {
             schema_delay: Duration::from_millis(self.schema_delay_ms),
         })
     }
+
+    /// The `--primary-key` arguments, parsed.
+    ///
+    /// # Errors
+    /// [`CliError`] naming an argument that is not `TABLE=COLUMN[,COLUMN...]`.
+    pub fn primary_keys(&self) -> Result<Vec<PrimaryKeyArg>, CliError> {
+        self.primary_keys
+            .iter()
+            .map(|arg| {
+                let bad = || CliError::PrimaryKeyArg(arg.clone());
+                let (name, columns) = arg.split_once('=').ok_or_else(bad)?;
+                let name: TableName = name
+                    .parse()
+                    .map_err(|source| CliError::TableName { arg: arg.clone(), source })?;
+                let columns: Vec<String> =
+                    columns.split(',').map(|c| c.trim().to_string()).collect();
+                if columns.iter().any(String::is_empty) {
+                    return Err(bad());
+                }
+                Ok(PrimaryKeyArg { arg: arg.clone(), table: name, columns })
+            })
+            .collect()
+    }
 }
 
 /// Runs the emulator until SIGINT/SIGTERM.
@@ -99,7 +145,18 @@ impl EmulatorArgs {
 /// # Errors
 /// [`CliError`] for bad arguments, a taken port or a failed signal handler.
 pub async fn serve(args: EmulatorArgs) -> Result<(), CliError> {
+    let keys = args.primary_keys()?;
     let emu = start(args.config()?).await?;
+    // Keys are checked against the created tables (columns present, not
+    // REPEATED, at most 16) before the ready line: a script never sees a
+    // table without the key it asked for.
+    for key in keys {
+        let columns: Vec<&str> = key.columns.iter().map(String::as_str).collect();
+        if let Err(source) = emu.set_primary_key(&key.table, &columns) {
+            emu.shutdown().await;
+            return Err(CliError::PrimaryKey { arg: key.arg, source });
+        }
+    }
     println!("emulator ready grpc={} rest={}", emu.grpc_endpoint(), emu.rest_endpoint());
     wait_for_signal().await?;
     emu.shutdown().await;

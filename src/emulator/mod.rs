@@ -14,7 +14,8 @@
 //! JSON, see [`values`]), [`Emulator::faults`] and [`Emulator::activity`]
 //! (counters to wait on instead of sleeping). As a process:
 //! `kinesis-bigquery emulator --grpc 127.0.0.1:9060 --rest 127.0.0.1:9050
-//! [--table P.D.T=schema.json]...` ([`cli`]).
+//! [--table P.D.T=schema.json]... [--primary-key P.D.T=COL[,COL]]...`
+//! ([`cli`]).
 //!
 //! Faults over REST (`POST /emulator/v1/faults`, one rule per body; `DELETE`
 //! clears every rule; `GET` lists them), see [`FaultSpec`]:

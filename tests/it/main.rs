@@ -16,6 +16,7 @@ mod backfill_crash;
 mod backfill_in_doubt;
 mod backfill_replay;
 mod cdc_chaos;
+mod cdc_check;
 mod cdc_mode;
 mod client_append;
 mod client_faults;
