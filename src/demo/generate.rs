@@ -36,11 +36,14 @@ pub struct CorruptCounts {
     pub invalid_json: u64,
     pub schema_mismatch: u64,
     pub kpl_checksum: u64,
+    /// `--mode cdc`: changes whose operation is no row change (Debezium's
+    /// `t` truncate).
+    pub change_unreadable: u64,
 }
 
 impl CorruptCounts {
     pub fn total(&self) -> u64 {
-        self.invalid_json + self.schema_mismatch + self.kpl_checksum
+        self.invalid_json + self.schema_mismatch + self.kpl_checksum + self.change_unreadable
     }
 }
 
@@ -102,7 +105,8 @@ pub fn generate(user_records: u64, shards: usize, seed: u64) -> Generated {
         let Some((shard_id, records)) = out.shards.get_mut(shard) else { continue };
         let Some(counter) = seq.get_mut(shard) else { continue };
         *counter += 1;
-        records.push(kinesis_record(shard_id, shard, *counter, arrival_ms, &data, &mut rng));
+        let partition_key = format!("user-{}", rng.random_range(0..1000));
+        records.push(kinesis_record(shard_id, shard, *counter, arrival_ms, &data, &partition_key));
     }
     out
 }
@@ -141,7 +145,7 @@ fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
 }
 
 /// A KPL aggregate of `events`: magic, protobuf, MD5 of the protobuf.
-fn aggregate(events: &[Value], rng: &mut StdRng) -> Vec<u8> {
+pub(super) fn aggregate(events: &[Value], rng: &mut StdRng) -> Vec<u8> {
     let keys: Vec<String> = (0..events.len().min(3)).map(|i| format!("user-{i}")).collect();
     let records = events
         .iter()
@@ -167,20 +171,20 @@ fn aggregate(events: &[Value], rng: &mut StdRng) -> Vec<u8> {
 }
 
 /// One record of a Lambda Kinesis event, in the documented JSON shape.
-fn kinesis_record(
+pub(super) fn kinesis_record(
     shard_id: &str,
     shard: usize,
     counter: u64,
     arrival_ms: i64,
     data: &[u8],
-    rng: &mut StdRng,
+    partition_key: &str,
 ) -> Value {
     // Kinesis sequence numbers are decimal strings that grow within a shard.
     let sequence_number = format!("4959{shard:04}{counter:048}");
     json!({
         "kinesis": {
             "kinesisSchemaVersion": "1.0",
-            "partitionKey": format!("user-{}", rng.random_range(0..1000)),
+            "partitionKey": partition_key,
             "sequenceNumber": sequence_number,
             "data": base64::engine::general_purpose::STANDARD.encode(data),
             "approximateArrivalTimestamp": arrival_ms as f64 / 1000.0,

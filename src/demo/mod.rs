@@ -4,8 +4,11 @@
 //! injected (retries, a BigQuery outage that forces spillover, crashes and
 //! lost responses, appends in doubt), then the backfill replays the
 //! spillover, and a summary shows that every good record is in the table
-//! exactly once.
+//! exactly once. `--mode cdc` does the same with change data capture:
+//! creates, updates and deletes by primary key, and a check that the table
+//! equals the last change of each key.
 
+mod cdc;
 mod faults;
 pub mod generate;
 mod kinesis;
@@ -13,7 +16,8 @@ mod report;
 mod run;
 mod table;
 
+pub use cdc::Convergence;
 pub use faults::{Fault, FaultSet};
 pub use kinesis::EsmStats;
 pub use report::DemoReport;
-pub use run::{DemoArgs, DemoError, run};
+pub use run::{DemoArgs, DemoError, DemoMode, run};

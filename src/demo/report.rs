@@ -1,8 +1,11 @@
 //! What the demo saw, and the check that matters: every good record exactly
-//! once in the table, every corrupt one in the dead-letter queue.
+//! once in the table (or, in CDC mode, the table equal to the last change of
+//! each key), every corrupt one in the dead-letter queue.
 
+use super::cdc::Convergence;
 use super::generate::CorruptCounts;
 use super::kinesis::EsmStats;
+use super::run::DemoMode;
 use crate::backfill::Summary;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -12,6 +15,7 @@ use std::time::Duration;
 /// The demo's outcome.
 #[derive(Clone, Debug, Default)]
 pub struct DemoReport {
+    pub mode: DemoMode,
     pub format: String,
     pub faults: Vec<&'static str>,
     pub kinesis_records: u64,
@@ -37,6 +41,9 @@ pub struct DemoReport {
     pub missing: Vec<String>,
     pub duplicated: Vec<String>,
     pub unexpected: Vec<String>,
+    /// `--mode cdc`: the table against the last change of each key (the
+    /// exactly-once fields above stay empty).
+    pub cdc: Option<Convergence>,
     /// The working directory, when kept (`--keep`).
     pub dir: Option<PathBuf>,
     pub elapsed: Duration,
@@ -72,8 +79,18 @@ impl DemoReport {
         self.dead_lettered_records == self.corrupt.total()
     }
 
+    /// The table holds what it must: every good record once, or (CDC) the
+    /// last change of each key.
+    pub fn table_holds(&self) -> bool {
+        match (self.mode, &self.cdc) {
+            (DemoMode::ExactlyOnce, _) => self.exactly_once(),
+            (DemoMode::Cdc, Some(c)) => c.converged(),
+            (DemoMode::Cdc, None) => false,
+        }
+    }
+
     pub fn passed(&self) -> bool {
-        self.exactly_once() && self.corrupt_dead_lettered() && self.backfill.failed == 0
+        self.table_holds() && self.corrupt_dead_lettered() && self.backfill.failed == 0
     }
 }
 
@@ -81,7 +98,15 @@ impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let faults =
             if self.faults.is_empty() { "none".to_string() } else { self.faults.join(", ") };
-        writeln!(f, "kinesis-bigquery demo — row format {}, faults: {faults}", self.format)?;
+        let mode = match self.mode {
+            DemoMode::ExactlyOnce => "exactly-once",
+            DemoMode::Cdc => "cdc",
+        };
+        writeln!(
+            f,
+            "kinesis-bigquery demo — mode {mode}, row format {}, faults: {faults}",
+            self.format
+        )?;
         let line = |f: &mut fmt::Formatter<'_>, label: &str, value: String| {
             writeln!(f, "  {label:<44}{value:>14}")
         };
@@ -115,8 +140,16 @@ impl fmt::Display for DemoReport {
         line(f, "  orphan objects removed", b.orphaned.to_string())?;
         line(f, "rows in table", self.rows_in_table.to_string())?;
         let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-        line(f, "exactly once (every good record once)", verdict(self.exactly_once()).to_string())?;
-        if !self.exactly_once() {
+        if let Some(c) = &self.cdc {
+            write_convergence(f, c, line)?;
+        } else {
+            line(
+                f,
+                "exactly once (every good record once)",
+                verdict(self.exactly_once()).to_string(),
+            )?;
+        }
+        if self.mode == DemoMode::ExactlyOnce && !self.exactly_once() {
             writeln!(
                 f,
                 "    missing {}, duplicated {}, unexpected {} (first: {:?} {:?} {:?})",
@@ -139,6 +172,35 @@ impl fmt::Display for DemoReport {
         }
         Ok(())
     }
+}
+
+/// The CDC lines: changes by kind, keys, and the convergence verdict.
+fn write_convergence(
+    f: &mut fmt::Formatter<'_>,
+    c: &Convergence,
+    line: impl Fn(&mut fmt::Formatter<'_>, &str, String) -> fmt::Result,
+) -> fmt::Result {
+    line(f, "changes (upserts / deletes)", format!("{} / {}", c.upserts, c.deletes))?;
+    line(f, "keys whose last change is an upsert", c.keys_expected.to_string())?;
+    let verdict = if c.converged() { "PASS" } else { "FAIL" };
+    line(f, "table = last change of each key", verdict.to_string())?;
+    if !c.converged() {
+        writeln!(
+            f,
+            "    missing {}, stale {}, duplicated {}, not deleted {}, unreadable {} \
+             (first: {:?} {:?} {:?} {:?})",
+            c.missing.len(),
+            c.stale.len(),
+            c.duplicated.len(),
+            c.not_deleted.len(),
+            c.unreadable,
+            c.missing.first(),
+            c.stale.first(),
+            c.duplicated.first(),
+            c.not_deleted.first()
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

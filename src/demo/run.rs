@@ -2,8 +2,10 @@
 //! installed — the emulator in-process, `file://` state, spillover and
 //! dead-letter queue in a temporary directory, generated Kinesis events run
 //! through the real handler with faults injected, then the backfill, then
-//! the exactly-once check.
+//! the check: every good record exactly once (`--mode exactly-once`), or
+//! the table equal to the last change of each key (`--mode cdc`).
 
+use super::cdc;
 use super::faults::FaultSet;
 use super::generate::generate;
 use super::kinesis::drive;
@@ -27,9 +29,34 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What the demo writes and checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoMode {
+    /// Click events, `WRITE_MODE=exactly_once`: every good record exactly once.
+    #[default]
+    ExactlyOnce,
+    /// Account changes (creates, updates, deletes), `WRITE_MODE=cdc` on a
+    /// table with a primary key: the table converges to the last change of
+    /// each key.
+    Cdc,
+}
+
+impl DemoMode {
+    fn write_mode(self) -> &'static str {
+        match self {
+            Self::ExactlyOnce => "exactly_once",
+            Self::Cdc => "cdc",
+        }
+    }
+}
+
 /// Run the whole pipeline locally with faults, then check exactly-once.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
+    /// exactly-once (click events, each exactly once) or cdc (changes by
+    /// primary key, the table converging to the last change of each key).
+    #[arg(long, value_enum, default_value_t = DemoMode::ExactlyOnce)]
+    pub mode: DemoMode,
     /// User records to generate (after KPL de-aggregation).
     #[arg(long, default_value_t = 5_000)]
     pub records: u64,
@@ -100,14 +127,25 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     let workdir = tempfile::Builder::new().prefix("kinesis-bigquery-demo-").tempdir()?;
     let dir = workdir.path().to_path_buf();
     let emulator = emulator::start(EmulatorConfig::default()).await?;
-    let table = table::name()?;
-    emulator.create_table(&table, table::schema()?)?;
+    let table = match args.mode {
+        DemoMode::ExactlyOnce => {
+            let table = table::name()?;
+            emulator.create_table(&table, table::schema()?)?;
+            table
+        }
+        DemoMode::Cdc => {
+            let table = cdc::table_name()?;
+            emulator.create_table(&table, cdc::schema()?)?;
+            emulator.set_primary_key(&table, &[cdc::KEY])?;
+            table
+        }
+    };
 
     let file_url = |name: &str| format!("file://{}", dir.join(name).display());
-    let vars: HashMap<&str, String> = HashMap::from([
+    let mut vars: HashMap<&str, String> = HashMap::from([
         ("BIGQUERY_TABLE", table.to_string()),
         ("BIGQUERY_ENDPOINT", emulator.grpc_endpoint()),
-        ("WRITE_MODE", "exactly_once".to_string()),
+        ("WRITE_MODE", args.mode.write_mode().to_string()),
         ("ROW_FORMAT", format_name(args.format).to_string()),
         ("STATE_URL", file_url("state")),
         ("SPILL_URL", file_url("spill")),
@@ -117,10 +155,20 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         ("DEADLINE_MARGIN_MS", "2000".to_string()),
         ("LOG_LEVEL", "off".to_string()),
     ]);
+    if args.mode == DemoMode::Cdc {
+        vars.insert("CDC_CHANGE_TYPE_FIELD", cdc::CHANGE_TYPE_FIELD.to_string());
+    }
     let config = Config::from_lookup(|k| vars.get(k).cloned())?;
     let deps = Deps::build(&config, LogOutput::Discard).await?;
 
-    let generated = generate(args.records, usize::from(args.shards), args.seed);
+    let shards = usize::from(args.shards);
+    let (generated, expected) = match args.mode {
+        DemoMode::ExactlyOnce => (generate(args.records, shards, args.seed), None),
+        DemoMode::Cdc => {
+            let (generated, expected) = cdc::generate(args.records, shards, args.seed);
+            (generated, Some(expected))
+        }
+    };
     let kinesis_records: u64 = generated.shards.iter().map(|(_, r)| r.len() as u64).sum();
     // The faults hit invocations 1 to 10 (faults.rs): make more than that.
     let per_shard = kinesis_records / u64::from(args.shards.max(1));
@@ -132,6 +180,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         drive(&deps, emulator.faults(), &generated.shards, batch_size, &args.faults, &bar).await;
 
     let mut report = DemoReport {
+        mode: args.mode,
         format: format_name(args.format).to_string(),
         faults: args.faults.0.iter().map(|f| f.name()).collect(),
         kinesis_records,
@@ -159,11 +208,16 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     .await?;
     let backfill_deps = BackfillDeps {
         client,
-        state: Some(Arc::new(FileStateStore::new(dir.join("state")))),
+        // CDC keeps no shard state: every spilled change is replayed, and a
+        // change written twice leaves the table as it was.
+        state: match args.mode {
+            DemoMode::ExactlyOnce => Some(Arc::new(FileStateStore::new(dir.join("state")))),
+            DemoMode::Cdc => None,
+        },
         spill,
         dlq: Some(Arc::new(FileDeadLetter::new(dir.join("dead-letters.ndjson")))),
         encoder: EncoderOptions { format: args.format, unknown_fields: config.unknown_fields },
-        cdc: None,
+        cdc: (args.mode == DemoMode::Cdc).then(|| config.cdc.clone()),
         limits: BatchLimits {
             max_rows: config.batch.max_rows,
             max_bytes: config.batch.max_bytes,
@@ -180,12 +234,20 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     .await?;
     bar.finish_and_clear();
 
-    let in_table: Vec<String> = emulator
-        .read_rows(&table)?
-        .iter()
-        .filter_map(|row| row.get("event_id").and_then(|v| v.as_str()).map(str::to_string))
-        .collect();
-    report.check_table(&generated.good, &in_table);
+    let rows = emulator.read_rows(&table)?;
+    match expected {
+        None => {
+            let in_table: Vec<String> = rows
+                .iter()
+                .filter_map(|row| row.get("event_id").and_then(|v| v.as_str()).map(str::to_string))
+                .collect();
+            report.check_table(&generated.good, &in_table);
+        }
+        Some(expected) => {
+            report.rows_in_table = rows.len() as u64;
+            report.cdc = Some(cdc::check(&expected, &rows));
+        }
+    }
     let letters = dead_letters(&dir.join("dead-letters.ndjson"))?;
     let distinct: std::collections::HashSet<_> =
         letters.iter().map(|l| (l.shard_id.clone(), l.position())).collect();

@@ -1,13 +1,15 @@
 //! The README's "run it" command, small: the demo's own exactly-once check
 //! passes, and every fault it injects actually happened (spillover, appends
 //! in doubt resolved by the backfill, a killed invocation, a lost response,
-//! dead letters).
+//! dead letters). In CDC mode, under the same faults, updates and deletes
+//! converge: the table equals the last change of each key.
 
-use kinesis_bigquery::demo::{self, DemoArgs, FaultSet};
+use kinesis_bigquery::demo::{self, DemoArgs, DemoMode, FaultSet};
 use kinesis_bigquery::rows::RowFormat;
 
 fn args(format: RowFormat) -> DemoArgs {
     DemoArgs {
+        mode: DemoMode::ExactlyOnce,
         records: 800,
         shards: 2,
         batch_size: 250,
@@ -44,4 +46,38 @@ async fn demo_in_arrow_without_faults() -> anyhow::Result<()> {
     assert_eq!(report.spilled_records, 0);
     assert_eq!(report.rows_in_table, report.good);
     Ok(())
+}
+
+#[tokio::test]
+async fn demo_in_cdc_mode_converges_to_the_last_change_of_each_key_with_every_fault()
+-> anyhow::Result<()> {
+    let mut a = args(RowFormat::Proto);
+    a.mode = DemoMode::Cdc;
+    let report = demo::run(&a).await?;
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+    let cdc = report.cdc.as_ref().ok_or_else(|| anyhow::anyhow!("no CDC check"))?;
+    assert!(cdc.converged(), "{report}");
+    assert!(cdc.upserts > 0 && cdc.deletes > 0, "{report}");
+    // Some keys were deleted for good: fewer rows than keys ever written.
+    assert_eq!(report.rows_in_table, cdc.keys_expected);
+    // The faults happened: an outage spilled changes the backfill replayed,
+    // a killed invocation and a lost response made Kinesis resend batches.
+    assert!(report.spilled_records > 0, "{report}");
+    assert!(report.backfill.rows > 0, "{report}");
+    assert_eq!((report.esm.crashes, report.esm.lost_responses), (1, 1));
+    assert_eq!(report.dead_lettered_records, report.corrupt.total());
+    assert!(report.corrupt.change_unreadable > 0, "{report}");
+    // Every letter is a truncate (a retried batch may send one again).
+    assert_eq!(report.dead_letters.keys().collect::<Vec<_>>(), ["change_unreadable"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn demo_in_cdc_mode_refuses_arrow_rows() {
+    let mut a = args(RowFormat::Arrow);
+    a.mode = DemoMode::Cdc;
+    let e = demo::run(&a).await.err().map(|e| format!("{:#}", anyhow::Error::from(e)));
+    let e = e.unwrap_or_default();
+    assert!(e.contains("ROW_FORMAT"), "{e}");
 }
