@@ -11,6 +11,13 @@
 //! criterion group (`cargo bench --bench handler -- numeric`), 10,000
 //! records per event (1,000 for the 6 KiB wide rows).
 //!
+//! `plain_1k_cdc` is `plain_1k` again in `WRITE_MODE=cdc` (issue 15): the
+//! same records as upserts keyed by `event_id` on a table with that primary
+//! key, to the `_default` stream with `_CHANGE_TYPE` and a
+//! `_CHANGE_SEQUENCE_NUMBER` from each record's Kinesis position, no state
+//! store. It runs right after `plain_1k`, so the two modes compare in one
+//! run (`cargo bench --bench handler -- plain_1k` runs just the pair).
+//!
 //! Measures (issue 5 targets):
 //! - records/s, criterion and the median printed after it, the handler on ONE
 //!   thread (a current-thread runtime; the emulator runs on its own runtime,
@@ -59,6 +66,8 @@ struct Table {
     name: TableName,
     schema: TableSchema,
     records: Vec<Vec<u8>>,
+    /// `WRITE_MODE=cdc` on a table with this primary key; `None`: exactly-once.
+    cdc_key: Option<&'static str>,
 }
 
 impl Table {
@@ -71,7 +80,23 @@ impl Table {
                 .into_iter()
                 .map(|r| r.data)
                 .collect(),
+            cdc_key: None,
         })
+    }
+
+    /// `plain_1k`'s records as changes (every record an upsert of its
+    /// `event_id`).
+    fn plain_cdc() -> anyhow::Result<Self> {
+        Ok(Table {
+            shape: "plain_1k_cdc",
+            name: "bench.handler.events_cdc".parse()?,
+            cdc_key: Some("event_id"),
+            ..Self::plain()?
+        })
+    }
+
+    fn write_mode(&self) -> &'static str {
+        if self.cdc_key.is_some() { "cdc" } else { "exactly_once" }
     }
 
     fn of(shape: &shapes::Shape) -> anyhow::Result<Self> {
@@ -81,6 +106,7 @@ impl Table {
             name: format!("bench.handler.{}", shape.name).parse()?,
             schema: shape.schema.clone(),
             records: shape.records(n as u64).into_iter().map(String::into_bytes).collect(),
+            cdc_key: None,
         })
     }
 
@@ -116,6 +142,11 @@ impl World {
             tables: tables.iter().map(|t| (t.name.clone(), t.schema.clone())).collect(),
             ..EmulatorConfig::default()
         }))?;
+        for t in &tables {
+            if let Some(key) = t.cdc_key {
+                emulator.set_primary_key(&t.name, &[key])?;
+            }
+        }
         Ok(Self { emulator_rt, emulator, tables, dir: tempfile::tempdir()? })
     }
 
@@ -128,6 +159,7 @@ impl World {
             ("STATE_URL", format!("file://{dir}/state-{shape}")),
             ("SPILL_URL", format!("file://{dir}/spill-{shape}")),
             ("DLQ_URL", format!("file://{dir}/dlq-{shape}.ndjson")),
+            ("WRITE_MODE", table.write_mode().into()),
             ("LOG_LEVEL", "warn".into()),
         ])
     }
@@ -145,6 +177,9 @@ impl World {
         );
         self.emulator_rt.block_on(reqwest::Client::new().delete(url).send())?;
         self.emulator.create_table(t, table.schema.clone())?;
+        if let Some(key) = table.cdc_key {
+            self.emulator.set_primary_key(t, &[key])?;
+        }
         Ok(())
     }
 }
@@ -167,7 +202,7 @@ fn bench_handler(c: &mut Criterion, world: &World, table: &Table) -> anyhow::Res
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(2));
     group.measurement_time(Duration::from_secs(10));
-    let id = format!("{records} x {}B event, exactly_once, proto", bytes / records);
+    let id = format!("{records} x {}B event, {}, proto", bytes / records, table.write_mode());
     group.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -336,7 +371,7 @@ fn process_measurements(world: &World, table: &Table) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let filter = shapes::filter();
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
-    let mut tables = vec![Table::plain()?];
+    let mut tables = vec![Table::plain()?, Table::plain_cdc()?];
     for shape in shapes::all() {
         tables.push(Table::of(&shape)?);
     }
