@@ -15,6 +15,7 @@ mod backfill_cli;
 mod backfill_crash;
 mod backfill_in_doubt;
 mod backfill_replay;
+mod batching;
 mod cdc_chaos;
 mod cdc_check;
 mod cdc_mode;

@@ -96,7 +96,8 @@ impl Run<'_, '_> {
         };
         let row_lens: Vec<usize> =
             segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
-        let cuts = send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits);
+        let cuts =
+            send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits, self.batch.table);
         if let Some(last) = cuts.last() {
             // Sent or not, a request counts from here: it may land unanswered.
             self.sent_end = self.sent_end.max(last.end());
