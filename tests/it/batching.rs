@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use kinesis_bigquery::batch::{BatchLimits, MIN_BATCH_MAX_BYTES};
-use kinesis_bigquery::bigquery::{AuthMode, ClientConfig, WriteClient};
+use kinesis_bigquery::bigquery::{AppendOutcome, AuthMode, ClientConfig, WriteClient};
 use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
     DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch, WriteMode, deliver,
@@ -156,5 +156,33 @@ async fn batch_window_ms_zero_sends_each_row_as_soon_as_it_is_encoded() -> anyho
     // and at the end of the batch only.
     let default = requests_under(limits(10_000, 1 << 20, BatchLimits::default().window)).await?;
     assert_eq!(rows_of(&default), vec![RECORDS as usize]);
+    Ok(())
+}
+
+/// The appender sends a request as soon as the batcher hands it over: the
+/// first is answered by the emulator while the next one does not exist yet.
+#[tokio::test]
+async fn a_streamed_request_is_answered_before_the_next_is_built() -> anyhow::Result<()> {
+    use crate::client_support::{in_secs, options, requests, world};
+    use crate::common::{fast_retry, until_activity};
+    let w = world().await;
+    let stream = w.committed_stream().await;
+    let mut appender = w.appender(&stream, options(8, fast_retry(3)));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut batches = requests(0, 2, 5, true).into_iter();
+    let producer = async {
+        tx.send(batches.next().expect("two requests"))?;
+        // The producer is "still encoding": nothing more until the first landed.
+        let seen = until_activity(&w.emulator, |a| a.append_requests >= 1).await?;
+        assert_eq!(w.ids(), (0..5).collect::<Vec<_>>(), "{seen:?}");
+        tx.send(batches.next().expect("two requests"))?;
+        drop(tx);
+        anyhow::Ok(())
+    };
+    let (produced, outcomes) = tokio::join!(producer, appender.append_stream(rx, in_secs(30)));
+    produced?;
+    assert!(outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended { .. })), "{outcomes:?}");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(w.ids(), (0..10).collect::<Vec<_>>());
     Ok(())
 }
