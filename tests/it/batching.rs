@@ -186,3 +186,27 @@ async fn a_streamed_request_is_answered_before_the_next_is_built() -> anyhow::Re
     assert_eq!(w.ids(), (0..10).collect::<Vec<_>>());
     Ok(())
 }
+
+/// A cold start refuses a `BATCH_MAX_BYTES` that config accepts but that
+/// leaves too little room for rows once this table's writer schema (4,000
+/// columns) is counted, and says which variable to change.
+#[tokio::test]
+async fn cold_start_refuses_a_batch_max_bytes_the_table_schema_fills() -> anyhow::Result<()> {
+    use crate::handler_support::World;
+    let mut world = World::start().await?;
+    let wide = TableSchema {
+        fields: (0..4000).map(|i| col(&format!("c{i:04}"), Type::String, Mode::Nullable)).collect(),
+    };
+    world.table = world.harness.new_table(wide)?;
+    let write_mode = ("WRITE_MODE", "at_least_once".to_string());
+    let tight = [write_mode.clone(), ("BATCH_MAX_BYTES", MIN_BATCH_MAX_BYTES.to_string())];
+    let err = match world.deps(&tight).await {
+        Ok(_) => anyhow::bail!("a 64 KiB request cannot hold a 4,000-column schema and a row"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("BATCH_MAX_BYTES") && err.contains("for rows"), "{err}");
+    // The default leaves room for it.
+    world.deps(&[write_mode]).await?;
+    world.harness.shutdown().await;
+    Ok(())
+}
