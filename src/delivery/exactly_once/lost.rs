@@ -92,6 +92,6 @@ impl Run<'_, '_> {
         if point >= slots.len() {
             return Ok(Flow::Done);
         }
-        self.rotate(&slots, in_doubt_end).await
+        self.rotate_from(&slots, point).await
     }
 }

@@ -83,6 +83,8 @@ struct Run<'a, 'b> {
     /// Items at or after this index are not handled in this invocation.
     limit: usize,
     landing: Vec<Option<Landing>>,
+    /// Items whose dead letter the queue accepted in this invocation.
+    lettered: Vec<bool>,
     /// Set when the records after the table-landed prefix were spilled as
     /// definitely not written: the stream ends here.
     unwritten_end: Option<i64>,
@@ -95,6 +97,9 @@ struct Run<'a, 'b> {
     /// Past the highest offset this invocation sent a request for in
     /// `state.write_stream`: rows up to here may land even unanswered.
     sent_end: i64,
+    /// (offset, item) of every row sent to `state.write_stream`: the claim
+    /// keeps naming rows sent under a mapping that has since moved on.
+    sent_rows: Vec<(i64, usize)>,
     /// A stream found gone in this invocation: the commit marks it ended so
     /// the next invocation starts in a new one.
     lost: Option<String>,
@@ -127,10 +132,12 @@ impl<'a, 'b> Run<'a, 'b> {
             known_end: None,
             limit: n,
             landing: vec![None; n],
+            lettered: vec![false; n],
             unwritten_end: None,
             spilled: Vec::new(),
             claimed: false,
             sent_end: 0,
+            sent_rows: Vec::new(),
             lost: None,
             inherited: false,
             stats: DeliveryStats::default(),
@@ -150,7 +157,6 @@ impl<'a, 'b> Run<'a, 'b> {
         if self.items.is_empty() {
             return Ok(());
         }
-        self.dead_letter_excluded().await?;
         let mut done = false;
         for _ in 0..self.deps.max_rounds.max(1) {
             if let Flow::Done = self.round().await? {
@@ -231,12 +237,10 @@ impl<'a, 'b> Run<'a, 'b> {
     }
 
     async fn write_state(&mut self, mut next: ShardState) -> Result<(), GaveBack> {
-        if self.claimed && matches!(next.claim, Claim::From(_)) {
-            // Keep the claim true of the state written: rows at or after its
-            // next_offset are this invocation's, starting with this record.
-            next.claim = self.claim_for(&next);
-        } else if self.inherited && !self.claimed && next.write_stream == self.state.write_stream {
-            next.claim = self.inherited_claim(&next);
+        if next.claim == self.state.claim && next.write_stream == self.state.write_stream {
+            // The caller kept the claim: keep it true of the state written
+            // (which rows may be at or after its next_offset).
+            next.claim = self.carried_claim(&next);
         }
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
