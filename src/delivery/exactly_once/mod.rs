@@ -103,6 +103,9 @@ struct Run<'a, 'b> {
     /// A stream found gone in this invocation: the commit marks it ended so
     /// the next invocation starts in a new one.
     lost: Option<String>,
+    /// Records in doubt on the lost stream could not be spilled: the state
+    /// must keep the stream and its claim for the next attempt.
+    lost_unsettled: bool,
     /// The batch starts at an earlier attempt's claim that this invocation
     /// has not fenced: that attempt's rows continue this batch's mapping.
     inherited: bool,
@@ -139,6 +142,7 @@ impl<'a, 'b> Run<'a, 'b> {
             sent_end: 0,
             sent_rows: Vec::new(),
             lost: None,
+            lost_unsettled: false,
             inherited: false,
             stats: DeliveryStats::default(),
         }
@@ -226,9 +230,22 @@ impl<'a, 'b> Run<'a, 'b> {
             next.claim = self.claim_after(&next);
         }
         if self.lost.as_ref().is_some_and(|l| *l == next.write_stream) {
-            // Nothing more can land in it: the next invocation rotates first.
-            next.stream_end = Some(next.next_offset);
-            next.claim = Claim::Clean;
+            let carried = if next.claim == self.state.claim {
+                self.carried_claim(&next)
+            } else {
+                next.claim.clone()
+            };
+            // Records an earlier attempt claimed past this batch, or that
+            // could not be spilled, are in doubt on the lost stream: the
+            // state keeps it and its claim, so the attempt that delivers
+            // them learns it is lost and spills them too (never writes
+            // them again as if they were not in the table).
+            let in_doubt = self.lost_unsettled || matches!(carried, Claim::Rows(_));
+            if !in_doubt {
+                // Nothing more can land in it: the next invocation rotates first.
+                next.stream_end = Some(next.next_offset);
+                next.claim = Claim::Clean;
+            }
         }
         if next == self.state {
             return Ok(());
