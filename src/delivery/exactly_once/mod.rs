@@ -220,12 +220,7 @@ impl<'a, 'b> Run<'a, 'b> {
             // restarts at the end.
             next.next_offset = end;
         }
-        for (path, last) in &self.spilled {
-            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
-            {
-                next.spills.push(path.clone());
-            }
-        }
+        self.list_spills(&mut next);
         if self.claimed {
             next.claim = self.claim_after(&next);
         }
@@ -259,6 +254,7 @@ impl<'a, 'b> Run<'a, 'b> {
             // (which rows may be at or after its next_offset).
             next.claim = self.carried_claim(&next);
         }
+        self.list_spills(&mut next);
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
         let written = match &self.version {
@@ -271,6 +267,18 @@ impl<'a, 'b> Run<'a, 'b> {
         self.durable = next.last_position.clone();
         self.state = next;
         self.pass(Boundary::AfterStateWrite)
+    }
+
+    /// Any write that moves past spilled records lists their object (a
+    /// rotation after a lost stream's spill does, before the commit): an
+    /// unlisted object is an orphan the backfill never replays.
+    fn list_spills(&self, next: &mut ShardState) {
+        for (path, last) in &self.spilled {
+            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
+            {
+                next.spills.push(path.clone());
+            }
+        }
     }
 
     /// Per record of the batch: landed only up to the durable state.
