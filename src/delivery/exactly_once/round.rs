@@ -15,6 +15,9 @@ use crate::dlq::{DeadLetter, Reason};
 
 impl Run<'_, '_> {
     pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
+        // Records excluded since the last round, or whose letters waited
+        // for this invocation to hold the stream's tail.
+        self.dead_letter_excluded().await?;
         let slots = self.slots();
         if let Some(flow) = self.leave_if_discarded(&slots).await? {
             return Ok(flow);
@@ -102,6 +105,9 @@ impl Run<'_, '_> {
             // Sent or not, a request counts from here: it may land unanswered.
             self.sent_end = self.sent_end.max(last.end());
         }
+        self.sent_rows.extend(
+            segment.iter().filter_map(|&i| slots.get(i).and_then(Slot::offset).map(|o| (o, i))),
+        );
         let requests = match send::requests(&cuts, &segment, &self.items, &self.encoder, true) {
             Ok(requests) => requests,
             Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
