@@ -58,6 +58,36 @@ async fn the_common_path_costs_a_claim_and_a_commit() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the claim costs in bytes: one 8-byte fingerprint per row it maps,
+/// base64 in the state's JSON (under 11 bytes a row), written once before
+/// the first append; the commit that follows leaves it clean again.
+#[tokio::test]
+async fn the_claim_costs_under_eleven_bytes_a_row() -> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    let key = kinesis_bigquery::delivery::state_key(
+        &s.table,
+        crate::delivery_scenarios::ARN,
+        crate::delivery_scenarios::SHARD,
+    );
+    let clean = s.state.load(&key).await?.map(|(b, _)| b.len()).unwrap_or(0);
+    // Stop right after the claim is written: that is the state it wrote.
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterStateWrite)));
+    let batch: Vec<_> = (2..=1001).map(good).collect();
+    assert!(s.run(&batch).await.gave_back.is_some());
+    let claimed = s.state.load(&key).await?.map(|(b, _)| b.len()).unwrap_or(0);
+    let per_row = (claimed - clean) as f64 / 1000.0;
+    println!("claim of 1000 rows: {} bytes of state ({per_row:.2} bytes a row)", claimed - clean);
+    assert!(per_row < 11.0, "{per_row} bytes a row");
+    s.deps.crash = None;
+    // The retry fences the stream and settles the batch; the commit is clean.
+    let out = s.run(&batch).await;
+    assert!(out.records.iter().all(|r| r.is_landed()), "{out:?}");
+    assert_eq!(s.keys().len(), 1001);
+    assert_eq!(s.state().await.claim, kinesis_bigquery::delivery::state::Claim::Clean);
+    Ok(())
+}
+
 /// Scenario 1, nothing in doubt: a quiet shard's stream is garbage-collected
 /// (or its table re-created). The next invocation rotates at once and
 /// writes; nothing is spilled.
