@@ -208,3 +208,31 @@ async fn rows_a_longer_attempt_wrote_past_a_discarded_batch_land_once() -> anyho
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
     Ok(())
 }
+
+/// Scenario 1 with a longer attempt: an attempt writes 2..=4 and dies, the
+/// stream is lost, and Kinesis retries the first half alone. Records 3 and
+/// 4 are still in doubt (claimed, maybe written): the state keeps the lost
+/// stream and its claim, so the batch that delivers them spills them as in
+/// doubt too instead of writing them again.
+#[tokio::test]
+async fn records_claimed_past_a_retry_on_a_lost_stream_are_not_written_twice() -> anyhow::Result<()>
+{
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
+    assert!(s.run(&[good(2), good(3), good(4)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    s.emu.expire_stream(&s.state().await.write_stream)?;
+    let out = s.run(&[good(2)]).await;
+    assert_eq!(out.records, vec![SPILL], "{out:?}");
+    let out = s.run(&[good(3), good(4)]).await;
+    assert_eq!(out.records, vec![SPILL, SPILL], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4]), "written once, by the attempt that died");
+    let spilled = s.spill.list(&SpillFilter::default()).await?;
+    assert_eq!(spilled.len(), 2);
+    assert_eq!(s.state().await.spills.len(), 2, "both objects are genuine");
+    // And the shard writes again.
+    assert_eq!(s.run(&[good(5)]).await.records, vec![TABLE]);
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
