@@ -75,11 +75,24 @@ fn table_schema() -> TableSchema {
         fields: vec![
             col("key", Type::String, Mode::Required),
             col("must", Type::String, Mode::Required),
+            col("opt", Type::String, Mode::Nullable),
         ],
     }
 }
 
 fn encoder_schema() -> TableSchema {
+    TableSchema {
+        fields: vec![
+            col("key", Type::String, Mode::Required),
+            col("must", Type::String, Mode::Nullable),
+            col("opt", Type::String, Mode::Nullable),
+        ],
+    }
+}
+
+/// The view of a container that has not seen `opt` yet: a record with it
+/// is refused there (unknown field) although other attempts write it.
+fn older_schema() -> TableSchema {
     TableSchema {
         fields: vec![
             col("key", Type::String, Mode::Required),
@@ -91,6 +104,10 @@ fn encoder_schema() -> TableSchema {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Good,
+    /// Good under the current schema, refused under the older view: in
+    /// the table or the dead-letter queue (whichever attempt decided),
+    /// never both (issue 12, scenario 7).
+    WithOpt,
     RejectedByServer,
     UnknownField,
     NotJson,
@@ -137,11 +154,14 @@ fn make_log(rng: &mut StdRng) -> Vec<KinesisRecord> {
                         Kind::UnknownField
                     } else if roll < 0.20 {
                         Kind::NotJson
+                    } else if roll < 0.28 {
+                        Kind::WithOpt
                     } else {
                         Kind::Good
                     };
                     let data = match kind {
                         Kind::Good => format!(r#"{{"key":"{key}","must":"x"}}"#),
+                        Kind::WithOpt => format!(r#"{{"key":"{key}","must":"x","opt":"y"}}"#),
                         Kind::RejectedByServer => format!(r#"{{"key":"{key}"}}"#),
                         Kind::UnknownField => format!(r#"{{"key":"{key}","must":"x","nope":1}}"#),
                         Kind::NotJson => format!(r#"{{"key":"{key}","must":"#),
@@ -294,6 +314,10 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
         let spill_down = !calm && rng.random_bool(0.08);
         deps.dlq = if dlq_down { broken_dlq.clone() } else { dlq.clone() };
         deps.spill = if spill_down { broken_spill.clone() } else { spill_sink.clone() };
+        // Now and then the attempt runs in a container with an older view
+        // of the table's schema.
+        let older = !calm && rng.random_bool(0.1);
+        deps.encoder.replace(&if older { older_schema() } else { encoder_schema() })?;
         if held && (calm || rng.random_bool(0.5)) {
             // A request a killed attempt sent lands now, after its client
             // is gone, possibly after later attempts started.
@@ -541,6 +565,22 @@ async fn check(
                         );
                     }
                     tally.at_least_once += t;
+                }
+                // Discarded, or in doubt on a lost stream: at most once in
+                // the table, and never in the table and the queue both.
+                Kind::WithOpt if skipped.contains(&key) || lost.contains(&key) => {
+                    if t > 1 || s > 1 || (t > 0 && d > 0) {
+                        bail!(
+                            "record {key} refused by an older schema view, discarded or lost: {t} in table, {s} in spillover, {d} dead letters"
+                        );
+                    }
+                }
+                Kind::WithOpt => {
+                    if t + s + d.min(1) != 1 {
+                        bail!(
+                            "record {key} refused by an older schema view: {t} in table, {s} in spillover, {d} dead letters"
+                        );
+                    }
                 }
                 Kind::Good => {
                     if t + s != 1 || d != 0 {
