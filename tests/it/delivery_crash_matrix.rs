@@ -17,6 +17,10 @@
 //!   some responses, loses the response of a written request, fails
 //!   FinalizeWriteStream, or is down for a whole invocation (→ spillover);
 //! - the dead-letter queue or the spillover is unreachable for an invocation;
+//! - an invocation runs with an older view of the table's schema (a column
+//!   it does not know), so records with that column are refused there and
+//!   written elsewhere: each is in the table or the dead-letter queue, never
+//!   both (issue 12, scenario 7);
 //! - the shard's write stream is garbage-collected between invocations
 //!   (NOT_FOUND from then on), a request is held by the service and lands
 //!   later, after its client is gone (a late append), and the event source
