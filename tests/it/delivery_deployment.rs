@@ -58,6 +58,36 @@ async fn the_common_path_costs_a_claim_and_a_commit() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the claim costs in bytes: one 8-byte fingerprint per row it maps,
+/// base64 in the state's JSON (under 11 bytes a row), written once before
+/// the first append; the commit that follows leaves it clean again.
+#[tokio::test]
+async fn the_claim_costs_under_eleven_bytes_a_row() -> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    let key = kinesis_bigquery::delivery::state_key(
+        &s.table,
+        crate::delivery_scenarios::ARN,
+        crate::delivery_scenarios::SHARD,
+    );
+    let clean = s.state.load(&key).await?.map(|(b, _)| b.len()).unwrap_or(0);
+    // Stop right after the claim is written: that is the state it wrote.
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterStateWrite)));
+    let batch: Vec<_> = (2..=1001).map(good).collect();
+    assert!(s.run(&batch).await.gave_back.is_some());
+    let claimed = s.state.load(&key).await?.map(|(b, _)| b.len()).unwrap_or(0);
+    let per_row = (claimed - clean) as f64 / 1000.0;
+    println!("claim of 1000 rows: {} bytes of state ({per_row:.2} bytes a row)", claimed - clean);
+    assert!(per_row < 11.0, "{per_row} bytes a row");
+    s.deps.crash = None;
+    // The retry fences the stream and settles the batch; the commit is clean.
+    let out = s.run(&batch).await;
+    assert!(out.records.iter().all(|r| r.is_landed()), "{out:?}");
+    assert_eq!(s.keys().len(), 1001);
+    assert_eq!(s.state().await.claim, kinesis_bigquery::delivery::state::Claim::Clean);
+    Ok(())
+}
+
 /// Scenario 1, nothing in doubt: a quiet shard's stream is garbage-collected
 /// (or its table re-created). The next invocation rotates at once and
 /// writes; nothing is spilled.
@@ -174,6 +204,34 @@ async fn rows_a_longer_attempt_wrote_past_a_discarded_batch_land_once() -> anyho
     assert_eq!(out.records, vec![TABLE, TABLE], "{out:?}");
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4]), "3 and 4 once");
     assert_eq!(out.stats.discarded_landed, 1, "record 2 is counted: {:?}", out.stats);
+    assert_eq!(s.run(&[good(5)]).await.records, vec![TABLE]);
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}
+
+/// Scenario 1 with a longer attempt: an attempt writes 2..=4 and dies, the
+/// stream is lost, and Kinesis retries the first half alone. Records 3 and
+/// 4 are still in doubt (claimed, maybe written): the state keeps the lost
+/// stream and its claim, so the batch that delivers them spills them as in
+/// doubt too instead of writing them again.
+#[tokio::test]
+async fn records_claimed_past_a_retry_on_a_lost_stream_are_not_written_twice() -> anyhow::Result<()>
+{
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    s.run(&[good(1)]).await;
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
+    assert!(s.run(&[good(2), good(3), good(4)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    s.emu.expire_stream(&s.state().await.write_stream)?;
+    let out = s.run(&[good(2)]).await;
+    assert_eq!(out.records, vec![SPILL], "{out:?}");
+    let out = s.run(&[good(3), good(4)]).await;
+    assert_eq!(out.records, vec![SPILL, SPILL], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4]), "written once, by the attempt that died");
+    let spilled = s.spill.list(&SpillFilter::default()).await?;
+    assert_eq!(spilled.len(), 2);
+    assert_eq!(s.state().await.spills.len(), 2, "both objects are genuine");
+    // And the shard writes again.
     assert_eq!(s.run(&[good(5)]).await.records, vec![TABLE]);
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
     Ok(())

@@ -266,21 +266,21 @@ impl Run<'_, '_> {
             .filter(|(s, _)| s.offset().is_some_and(|o| o >= state.next_offset))
             .map(|(_, item)| fingerprint(&item.position))
             .collect();
-        let mapped_end = state.next_offset + rows.len() as i64;
-        let mut beyond: Vec<(i64, usize)> = self
-            .sent_rows
-            .iter()
-            .filter(|(o, _)| *o >= mapped_end && *o < self.sent_end)
-            .copied()
-            .collect();
-        beyond.sort_unstable();
-        beyond.dedup_by_key(|(o, _)| *o);
-        rows.extend(
-            beyond
-                .iter()
-                .filter_map(|(_, i)| self.items.get(*i))
-                .map(|it| fingerprint(&it.position)),
-        );
+        // Offset by offset past the mapping, while a row was sent there (a
+        // stream has no holes: nothing can be past the first offset with
+        // neither a mapped nor a sent row).
+        let mut offset = state.next_offset + rows.len() as i64;
+        if offset < self.sent_end {
+            let sent: std::collections::HashMap<i64, usize> =
+                self.sent_rows.iter().copied().collect();
+            while offset < self.sent_end {
+                let Some(item) = sent.get(&offset).and_then(|&i| self.items.get(i)) else {
+                    break;
+                };
+                rows.push(fingerprint(&item.position));
+                offset += 1;
+            }
+        }
         ClaimedRows::new(rows)
     }
 

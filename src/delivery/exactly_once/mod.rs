@@ -2,7 +2,9 @@
 //! the invariants"; `WRITE_MODE=exactly_once`).
 //!
 //! One invocation: load the shard's state (or create the placeholder);
-//! dead-letter the records that get no row; then rounds of
+//! dead-letter the records that get no row (those refused only under
+//! today's schema once no earlier attempt can have written them); then
+//! rounds of
 //! - **rotate** when the state's stream is finalized: rows below its row
 //!   count are in the table, the rest continue in a new COMMITTED stream whose
 //!   name is persisted before anything is appended to it;

@@ -13,27 +13,21 @@ use crate::dlq::{DeadLetter, DlqError};
 use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
 
 impl Run<'_, '_> {
-    /// Sends every record that gets no row (or cannot be sent) to the
-    /// dead-letter queue before anything else, so every later state write may
-    /// move past them. A letter the queue refuses ends the invocation's work
-    /// at that record.
+    /// Sends every record the state excludes to the dead-letter queue
+    /// before the state moves past it. A letter the queue refuses ends the
+    /// invocation's work at that record.
     pub(super) async fn dead_letter_excluded(&mut self) -> Result<(), GaveBack> {
         let slots = self.slots();
         // A record refused only under today's schema may have been written
-        // by an earlier attempt that knew more: it is dead-lettered only
-        // where no earlier attempt can have put a row — a clean claim, or
-        // one this invocation holds (scenario 7: never in the table and the
-        // queue). Until then it waits for the stream's end to settle it.
-        let unwritten = self.claimed || self.state.claim == Claim::Clean;
+        // by an earlier attempt that knew more, or be written by a later one:
+        // it is dead-lettered only once its exclusion is persisted (which
+        // happens only where the stream's end is known), never on this
+        // attempt's view alone (scenario 7: never in the table and the queue).
         let mut which = Vec::new();
         let mut letters = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             let Some(item) = self.items.get(i) else { continue };
-            let needs = match slot {
-                Slot::Excluded => true,
-                Slot::Row { sendable: false, .. } => unwritten,
-                _ => false,
-            };
+            let needs = *slot == Slot::Excluded;
             let settled = self.lettered.get(i).copied().unwrap_or(true)
                 || self.landing.get(i).is_some_and(Option::is_some);
             if !needs || settled {
