@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{SpillError, SpillReason, SpilledBatch, SpilledRecord};
+use crate::delivery::WriteMode;
 use crate::dlq::table_name;
 use crate::source::Position;
 use crate::table::TableName;
@@ -19,7 +20,9 @@ use crate::table::TableName;
 /// The header's `format` value: tells a spillover object from anything else.
 pub const FORMAT: &str = "kinesis-bigquery-spill";
 /// Bumped when a field changes meaning; a reader refuses newer versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `write_mode`; a version-1 object reads with
+/// `write_mode: None` (see [`SpilledBatch::write_mode`]).
+pub const FORMAT_VERSION: u32 = 2;
 /// zstd's default level: fast enough to spill 6 MB within a Lambda deadline
 /// margin while shrinking JSON-in-base64 several times.
 const ZSTD_LEVEL: i32 = 3;
@@ -37,9 +40,22 @@ struct Header {
     spilled_at: DateTime<Utc>,
     #[serde(default)]
     write_stream: Option<String>,
+    /// The `WRITE_MODE` that spilled the batch (`exactly_once`,
+    /// `at_least_once`, `cdc`); absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_mode: Option<String>,
     record_count: usize,
     first_position: Position,
     last_position: Position,
+}
+
+/// The name `WRITE_MODE` spells `mode` with (and `FromStr` reads back).
+pub fn mode_name(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::ExactlyOnce => "exactly_once",
+        WriteMode::AtLeastOnce => "at_least_once",
+        WriteMode::Cdc => "cdc",
+    }
 }
 
 /// Checks what the key and the backfill rely on: at least one record, in
@@ -76,6 +92,7 @@ pub fn encode(batch: &SpilledBatch) -> Result<Vec<u8>, SpillError> {
         error: batch.error.clone(),
         spilled_at: batch.spilled_at,
         write_stream: batch.write_stream.clone(),
+        write_mode: batch.write_mode.map(|m| mode_name(m).to_string()),
         record_count: batch.records.len(),
         first_position: first.clone(),
         last_position: last.clone(),
@@ -113,6 +130,12 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<SpilledBatch, SpillError> 
             header.version
         )));
     }
+    let write_mode = match &header.write_mode {
+        None => None,
+        Some(name) => {
+            Some(name.parse::<WriteMode>().map_err(|e| corrupt(format!("write_mode: {e}")))?)
+        }
+    };
     let records = lines
         .enumerate()
         .map(|(i, line)| {
@@ -135,6 +158,7 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<SpilledBatch, SpillError> 
         error: header.error,
         spilled_at: header.spilled_at,
         write_stream: header.write_stream,
+        write_mode,
         records,
     };
     validate(&batch).map_err(|e| corrupt(e.to_string()))?;
