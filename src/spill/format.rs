@@ -230,6 +230,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn records_the_write_mode_and_reads_version_1_as_unknown() {
+        let mut batch = sample(2);
+        batch.write_mode = Some(WriteMode::AtLeastOnce);
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(decode(&bytes, "x").unwrap().write_mode, Some(WriteMode::AtLeastOnce));
+        let text = String::from_utf8(zstd::stream::decode_all(&bytes[..]).unwrap()).unwrap();
+        let mut header: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (header["version"].as_u64(), header["write_mode"].as_str()),
+            (Some(2), Some("at_least_once"))
+        );
+        // What a build before version 2 wrote: no write_mode.
+        header["version"] = 1.into();
+        header.as_object_mut().unwrap().remove("write_mode");
+        let rest: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let old = zstd::stream::encode_all(format!("{header}\n{rest}").as_bytes(), 3).unwrap();
+        let read = decode(&old, "x").unwrap();
+        assert_eq!(read.write_mode, None);
+        assert_eq!(read.records, batch.records);
+        // An unknown mode is refused, not guessed.
+        header["version"] = 2.into();
+        header["write_mode"] = "sometimes".into();
+        let bad = zstd::stream::encode_all(format!("{header}\n{rest}").as_bytes(), 3).unwrap();
+        assert!(matches!(decode(&bad, "x"), Err(SpillError::Corrupt { .. })));
+    }
+
+    #[test]
     fn refuses_bad_batches() {
         let mut empty = sample(1);
         empty.records.clear();
