@@ -67,7 +67,13 @@ pub fn lease_key(spill_root: &str) -> String {
 
 /// `host pid N run ID`: enough for a person to find the other run.
 pub fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".into());
+    // The kernel's host name, not `$HOSTNAME` (a shell variable, often not
+    // exported): configuration is read only in `config/`.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
     let run = uuid::Uuid::new_v4().simple().to_string();
     format!("{host} pid {} run {}", std::process::id(), run.get(..8).unwrap_or(&run))
 }
@@ -210,6 +216,13 @@ mod tests {
 
     fn store(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
         Arc::new(FileStateStore::new(dir.path().to_path_buf()))
+    }
+
+    #[test]
+    fn the_holder_names_a_process() {
+        let id = holder_id();
+        assert!(id.contains(&format!(" pid {} run ", std::process::id())), "{id}");
+        assert_ne!(holder_id(), id, "each run has its own id");
     }
 
     #[tokio::test]

@@ -143,3 +143,41 @@ async fn a_lease_taken_over_is_noticed_at_the_next_renewal() -> anyhow::Result<(
     assert!(matches!(lost, BackfillError::LeaseLost { .. }), "{lost}");
     Ok(())
 }
+
+/// The command line: a held lease makes `kinesis-bigquery backfill` exit
+/// non-zero with the holder in its message; `--lease-secs` is checked.
+#[tokio::test]
+async fn the_command_names_the_holder_and_exits_non_zero() -> anyhow::Result<()> {
+    let h = Harness::start().await?;
+    let table = h.new_events_table()?;
+    let dir = tempfile::tempdir()?;
+    let spill = FileSpill::new(dir.path().join("spill"));
+    spill.spill(&spilled(&table, &records("shardId-000000000000", 0, 4))).await?;
+    Lease::take(spill.lease_store(), &spill.root(), OTHER.into(), DEFAULT_LEASE, Utc::now())
+        .await?;
+    let spill_url = spill.root();
+    let endpoint = h.emulator.grpc_endpoint();
+    let run = |extra: &'static [&'static str]| {
+        let (spill_url, endpoint) = (spill_url.clone(), endpoint.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kinesis-bigquery"))
+                .args(["backfill", &spill_url, "--endpoint", &endpoint])
+                .args(["--write-mode", "at_least_once"])
+                .args(extra)
+                .env_remove("STATE_URL")
+                .env_remove("WRITE_MODE")
+                .output()
+        })
+    };
+    let out = run(&[]).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(OTHER), "{stderr}");
+    assert!(ids_in_table(&h.emulator, &table).is_empty());
+    let out = run(&["--lease-secs", "1"]).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("--lease-secs"), "{stderr}");
+    h.shutdown().await;
+    Ok(())
+}
