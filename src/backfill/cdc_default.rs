@@ -5,13 +5,11 @@
 //! function of the record), so a change written twice — by a rerun after a
 //! crash, or a retry after rejected rows — leaves the table as it was.
 
-use bytes::Bytes;
-
 use super::encode::Encoded;
 use super::error::BackfillError;
 use super::replay::{Written, cut, writer_schema};
 use super::run::Ctx;
-use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
+use crate::bigquery::{AppendOutcome, Appender};
 use crate::rows::Encoder;
 use crate::table::TableName;
 
@@ -29,19 +27,14 @@ pub(super) async fn write(
     table: &TableName,
     encoded: &Encoded,
 ) -> Result<Written, BackfillError> {
-    let ranges = cut(ctx, encoder, &encoded.rows).map_err(|rows| {
+    let ranges = cut(ctx, encoder, table, &encoded.rows).map_err(|rows| {
         // `fresh` checked the cut before calling.
         BackfillError::RowTooLarge(rows.len())
     })?;
     let mut requests = Vec::with_capacity(ranges.len());
     for range in &ranges {
         let rows = encoded.rows.get(range.clone()).unwrap_or_default();
-        requests.push(AppendRequest {
-            offset: None,
-            rows: encoder.request_rows(rows, false)?,
-            row_count: rows.len(),
-            bytes: encoder.request_bytes(rows.iter().map(Bytes::len)),
-        });
+        requests.push(crate::batch::build_request(encoder, rows, None)?);
     }
     let mut appender = Appender::new(
         ctx.deps.client.clone(),

@@ -29,12 +29,13 @@ use super::options::CrashPoint;
 use super::resolve::{Fate, SentAt, decide, streams_to_resolve};
 use super::run::Ctx;
 use super::summary::{ObjectReport, ObjectStatus};
-use crate::batch::{self, BatchLimits, Piece};
-use crate::bigquery::{self, AppendOutcome, AppendRequest, Appender, CommitOutcome};
+pub(super) use crate::batch::writer_schema;
+use crate::batch::{self, Piece, RequestBudget};
+use crate::bigquery::{AppendOutcome, Appender, CommitOutcome};
 use crate::dlq::{DeadLetter, Reason};
 use crate::pb::storage::storage_error::StorageErrorCode;
 use crate::pb::storage::{WriteStreamView, write_stream};
-use crate::rows::{Encoder, WriterSchema};
+use crate::rows::Encoder;
 use crate::spill::{SpillKey, SpillReason, SpilledBatch};
 use crate::table::TableName;
 use std::collections::HashMap;
@@ -145,7 +146,7 @@ async fn fresh(
     let mut rejected: Vec<(usize, DeadLetter)> = Vec::new();
     for _attempt in 0..MAX_ATTEMPTS {
         let encoded = encode(&encoder, table, &records, &fates, &rejected);
-        if let Err(too_large) = cut(ctx, &encoder, &encoded.rows) {
+        if let Err(too_large) = cut(ctx, &encoder, table, &encoded.rows) {
             for row in too_large {
                 let index = encoded.record_of_row.get(row).copied();
                 if let Some(index) = index
@@ -289,19 +290,14 @@ async fn write_pending(
     let client = &ctx.deps.client;
     let stream = client.create_write_stream(table, write_stream::Type::Pending).await?.name;
     ctx.crash(CrashPoint::AfterCreate)?;
-    let ranges = cut(ctx, encoder, &encoded.rows).map_err(|rows| {
+    let ranges = cut(ctx, encoder, table, &encoded.rows).map_err(|rows| {
         // `fresh` checked the cut before creating the stream.
         BackfillError::RowTooLarge(rows.len())
     })?;
     let mut requests = Vec::with_capacity(ranges.len());
     for range in &ranges {
         let rows = encoded.rows.get(range.clone()).unwrap_or_default();
-        requests.push(AppendRequest {
-            offset: Some(range.start as i64),
-            rows: encoder.request_rows(rows, false)?,
-            row_count: rows.len(),
-            bytes: encoder.request_bytes(rows.iter().map(Bytes::len)),
-        });
+        requests.push(batch::build_request(encoder, rows, Some(range.start as i64))?);
     }
     let mut appender = Appender::new(
         client.clone(),
@@ -352,17 +348,14 @@ async fn write_pending(
 pub(super) fn cut(
     ctx: &Ctx<'_>,
     encoder: &Encoder,
+    table: &TableName,
     rows: &[Bytes],
 ) -> Result<Vec<Range<usize>>, Vec<usize>> {
-    let limits = ctx.deps.limits;
-    // `cut` counts row bytes only; the envelope and the first request's
-    // writer schema come on top of them.
-    let overhead = encoder.envelope_bytes() + encoder.schema_bytes();
-    let limits =
-        BatchLimits { max_bytes: limits.max_bytes.saturating_sub(overhead).max(1), ..limits };
+    // The one request budget: stream name, writer schema and envelope count.
+    let budget = RequestBudget::new(&ctx.deps.limits, encoder, table);
     let mut ranges = Vec::new();
     let mut too_large = Vec::new();
-    for piece in batch::cut(rows.iter().map(|r| encoder.row_bytes(r.len())), &limits) {
+    for piece in budget.cut(encoder, rows.iter().map(Bytes::len)) {
         match piece {
             Piece::Request(range) => ranges.push(range),
             Piece::TooLarge { index, .. } => too_large.push(index),
@@ -418,16 +411,4 @@ pub async fn remove(ctx: &Ctx<'_>, key: &SpillKey) -> Result<(), BackfillError> 
         None => ctx.deps.spill.delete(key).await?,
     }
     ctx.crash(CrashPoint::AfterDelete)
-}
-
-/// The writer schema of the Appender's first request. Proto rows travel
-/// with the descriptor's raw bytes, so the `column_name` option of columns
-/// whose names are not proto identifiers survives.
-pub(super) fn writer_schema(encoder: &Encoder) -> bigquery::WriterSchema {
-    match encoder.writer_schema() {
-        WriterSchema::Proto(_) => {
-            bigquery::WriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())
-        }
-        WriterSchema::Arrow(s) => bigquery::WriterSchema::Arrow(s),
-    }
 }

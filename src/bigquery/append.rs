@@ -97,7 +97,7 @@ impl Default for AppenderOptions {
 }
 
 /// Identifies our writes in the service's logs; only a connection's first counts (§1.3).
-const TRACE_ID: &str = concat!("kinesis-bigquery/", env!("CARGO_PKG_VERSION"));
+pub(crate) const TRACE_ID: &str = concat!("kinesis-bigquery/", env!("CARGO_PKG_VERSION"));
 
 /// Builds the wire request; the first on a connection names the stream and carries
 /// the writer schema, later ones omit both (fact sheet §2.3).
@@ -133,6 +133,22 @@ pub(crate) fn wire_request(
         _ => return Err(AppendError::FormatMismatch),
     };
     Ok(WireAppendRowsRequest { write_stream, offset, rows: Some(rows), trace_id })
+}
+
+/// The encoded size of `request` sent as a connection's first to `write_stream`
+/// (stream name, trace id and writer schema included): what the service's request
+/// size limit counts, at its largest.
+///
+/// # Errors
+/// [`AppendError::FormatMismatch`]: the rows and the writer schema differ in kind.
+pub fn first_request_len(
+    request: &AppendRequest,
+    write_stream: &str,
+    writer_schema: &WriterSchema,
+) -> Result<usize, AppendError> {
+    use prost::Message as _;
+    let rows = PreparedRows::from(request.rows.clone());
+    Ok(wire_request(request.offset, &rows, Some((write_stream, writer_schema)))?.encoded_len())
 }
 
 #[cfg(test)]

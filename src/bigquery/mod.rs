@@ -16,7 +16,10 @@ mod tables;
 mod wire;
 
 pub use crate::retry::{Attempts, Decision, RetryPolicy};
-pub use append::{AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows};
+pub(crate) use append::TRACE_ID;
+pub use append::{
+    AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows, first_request_len,
+};
 pub use auth::{AuthError, AuthMode};
 pub use client::{ClientConfig, CommitOutcome, DEFAULT_ENDPOINT, WriteClient};
 pub use error::{

@@ -122,6 +122,39 @@ impl Run {
     }
 }
 
+/// Moves the requests already waiting in `source` to the end of `requests`;
+/// forgets a source that is closed and empty.
+fn take_arrived(
+    source: &mut Option<mpsc::UnboundedReceiver<AppendRequest>>,
+    requests: &mut Vec<Prepared>,
+    run: &mut Run,
+) {
+    let Some(src) = source.as_mut() else { return };
+    loop {
+        match src.try_recv() {
+            Ok(request) => {
+                requests.push(request.into());
+                run.outcomes.push(None);
+            }
+            Err(mpsc::error::TryRecvError::Empty) => return,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                *source = None;
+                return;
+            }
+        }
+    }
+}
+
+/// The next request of an open source; never resolves without one.
+async fn next_request(
+    source: &mut Option<mpsc::UnboundedReceiver<AppendRequest>>,
+) -> Option<AppendRequest> {
+    match source {
+        Some(src) => src.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Appender {
     /// `writer_schema`: a [`WriterSchema`], or the `rows` oneof carrying only the
     /// writer schema (proto or Arrow); every request's rows must be of the same kind.
@@ -188,7 +221,31 @@ impl Appender {
         requests: Vec<AppendRequest>,
         deadline: Instant,
     ) -> Vec<AppendOutcome> {
-        let requests: Vec<Prepared> = requests.into_iter().map(Prepared::from).collect();
+        let requests = requests.into_iter().map(Prepared::from).collect();
+        self.run(requests, None, deadline).await
+    }
+
+    /// As [`Self::append_all`], for requests still being built (the micro-batcher
+    /// cutting rows as they are encoded): each goes out as soon as it arrives and
+    /// the in-flight bounds allow, while earlier ones are being answered.
+    ///
+    /// Returns once `requests` is closed and every request received is settled: one
+    /// outcome per request, in the order received. Requests that arrive after a stop
+    /// (or the deadline) are received, so the outcomes line up, and are `NotSent`.
+    pub async fn append_stream(
+        &mut self,
+        requests: mpsc::UnboundedReceiver<AppendRequest>,
+        deadline: Instant,
+    ) -> Vec<AppendOutcome> {
+        self.run(Vec::new(), Some(requests), deadline).await
+    }
+
+    async fn run(
+        &mut self,
+        mut requests: Vec<Prepared>,
+        mut source: Option<mpsc::UnboundedReceiver<AppendRequest>>,
+        deadline: Instant,
+    ) -> Vec<AppendOutcome> {
         let mut run = Run {
             outcomes: vec![None; requests.len()],
             next: 0,
@@ -200,12 +257,31 @@ impl Appender {
         };
         self.drop_if_closed();
         loop {
+            take_arrived(&mut source, &mut requests, &mut run);
             if let Flow::Done = self.send_allowed(&requests, &mut run, deadline).await {
                 break;
             }
             if run.inflight.is_empty() {
                 let more = run.stop.is_none() && run.next < requests.len();
-                if !more || Instant::now() >= deadline {
+                if !more {
+                    // Nothing to send yet: wait for the batcher's next request.
+                    if let Some(src) = source.as_mut()
+                        && run.stop.is_none()
+                        && Instant::now() < deadline
+                    {
+                        match tokio::time::timeout_at(deadline, src.recv()).await {
+                            Ok(Some(request)) => {
+                                requests.push(request.into());
+                                run.outcomes.push(None);
+                            }
+                            Ok(None) => source = None,
+                            Err(_elapsed) => break,
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                if Instant::now() >= deadline {
                     break;
                 }
                 if self.conn.is_none() {
@@ -217,7 +293,16 @@ impl Appender {
                 run.rewind();
                 continue;
             };
-            let flow = match tokio::time::timeout_at(deadline, conn.rx.message()).await {
+            let answer = tokio::select! {
+                biased;
+                answer = tokio::time::timeout_at(deadline, conn.rx.message()) => answer,
+                Some(request) = next_request(&mut source) => {
+                    requests.push(request.into());
+                    run.outcomes.push(None);
+                    continue;
+                }
+            };
+            let flow = match answer {
                 Err(_elapsed) => {
                     self.retire();
                     run.abandon_inflight(&AppendError::DeadlineExceeded);
@@ -241,6 +326,13 @@ impl Appender {
             };
             if let Flow::Done = flow {
                 break;
+            }
+        }
+        // The rest of the batch still arrives; none of it is sent now.
+        if let Some(mut src) = source {
+            while let Some(request) = src.recv().await {
+                requests.push(request.into());
+                run.outcomes.push(None);
             }
         }
         run.outcomes.into_iter().map(|o| o.unwrap_or(AppendOutcome::NotSent)).collect()

@@ -17,8 +17,8 @@ use std::time::Duration;
 /// The Storage Write API's public endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
-/// Default and ceiling of `BATCH_MAX_BYTES`: the service's 10 MiB request
-/// limit less room for the envelope ([`crate::batch::BATCH_MAX_BYTES`]).
+/// Default `BATCH_MAX_BYTES`, the whole encoded request: 512 KiB under the
+/// service's 10 MiB limit ([`crate::batch::BATCH_MAX_BYTES`]).
 pub const DEFAULT_BATCH_MAX_BYTES: u64 = crate::batch::BATCH_MAX_BYTES as u64;
 /// A Lambda invocation runs at most 15 minutes (900 s, Lambda quotas).
 pub const MAX_INVOCATION_MS: u64 = 900_000;
@@ -114,10 +114,17 @@ impl Config {
         // request's bookkeeping bounded.
         let max_rows =
             r.integer("BATCH_MAX_ROWS", crate::batch::BATCH_MAX_ROWS as u64, 1, 1_000_000);
-        let max_bytes =
-            r.integer("BATCH_MAX_BYTES", DEFAULT_BATCH_MAX_BYTES, 1024, DEFAULT_BATCH_MAX_BYTES);
+        // The whole request counts: at least a request's fixed overhead plus an
+        // ordinary row, at most what the service takes (`batch::BatchLimits::new`).
+        let max_bytes = r.integer(
+            "BATCH_MAX_BYTES",
+            DEFAULT_BATCH_MAX_BYTES,
+            crate::batch::MIN_BATCH_MAX_BYTES as u64,
+            crate::batch::SERVICE_MAX_REQUEST_BYTES as u64,
+        );
         // 300 s: the event source mapping's own maximum batching window.
-        let window = r.millis("BATCH_WINDOW_MS", 0, 0, 300_000);
+        let default_window = crate::batch::BATCH_WINDOW.as_millis() as u64;
+        let window = r.millis("BATCH_WINDOW_MS", default_window, 0, 300_000);
         let inflight_requests =
             r.integer("MAX_INFLIGHT_REQUESTS", 8, 1, MAX_INFLIGHT_REQUESTS_LIMIT);
         let inflight_bytes = r.integer("MAX_INFLIGHT_BYTES", 64 * 1024 * 1024, 1024, 1 << 30);

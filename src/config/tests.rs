@@ -39,7 +39,7 @@ fn defaults() {
     assert_eq!(c.unknown_fields, UnknownFields::Reject);
     assert_eq!(c.batch.max_bytes as u64, DEFAULT_BATCH_MAX_BYTES);
     assert_eq!(c.batch.max_rows, 10_000);
-    assert_eq!(c.batch.window, Duration::ZERO);
+    assert_eq!(c.batch.window, crate::batch::BATCH_WINDOW);
     assert_eq!(c.max_inflight_requests, 8);
     assert_eq!(c.max_inflight_bytes, 64 << 20);
     assert_eq!(c.retry_budget, Duration::from_secs(30));
@@ -81,7 +81,8 @@ fn accepts(var: &'static str, value: &str) {
 #[test_case("UNKNOWN_FIELDS", "drop", "reject, ignore" ; "unknown")]
 #[test_case("BATCH_MAX_ROWS", "0", "from 1 to 1000000" ; "zero rows")]
 #[test_case("BATCH_MAX_ROWS", "ten", "from 1 to 1000000" ; "not a number")]
-#[test_case("BATCH_MAX_BYTES", "10485760", "from 1024 to 9961472" ; "over the service limit")]
+#[test_case("BATCH_MAX_BYTES", "10485761", "from 65536 to 10485760" ; "over the service limit")]
+#[test_case("BATCH_MAX_BYTES", "1024", "from 65536 to 10485760" ; "below a request's overhead and a row")]
 #[test_case("BATCH_WINDOW_MS", "-1", "from 0 to 300000" ; "negative")]
 #[test_case("MAX_INFLIGHT_REQUESTS", "1001", "from 1 to 1000" ; "too many")]
 #[test_case("RETRY_BUDGET_MS", "900001", "from 0 to 900000" ; "past lambda max")]
@@ -143,7 +144,7 @@ fn reports_every_problem_at_once() {
 
 #[test]
 fn inflight_bytes_must_hold_one_request() {
-    let err = with(&[("BATCH_MAX_BYTES", "2048"), ("MAX_INFLIGHT_BYTES", "1024")]).unwrap_err();
+    let err = with(&[("BATCH_MAX_BYTES", "131072"), ("MAX_INFLIGHT_BYTES", "65536")]).unwrap_err();
     assert_eq!(err.variables(), vec!["MAX_INFLIGHT_BYTES"]);
 }
 

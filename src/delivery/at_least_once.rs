@@ -12,8 +12,8 @@ use super::crash::{self, Boundary};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::Kind;
 use super::prepare::{self, Item};
-use super::send;
 use super::{DeliveryDeps, ShardBatch};
+use super::{send, streaming};
 use crate::bigquery::AppendOutcome;
 use crate::dlq::{DeadLetter, Reason};
 use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
@@ -24,80 +24,91 @@ pub(crate) async fn deliver(
     deadline: Instant,
 ) -> ShardOutcome {
     let encoder = deps.encoder.snapshot();
-    let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
-    let items = prepared.items;
-    let mut landing: Vec<Option<Landing>> = vec![None; items.len()];
-    let mut stats = DeliveryStats::default();
     let hook = deps.crash.as_deref();
     let work_deadline = deadline.checked_sub(deps.spill_reserve).unwrap_or(deadline);
+    let stream = batch.table.default_stream();
+    let (items, repeats, mut round, crashed, mut last_error) = if deps.encode_first {
+        let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
+        (prepared.items, prepared.repeats, None, None, String::new())
+    } else {
+        let (inputs, repeats) = prepare::order(super::inputs(batch));
+        // Round one streams: records are encoded and cut while earlier
+        // requests are on the wire (`streaming.rs`); later rounds re-send
+        // what is left.
+        let mut appender = deps.take_appender(&stream, &encoder).await;
+        let first = streaming::stream_round(
+            inputs,
+            &encoder,
+            &deps.limits,
+            batch.table,
+            &mut appender,
+            work_deadline,
+            hook,
+        )
+        .await;
+        deps.put_appender(appender).await;
+        let round = Some((first.requests, first.outcomes));
+        (first.items, repeats, round, first.crashed, first.error.unwrap_or_default())
+    };
+    let mut landing: Vec<Option<Landing>> = vec![None; items.len()];
+    let mut stats = DeliveryStats {
+        requests: round.as_ref().map_or(0, |(requests, _)| requests.len()),
+        ..DeliveryStats::default()
+    };
     let result: Result<(), GaveBack> = async {
-        // Bad records first.
+        if let Some(c) = crashed {
+            return Err(GaveBack::Crashed(c));
+        }
+        if round.is_some() {
+            crash::pass(hook, Boundary::AfterAppendRound)
+                .map_err(|c| GaveBack::Crashed(c.to_string()))?;
+        }
         let bad: Vec<usize> = (0..items.len())
             .filter(|&i| items.get(i).is_some_and(|it| it.kind != Kind::Good))
             .collect();
         dead_letter(deps, batch.table, &items, &bad, None, &mut landing, &mut stats, hook).await?;
 
-        let stream = batch.table.default_stream();
-        let mut pending: Vec<usize> = (0..items.len())
-            .filter(|&i| items.get(i).is_some_and(|it| it.kind == Kind::Good))
-            .collect();
-        let mut last_error = String::new();
+        // Encoded first: every good row is pending for round one.
+        let mut pending: Vec<usize> = if round.is_none() {
+            (0..items.len())
+                .filter(|&i| items.get(i).is_some_and(|it| it.kind == Kind::Good))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for _ in 0..deps.max_rounds.max(1) {
-            if pending.is_empty() {
-                break;
-            }
-            let lens: Vec<usize> =
-                pending.iter().filter_map(|&i| items.get(i)).map(|i| i.row.len()).collect();
-            let cuts = send::cut(&lens, 0, &encoder, &deps.limits);
-            let requests = match send::requests(&cuts, &pending, &items, &encoder, false) {
-                Ok(requests) => requests,
-                Err(e) => {
-                    last_error = e.to_string();
-                    break;
+            let (requests, outcomes) = match round.take() {
+                Some(first) => first,
+                None if pending.is_empty() => break,
+                None => {
+                    let lens: Vec<usize> =
+                        pending.iter().filter_map(|&i| items.get(i)).map(|i| i.row.len()).collect();
+                    let cuts = send::cut(&lens, 0, &encoder, &deps.limits, batch.table);
+                    let requests = match send::requests(&cuts, &pending, &items, &encoder, false) {
+                        Ok(requests) => requests,
+                        Err(e) => {
+                            last_error = e.to_string();
+                            break;
+                        }
+                    };
+                    stats.requests += requests.len();
+                    let mut appender = deps.take_appender(&stream, &encoder).await;
+                    let sent = send::send(&mut appender, requests, work_deadline, hook).await;
+                    deps.put_appender(appender).await;
+                    let outcomes = sent.map_err(|c| GaveBack::Crashed(c.to_string()))?;
+                    let rows = cuts
+                        .iter()
+                        .map(|c| pending.get(c.rows.clone()).unwrap_or_default().to_vec())
+                        .collect();
+                    (rows, outcomes)
                 }
             };
-            stats.requests += requests.len();
-            let mut appender = deps.take_appender(&stream, &encoder).await;
-            let sent = send::send(&mut appender, requests, work_deadline, hook).await;
-            deps.put_appender(appender).await;
-            let outcomes = sent.map_err(|c| GaveBack::Crashed(c.to_string()))?;
-            let mut again = Vec::new();
-            let mut rejected = Vec::new();
-            let mut gave_up = false;
-            for (c, outcome) in cuts.iter().zip(&outcomes) {
-                let rows = pending.get(c.rows.clone()).unwrap_or_default();
-                match outcome {
-                    AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists => {
-                        stats.rows_appended += rows.len();
-                        for &i in rows {
-                            set(&mut landing, i, Landing::Table);
-                        }
-                    }
-                    AppendOutcome::RowErrors(errors) => {
-                        let bad: Vec<usize> = errors.iter().map(|e| e.index).collect();
-                        for (k, &i) in rows.iter().enumerate() {
-                            if bad.contains(&k) {
-                                let message = errors
-                                    .iter()
-                                    .find(|e| e.index == k)
-                                    .map(|e| e.message.clone())
-                                    .unwrap_or_default();
-                                rejected.push((i, message));
-                            } else {
-                                again.push(i);
-                            }
-                        }
-                    }
-                    AppendOutcome::NotSent if !gave_up => again.extend_from_slice(rows),
-                    AppendOutcome::Failed(e) | AppendOutcome::InDoubt(e) => {
-                        gave_up = true;
-                        last_error = e.to_string();
-                    }
-                    AppendOutcome::NotSent => {}
-                }
+            let judged = judge(&requests, &outcomes, &mut stats, &mut landing);
+            if let Some(e) = judged.error {
+                last_error = e;
             }
-            let ids: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
-            let messages: Vec<String> = rejected.into_iter().map(|(_, m)| m).collect();
+            let ids: Vec<usize> = judged.rejected.iter().map(|(i, _)| *i).collect();
+            let messages: Vec<String> = judged.rejected.into_iter().map(|(_, m)| m).collect();
             dead_letter(
                 deps,
                 batch.table,
@@ -109,10 +120,10 @@ pub(crate) async fn deliver(
                 hook,
             )
             .await?;
-            if gave_up {
+            if judged.gave_up {
                 break;
             }
-            pending = again;
+            pending = judged.again;
         }
         // Whatever is still not in the table goes to the spillover.
         let rest: Vec<usize> = (0..items.len())
@@ -141,7 +152,7 @@ pub(crate) async fn deliver(
             *slot = *outcome;
         }
     }
-    for (index, item) in &prepared.repeats {
+    for (index, item) in &repeats {
         if let (Some(slot), Some(o)) = (records.get_mut(*index), by_item.get(*item)) {
             *slot = *o;
         }
@@ -150,6 +161,52 @@ pub(crate) async fn deliver(
         deps.forget_appenders().await;
     }
     ShardOutcome { records, gave_back: result.err(), stats }
+}
+
+/// What one round's answers say about its rows.
+struct Judged {
+    /// Rows to send again (their request was refused for other rows, or not sent).
+    again: Vec<usize>,
+    /// Rows BigQuery rejected, with its message.
+    rejected: Vec<(usize, String)>,
+    /// A request failed for good or is in doubt: no further round.
+    gave_up: bool,
+    error: Option<String>,
+}
+
+/// Lands the rows of appended requests and sorts the rest.
+fn judge(
+    requests: &[Vec<usize>],
+    outcomes: &[AppendOutcome],
+    stats: &mut DeliveryStats,
+    landing: &mut [Option<Landing>],
+) -> Judged {
+    let mut j = Judged { again: Vec::new(), rejected: Vec::new(), gave_up: false, error: None };
+    for (rows, outcome) in requests.iter().zip(outcomes) {
+        match outcome {
+            AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists => {
+                stats.rows_appended += rows.len();
+                for &i in rows {
+                    set(landing, i, Landing::Table);
+                }
+            }
+            AppendOutcome::RowErrors(errors) => {
+                for (k, &i) in rows.iter().enumerate() {
+                    match errors.iter().find(|e| e.index == k) {
+                        Some(e) => j.rejected.push((i, e.message.clone())),
+                        None => j.again.push(i),
+                    }
+                }
+            }
+            AppendOutcome::NotSent if !j.gave_up => j.again.extend_from_slice(rows),
+            AppendOutcome::Failed(e) | AppendOutcome::InDoubt(e) => {
+                j.gave_up = true;
+                j.error = Some(e.to_string());
+            }
+            AppendOutcome::NotSent => {}
+        }
+    }
+    j
 }
 
 fn set(landing: &mut [Option<Landing>], i: usize, l: Landing) {

@@ -9,12 +9,10 @@ use std::time::Duration;
 use super::WriteMode;
 use super::crash::CrashPoints;
 use super::store::StateStore;
-use crate::batch::BatchLimits;
-use crate::bigquery::{
-    Appender, AppenderOptions, TableSchema, WriteClient, WriterSchema as ClientWriterSchema,
-};
+use crate::batch::{BatchLimits, writer_schema as writer_schema_of};
+use crate::bigquery::{Appender, AppenderOptions, TableSchema, WriteClient};
 use crate::dlq::DeadLetterSink;
-use crate::rows::{Encoder, EncoderOptions, SchemaError, WriterSchema};
+use crate::rows::{Encoder, EncoderOptions, SchemaError};
 use crate::spill::SpillSink;
 
 /// The current encoder, replaced when an AppendRows response carries
@@ -57,20 +55,6 @@ impl EncoderCell {
     }
 }
 
-/// The writer schema the appender sends on each connection's first request.
-///
-/// Proto descriptors travel as the encoder's own bytes: prost's typed
-/// `DescriptorProto` drops field options, and with them the `column_name`
-/// extension that columns whose names are not proto identifiers need.
-pub(crate) fn writer_schema_of(encoder: &Encoder) -> ClientWriterSchema {
-    match encoder.writer_schema() {
-        WriterSchema::Proto(_) => {
-            ClientWriterSchema::ProtoDescriptorBytes(encoder.proto_descriptor_bytes().to_vec())
-        }
-        WriterSchema::Arrow(s) => ClientWriterSchema::Arrow(s),
-    }
-}
-
 /// Everything `deliver` uses. Fields are public so the handler (and tests)
 /// build it from `Config`; [`DeliveryDeps::new`] fills the defaults.
 pub struct DeliveryDeps {
@@ -80,8 +64,9 @@ pub struct DeliveryDeps {
     pub spill: Arc<dyn SpillSink>,
     pub dlq: Arc<dyn DeadLetterSink>,
     pub mode: WriteMode,
-    /// Request cutting (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`); a row that alone
-    /// exceeds `max_bytes` is dead-lettered as too large.
+    /// Request cutting (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES` for the whole
+    /// request, `BATCH_WINDOW_MS`); a row that alone does not fit a request
+    /// ([`crate::batch::RequestBudget`]) is dead-lettered as too large.
     pub limits: BatchLimits,
     pub appender: AppenderOptions,
     /// Time kept before the `deadline` given to `deliver` for what follows
@@ -96,6 +81,11 @@ pub struct DeliveryDeps {
     pub max_rounds: usize,
     /// Test hook; `None` in production.
     pub crash: Option<Arc<CrashPoints>>,
+    /// The stateless paths encode the whole batch before the first request,
+    /// as exactly-once does, instead of streaming it through the batcher:
+    /// the baseline `benches/batching.rs` measures streaming against. `false`
+    /// in production.
+    pub encode_first: bool,
     /// `UNKNOWN_FIELDS=add`: the schema step run before each shard batch.
     pub evolve: Option<Arc<crate::evolve::Evolver>>,
     /// One appender (one AppendRows connection) per write stream, kept warm
@@ -124,6 +114,7 @@ impl DeliveryDeps {
             spill_reserve: Duration::ZERO,
             max_rounds: 64,
             crash: None,
+            encode_first: false,
             evolve: None,
             appenders: tokio::sync::Mutex::new(HashMap::new()),
         }

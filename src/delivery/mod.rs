@@ -19,6 +19,7 @@ mod prepare;
 mod send;
 pub mod state;
 pub mod store;
+mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
 pub use deps::{DeliveryDeps, EncoderCell};

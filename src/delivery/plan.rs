@@ -127,7 +127,19 @@ pub fn rotate(
     new_stream: String,
     more: Vec<Exclusion>,
 ) -> ShardState {
-    let point = rotation_point(slots, end);
+    rotate_at(state, positions, slots, rotation_point(slots, end), new_stream, more)
+}
+
+/// [`rotate`] at a rotation point found otherwise (a claim of rows can end
+/// the landed prefix before the stream's end: another record's row there).
+pub fn rotate_at(
+    state: &ShardState,
+    positions: &[&Position],
+    slots: &[Slot],
+    point: usize,
+    new_stream: String,
+    more: Vec<Exclusion>,
+) -> ShardState {
     let advanced = advance(state, positions, slots, point);
     let mut next = exclude(&advanced, more);
     next.write_stream = new_stream;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::plan::Kind;
 use super::state::{Exclusion, ExclusionReason};
-use crate::batch::BatchLimits;
+use crate::batch::{BatchLimits, RequestBudget};
 use crate::dlq::{DeadLetter, Reason};
 use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
 use crate::source::{Position, SourceRecord};
@@ -53,13 +53,46 @@ pub(crate) struct Prepared<'a> {
 /// Room for the metadata columns a row may add beyond its JSON's length.
 const ROW_SLACK: usize = 128;
 
-/// Encodes and classifies every input.
+impl Input<'_> {
+    fn position(&self) -> &Position {
+        match self {
+            Input::Record(r) => &r.position,
+            Input::Bad { position, .. } => position,
+        }
+    }
+}
+
+/// Inputs in order (batch index, input), and the repeats (batch index, index
+/// of the kept input it repeats).
+pub(crate) type Ordered<'a> = (Vec<(usize, Input<'a>)>, Vec<(usize, usize)>);
+
+/// The inputs in the order the protocol works on them: ascending by
+/// position, one per distinct position. Returns them with the repeats
+/// (batch index, index into the ordered inputs of the one it repeats).
+pub(crate) fn order(mut inputs: Vec<(usize, Input<'_>)>) -> Ordered<'_> {
+    inputs.sort_by(|(ia, a), (ib, b)| a.position().cmp(b.position()).then(ia.cmp(ib)));
+    let mut repeats = Vec::new();
+    let mut kept: Vec<(usize, Input<'_>)> = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs {
+        match kept.last() {
+            Some((_, prev)) if prev.position() == input.position() => {
+                repeats.push((index, kept.len() - 1));
+            }
+            _ => kept.push((index, input)),
+        }
+    }
+    (kept, repeats)
+}
+
+/// Encodes and classifies every input, all before the first request
+/// (exactly-once: the cut must be a pure function of the records).
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
     limits: &BatchLimits,
     table: &TableName,
 ) -> Prepared<'a> {
+    let (inputs, repeats) = order(inputs);
     // All rows go into one buffer sized for the batch up front, and items
     // hold slices of it: no allocation per row, no copy into the requests.
     let estimate = inputs
@@ -70,25 +103,13 @@ pub(crate) fn prepare<'a>(
         })
         .sum();
     let mut buffer = Vec::with_capacity(estimate);
+    let budget = RequestBudget::new(limits, encoder, table);
     let encoded: Vec<(Item<'a>, Range<usize>)> = inputs
         .into_iter()
-        .map(|(index, input)| match input {
-            Input::Record(record) => encode_one(index, record, encoder, limits, table, &mut buffer),
-            Input::Bad { position, letter } => {
-                let item = Item {
-                    index,
-                    position,
-                    record: None,
-                    kind: Kind::PureBad,
-                    row: Bytes::new(),
-                    letter: Some(*letter),
-                };
-                (item, 0..0)
-            }
-        })
+        .map(|(index, input)| encode_input(index, input, encoder, &budget, table, &mut buffer))
         .collect();
     let buffer = Bytes::from(buffer);
-    let mut items: Vec<Item<'a>> = encoded
+    let items = encoded
         .into_iter()
         .map(|(mut item, range)| {
             if !range.is_empty() {
@@ -97,18 +118,57 @@ pub(crate) fn prepare<'a>(
             item
         })
         .collect();
-    items.sort_by(|a, b| a.position.cmp(&b.position).then(a.index.cmp(&b.index)));
-    let mut repeats = Vec::new();
-    let mut kept: Vec<Item<'a>> = Vec::with_capacity(items.len());
-    for item in items {
-        match kept.last() {
-            Some(prev) if prev.position == item.position => {
-                repeats.push((item.index, kept.len() - 1));
-            }
-            _ => kept.push(item),
+    Prepared { items, repeats }
+}
+
+/// Encodes one input at a time (the streaming paths): each row gets its own
+/// bytes as soon as it is encoded, so it can leave in a request while later
+/// records are still being encoded.
+pub(crate) struct ItemEncoder<'e> {
+    encoder: &'e Encoder,
+    budget: RequestBudget,
+    table: &'e TableName,
+    scratch: Vec<u8>,
+}
+
+impl<'e> ItemEncoder<'e> {
+    pub fn new(encoder: &'e Encoder, budget: RequestBudget, table: &'e TableName) -> Self {
+        Self { encoder, budget, table, scratch: Vec::new() }
+    }
+
+    pub fn item<'a>(&mut self, index: usize, input: Input<'a>) -> Item<'a> {
+        self.scratch.clear();
+        let (mut item, range) =
+            encode_input(index, input, self.encoder, &self.budget, self.table, &mut self.scratch);
+        if let Some(row) = self.scratch.get(range).filter(|r| !r.is_empty()) {
+            item.row = Bytes::copy_from_slice(row);
+        }
+        item
+    }
+}
+
+fn encode_input<'a>(
+    index: usize,
+    input: Input<'a>,
+    encoder: &Encoder,
+    budget: &RequestBudget,
+    table: &TableName,
+    buffer: &mut Vec<u8>,
+) -> (Item<'a>, Range<usize>) {
+    match input {
+        Input::Record(record) => encode_one(index, record, encoder, budget, table, buffer),
+        Input::Bad { position, letter } => {
+            let item = Item {
+                index,
+                position,
+                record: None,
+                kind: Kind::PureBad,
+                row: Bytes::new(),
+                letter: Some(*letter),
+            };
+            (item, 0..0)
         }
     }
-    Prepared { items: kept, repeats }
 }
 
 /// Encodes `record` at the end of `buffer`; the range is its row's (empty
@@ -117,7 +177,7 @@ fn encode_one<'a>(
     index: usize,
     record: &'a SourceRecord,
     encoder: &Encoder,
-    limits: &BatchLimits,
+    budget: &RequestBudget,
     table: &TableName,
     buffer: &mut Vec<u8>,
 ) -> (Item<'a>, Range<usize>) {
@@ -125,10 +185,12 @@ fn encode_one<'a>(
     let result = encoder.encode(&record.data, &RecordMeta::from(record), buffer);
     let len = buffer.len() - start;
     let (kind, letter) = match result {
-        Ok(()) if encoder.row_bytes(len) > limits.max_bytes => {
+        Ok(()) if !budget.fits(encoder, len) => {
             let message = format!(
-                "encoded row is {len} bytes; one request carries at most {} (BATCH_MAX_BYTES)",
-                limits.max_bytes
+                "encoded row is {len} bytes; one request carries at most {} of rows \
+                 (BATCH_MAX_BYTES less {} of request overhead)",
+                budget.row_room(),
+                budget.overhead()
             );
             buffer.truncate(start);
             (Kind::SchemaBad, Some(DeadLetter::new(record, table, Reason::RowTooLarge, message)))

@@ -9,12 +9,13 @@ use tokio::time::Instant;
 
 use super::crash::{self, Boundary, Crash, CrashPoints};
 use super::prepare::Item;
-use crate::batch::{self, BatchLimits, Piece};
+use crate::batch::{self, BatchLimits, Piece, RequestBudget};
 use crate::bigquery::{
     AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError,
 };
 use crate::rows::{EncodeError, Encoder};
 use crate::spill::SpillReason;
+use crate::table::TableName;
 
 /// One request of a round: the rows `rows` (indexes into the round's rows)
 /// at `offset`.
@@ -31,16 +32,19 @@ impl Cut {
 }
 
 /// Cuts rows of these encoded lengths, starting at `first_offset`, into
-/// requests under `limits` (the micro-batcher's cut). Rows too large for a
-/// request were dead-lettered when they were encoded; one that slipped
-/// through still gets a request of its own, for BigQuery to refuse.
+/// requests of `table` under `limits` (the micro-batcher's deterministic cut,
+/// with the one request budget). Rows too large for a request were
+/// dead-lettered when they were encoded; one that slipped through still gets
+/// a request of its own, for BigQuery to refuse.
 pub(crate) fn cut(
     row_lens: &[usize],
     first_offset: i64,
     encoder: &Encoder,
     limits: &BatchLimits,
+    table: &TableName,
 ) -> Vec<Cut> {
-    batch::cut(row_lens.iter().map(|&l| encoder.row_bytes(l)), limits)
+    RequestBudget::new(limits, encoder, table)
+        .cut(encoder, row_lens.iter().copied())
         .into_iter()
         .map(|piece| match piece {
             Piece::Request(rows) => rows,
@@ -72,12 +76,7 @@ pub(crate) fn requests(
                 .filter_map(|&i| items.get(i))
                 .map(|i| i.row.clone())
                 .collect();
-            Ok(AppendRequest {
-                offset: with_offsets.then_some(c.offset),
-                bytes: encoder.request_bytes(rows.iter().map(Bytes::len)),
-                row_count: rows.len(),
-                rows: encoder.request_rows(&rows, false)?,
-            })
+            batch::build_request(encoder, &rows, with_offsets.then_some(c.offset))
         })
         .collect()
 }

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the JSON layout below; a reader refuses a newer one rather than
 /// guess at fields it does not know. Format 2 added [`Claim`]; a format-1
-/// object reads as [`Claim::Unknown`].
-pub const STATE_FORMAT: u32 = 2;
+/// object reads as [`Claim::Unknown`]. Format 3 added [`Claim::Rows`] (every
+/// row of the claim by fingerprint); format 2's [`Claim::From`] still reads.
+pub const STATE_FORMAT: u32 = 3;
 
 /// What the protocol remembers for one shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +67,14 @@ pub enum Claim {
     /// writer committed with all its rows below `next_offset`, or its stream
     /// was fenced (finalized) and left.
     Clean,
-    /// Rows there, if any, are the mapping that starts with this record at
-    /// `next_offset`; the invocation that claimed it may have died with
-    /// requests still in flight.
+    /// Rows there, if any, are these records, one per offset from
+    /// `next_offset` on, and nothing can be at or past `next_offset +
+    /// rows.len()`; the invocation that claimed them may have died with
+    /// requests still in flight. A row counts as a record's landing only if
+    /// the record's own fingerprint is claimed at that offset.
+    Rows(ClaimedRows),
+    /// Written by format 2: rows there, if any, are the mapping that starts
+    /// with this record at `next_offset` (how far it reached is not known).
     From(Position),
     /// Written by a build before claims existed: treated as a claim of the
     /// record right after `last_position` (what that build assumed).
@@ -78,6 +84,89 @@ pub enum Claim {
 impl Claim {
     fn unknown() -> Self {
         Self::Unknown
+    }
+
+    /// A claim of `rows`, or clean when there are none.
+    pub fn of_rows(rows: ClaimedRows) -> Self {
+        if rows.is_empty() { Self::Clean } else { Self::Rows(rows) }
+    }
+}
+
+/// A record's identity in a claim: the first 8 bytes of the MD5 of its
+/// position (`sequence/sub-sequence`). Two records of one shard's tail share
+/// one with odds of about n²/2⁶⁵, and a claim spans one batch.
+pub type Fingerprint = [u8; 8];
+
+/// The fingerprint of the record at `position`.
+pub fn fingerprint(position: &Position) -> Fingerprint {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(position.to_string().as_bytes());
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    fp
+}
+
+/// The records of a claim in offset order, stored as one base64 string of
+/// 8-byte fingerprints (about 10.7 bytes of JSON per row).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimedRows(Vec<Fingerprint>);
+
+impl ClaimedRows {
+    pub fn new(rows: Vec<Fingerprint>) -> Self {
+        Self(rows)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The record claimed `i` rows after the claim's first offset.
+    pub fn get(&self, i: usize) -> Option<&Fingerprint> {
+        self.0.get(i)
+    }
+
+    /// How many rows after the claim's first offset `fp` is claimed.
+    pub fn find(&self, fp: &Fingerprint) -> Option<usize> {
+        self.0.iter().position(|r| r == fp)
+    }
+
+    /// The rows from `skip` on, at most `keep` of them.
+    pub fn slice(&self, skip: usize, keep: usize) -> Self {
+        Self(self.0.iter().skip(skip).take(keep).copied().collect())
+    }
+}
+
+impl Serialize for ClaimedRows {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let bytes: Vec<u8> = self.0.iter().flatten().copied().collect();
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimedRows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)?;
+        if bytes.len() % 8 != 0 {
+            return Err(serde::de::Error::custom("claimed rows are not 8-byte fingerprints"));
+        }
+        let rows = bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut fp = [0u8; 8];
+                fp.copy_from_slice(c);
+                fp
+            })
+            .collect();
+        Ok(Self(rows))
     }
 }
 
@@ -250,6 +339,16 @@ mod tests {
         s.claim = Claim::From(pos("101", 0));
         let back = ShardState::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
+        s.claim = Claim::Rows(ClaimedRows::new(vec![
+            fingerprint(&pos("101", 0)),
+            fingerprint(&pos("101", 1)),
+        ]));
+        let json = s.to_json();
+        assert_eq!(ShardState::from_json(&json).unwrap(), s);
+        assert!(String::from_utf8_lossy(&json).contains(r#""claim":{"rows":""#));
+        // A format-2 object's claim reads as it was written.
+        let old = br#"{"format":2,"write_stream":"s","next_offset":3,"last_position":null,"claim":{"from":{"sequence_number":"7","sub_sequence_number":0}}}"#;
+        assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::From(pos("7", 0)));
         // A format-1 object knows no claim.
         let old = br#"{"format":1,"write_stream":"s","next_offset":3,"last_position":null}"#;
         assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::Unknown);
@@ -259,8 +358,10 @@ mod tests {
 
     #[test]
     fn refuses_newer_format_and_bad_values() {
-        let newer = br#"{"format":3,"write_stream":"s","next_offset":0,"last_position":null}"#;
-        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 3 })));
+        let newer = br#"{"format":4,"write_stream":"s","next_offset":0,"last_position":null}"#;
+        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 4 })));
+        let ragged = br#"{"format":3,"write_stream":"s","next_offset":0,"last_position":null,"claim":{"rows":"AAAA"}}"#;
+        assert!(matches!(ShardState::from_json(ragged), Err(StateError::Decode(_))));
         let negative = br#"{"format":1,"write_stream":"s","next_offset":-1,"last_position":null}"#;
         assert!(matches!(ShardState::from_json(negative), Err(StateError::Invalid(_))));
         assert!(matches!(ShardState::from_json(b"nope"), Err(StateError::Decode(_))));

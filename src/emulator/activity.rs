@@ -11,7 +11,7 @@
 //! counted before its answer is sent), so "the client saw it" implies "the
 //! counter says so".
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -33,17 +33,43 @@ pub struct Activity {
 #[derive(Clone)]
 pub(crate) struct ActivityLog {
     tx: Arc<watch::Sender<Activity>>,
+    appends: Arc<Mutex<Vec<ReceivedAppend>>>,
+}
+
+/// One AppendRows request as the emulator received it: what a batching test
+/// compares against the knobs (`Emulator::appends`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedAppend {
+    /// The connection's write stream (named on its first request only).
+    pub write_stream: String,
+    pub offset: Option<i64>,
+    /// Rows it carried (proto rows, or the Arrow batch's row count).
+    pub rows: usize,
+    /// Its encoded size, as the request size limit counts it.
+    pub bytes: usize,
+    /// It carried a writer schema (a connection's first request).
+    pub with_schema: bool,
+    /// When it arrived (tokio's clock: virtual under a paused test clock).
+    pub at: tokio::time::Instant,
 }
 
 impl Default for ActivityLog {
     fn default() -> Self {
-        Self { tx: Arc::new(watch::Sender::new(Activity::default())) }
+        Self { tx: Arc::new(watch::Sender::new(Activity::default())), appends: Arc::default() }
     }
 }
 
 impl ActivityLog {
     pub(crate) fn record(&self, change: impl FnOnce(&mut Activity)) {
         self.tx.send_modify(change);
+    }
+
+    pub(crate) fn received(&self, append: ReceivedAppend) {
+        self.appends.lock().unwrap_or_else(|e| e.into_inner()).push(append);
+    }
+
+    pub(crate) fn appends(&self) -> Vec<ReceivedAppend> {
+        self.appends.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Activity> {

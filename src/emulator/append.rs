@@ -17,7 +17,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::{Code, Status, Streaming};
 
-use super::activity::ActivityLog;
+use super::activity::{ActivityLog, ReceivedAppend};
 use super::arrow_rows::{self, ArrowWriter};
 use super::cdc::{self, PseudoFields};
 use super::defaults;
@@ -159,9 +159,14 @@ impl Connection {
                 Ok(None) | Ok(Some(Err(_))) => break,
                 Ok(Some(Ok(req))) => req,
             };
+            let mut received = received_append(&req);
             let step = self.handle(req).await;
             // Counted before the answer goes out, so a client that has it sees the count.
             self.activity.record(|a| a.append_requests += 1);
+            if let Some(target) = &self.target {
+                received.write_stream.clone_from(&target.stream);
+            }
+            self.activity.received(received);
             let (resp, failed) = match step {
                 Step::Respond(r) => (r, false),
                 Step::Failed(r) => (r, true),
@@ -463,6 +468,27 @@ type CdcWriter = (Vec<u8>, Option<PseudoFields>);
 
 /// Target, offset, rows, and the table schema and version they were checked against.
 type Checked = (Target, Option<i64>, Vec<StoredRow>, TableSchema, u64);
+
+fn received_append(req: &RawAppendRowsRequest) -> ReceivedAppend {
+    let proto = req.proto_rows.as_ref();
+    let rows = match (proto, &req.arrow_rows) {
+        (Some(p), _) => p.rows.as_ref().map_or(0, |r| r.serialized_rows.len()),
+        // `row_count` is deprecated in the proto but still what clients send.
+        #[allow(deprecated)]
+        (None, Some(a)) => a.rows.as_ref().map_or(0, |r| usize::try_from(r.row_count).unwrap_or(0)),
+        (None, None) => 0,
+    };
+    let with_schema = proto.is_some_and(|p| p.writer_schema.is_some())
+        || req.arrow_rows.as_ref().is_some_and(|a| a.writer_schema.is_some());
+    ReceivedAppend {
+        write_stream: req.write_stream.clone(),
+        offset: req.offset,
+        rows,
+        bytes: prost::Message::encoded_len(req),
+        with_schema,
+        at: tokio::time::Instant::now(),
+    }
+}
 
 fn row_failure(errors: Vec<(usize, String)>, stream: &str) -> (Failure, Vec<RowError>) {
     let first = errors.first().map(|(_, m)| m.clone()).unwrap_or_default();

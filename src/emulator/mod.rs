@@ -54,7 +54,7 @@ mod store;
 mod stored;
 pub mod values;
 
-pub use activity::Activity;
+pub use activity::{Activity, ReceivedAppend};
 pub use errors::{
     EmulatorError, Failure, STORAGE_ERROR_TYPE_URL, storage_error_in, storage_error_of,
 };

@@ -280,6 +280,11 @@ impl Emulator {
         self.routing.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Every AppendRows request received so far, in arrival order.
+    pub fn appends(&self) -> Vec<super::ReceivedAppend> {
+        self.activity.appends()
+    }
+
     /// Counters of what the service has done ([`Activity`]), to wait on instead of sleeping.
     pub fn activity(&self) -> tokio::sync::watch::Receiver<Activity> {
         self.activity.subscribe()

@@ -2,7 +2,7 @@
 //! start and reused by every invocation — the gRPC channel, the table schema
 //! and its encoder, the AWS clients behind the sinks.
 
-use crate::batch::BatchLimits;
+use crate::batch::{BatchError, BatchLimits, RequestBudget};
 use crate::bigquery::{
     AppenderOptions, AuthMode, ClientConfig, ClientError, RetryPolicy, RpcError, TablesClient,
     TablesError, WriteClient,
@@ -36,6 +36,24 @@ pub enum DepsError {
     Spill(#[from] SpillError),
     #[error("dead-letter queue")]
     DeadLetter(#[from] DlqError),
+    #[error("request size")]
+    Batch(#[from] BatchError),
+}
+
+/// The batch limits of `config`, checked against the table's own request
+/// overhead: `BATCH_MAX_BYTES` must leave room for rows after the stream
+/// name, writer schema and envelope.
+///
+/// # Errors
+/// [`BatchError::NoRoomForRows`], naming `BATCH_MAX_BYTES`.
+pub fn batch_limits(config: &Config, encoder: &Encoder) -> Result<BatchLimits, BatchError> {
+    let limits = BatchLimits {
+        max_rows: config.batch.max_rows,
+        max_bytes: config.batch.max_bytes,
+        window: config.batch.window,
+    };
+    RequestBudget::new(&limits, encoder, &config.table).check()?;
+    Ok(limits)
 }
 
 /// The BigQuery side: a connected client, the live schema, its encoder.
@@ -165,6 +183,7 @@ impl Deps {
     /// [`DepsError`] naming the part that failed.
     pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
         let (writer, sinks) = tokio::try_join!(WriterSide::connect(config), Sinks::open(config))?;
+        batch_limits(config, &writer.encoder)?;
         Ok(Self::assemble(config, output, writer, sinks))
     }
 
@@ -179,6 +198,7 @@ impl Deps {
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, DepsError> {
         let writer = WriterSide::connect(config).await?;
+        batch_limits(config, &writer.encoder)?;
         let sinks = Sinks::open_with(config, aws)?;
         Ok(Self::assemble(config, output, writer, sinks))
     }

@@ -341,6 +341,9 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
                     {
                         let st = ShardState::from_json(&bytes)?;
                         if world.emulator.expire_stream(&st.write_stream).is_ok() {
+                            if std::env::var_os("DELIVERY_DEBUG").is_some() {
+                                eprintln!("expired {}", st.write_stream);
+                            }
                             tally.lost_streams += 1;
                             lost_any = true;
                         }
@@ -350,6 +353,9 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
                 7 => {
                     faults.hold(1);
                     held = true;
+                    if std::env::var_os("DELIVERY_DEBUG").is_some() {
+                        eprintln!("hold 1");
+                    }
                 }
                 _ => {}
             }
@@ -370,6 +376,11 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
                 outcome.records,
                 outcome.stats
             );
+            if let Some((bytes, _)) =
+                state_store.load(&state_key(&table, STREAM_ARN, SHARD)).await?
+            {
+                eprintln!("  state {}", String::from_utf8_lossy(&bytes));
+            }
         }
         faults.clear();
         faults.set_down(false);

@@ -129,3 +129,52 @@ async fn a_table_that_is_gone_spills_everything_without_looping() -> anyhow::Res
     assert_eq!(s.spill.list(&SpillFilter::default()).await?.len(), 2);
     Ok(())
 }
+
+/// Scenario 2, a lost record after a discarded half: an attempt writes
+/// 2..=4 and dies; its bisected retry [2] settles 2 and leaves 3 and 4 in
+/// the stream ahead of the state; the mapping then discards [3] and hands
+/// over [4, 5]. Offset by offset, 4 sits where 3 was mapped and 5 where 4
+/// is: 5 must be written, not reported landed because 4 holds its offset.
+#[tokio::test]
+async fn a_record_is_not_reported_landed_because_another_sits_at_its_offset() -> anyhow::Result<()>
+{
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    assert_eq!(s.run(&[good(1)]).await.records, vec![TABLE]);
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
+    assert!(s.run(&[good(2), good(3), good(4)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    // Kinesis bisects: the first half alone.
+    assert_eq!(s.run(&[good(2)]).await.records, vec![TABLE]);
+    // [3] fails until the mapping gives up on it (no attempt got far enough
+    // to change anything), and the next batch starts at 4.
+    let out = s.run(&[good(4), good(5)]).await;
+    assert_eq!(out.records, vec![TABLE, TABLE], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]), "5 is in the table, 4 once");
+    assert_eq!(out.stats.discarded_landed, 1, "record 3 is counted: {:?}", out.stats);
+    assert_eq!(s.run(&[good(6)]).await.records, vec![TABLE]);
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5, 6]));
+    Ok(())
+}
+
+/// Scenario 2, rows a longer attempt wrote past a discarded batch: an
+/// attempt writes 2..=4 and dies; its bisected retry [2] dies too and the
+/// mapping discards [2]. The next batch [3, 4] is already in the table,
+/// written by the longer attempt: found there, not written twice.
+#[tokio::test]
+async fn rows_a_longer_attempt_wrote_past_a_discarded_batch_land_once() -> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    assert_eq!(s.run(&[good(1)]).await.records, vec![TABLE]);
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
+    assert!(s.run(&[good(2), good(3), good(4)]).await.gave_back.is_some());
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::BeforeFinalize)));
+    assert!(s.run(&[good(2)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    // MaximumRetryAttempts: [2] is discarded.
+    let out = s.run(&[good(3), good(4)]).await;
+    assert_eq!(out.records, vec![TABLE, TABLE], "{out:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4]), "3 and 4 once");
+    assert_eq!(out.stats.discarded_landed, 1, "record 2 is counted: {:?}", out.stats);
+    assert_eq!(s.run(&[good(5)]).await.records, vec![TABLE]);
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    Ok(())
+}

@@ -316,6 +316,8 @@ async fn a_record_an_earlier_attempt_wrote_stays_in_the_table_when_the_schema_no
     let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
     assert_eq!(out.records, vec![EARLIER, TABLE, TABLE, TABLE], "{out:?}");
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    // Scenario 7: in the table, so never in the dead-letter queue too.
+    assert!(s.letters().is_empty(), "{:?}", s.letters());
     Ok(())
 }
 
@@ -333,6 +335,7 @@ async fn a_refused_first_record_with_rows_after_it_in_the_stream_is_resolved() -
     let out = s.run(&[with_opt(2), good(3), good(4), good(5)]).await;
     assert_eq!(out.records, vec![TABLE; 4], "{out:?}");
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
+    assert!(s.letters().is_empty(), "in the table, not dead-lettered: {:?}", s.letters());
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod backfill_in_doubt;
 mod backfill_lease;
 mod backfill_replay;
 mod backfill_unlisted;
+mod batching;
 mod cdc_chaos;
 mod cdc_check;
 mod cdc_mode;

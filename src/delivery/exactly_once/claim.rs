@@ -1,9 +1,13 @@
 //! The claim on a stream's tail (DESIGN.md, invariants 7 and 8): before its
-//! first append, an invocation persists which record it maps at
-//! `next_offset`. A row found there later is read as "this record landed"
-//! only when the batch starts with the same record; otherwise the rows are
-//! another batch's — one the event source mapping discarded after an earlier
-//! attempt appended it — and the shard moves to a new stream.
+//! first append, an invocation persists every record it maps from
+//! `next_offset` on, one fingerprint per offset. A row found there later is
+//! read as "this record landed" only when the record's own fingerprint is
+//! claimed at that offset. A batch that does not start where the claim does
+//! follows an event source mapping that discarded a batch: the stream is
+//! fenced, the discarded batch's rows that landed are counted and skipped
+//! (the state moves to the first of this batch's records the claim holds),
+//! and rows a longer attempt wrote past the discarded batch count as landed
+//! for the records they are — never written twice, never mistaken.
 //!
 //! A claim left by an earlier attempt of the *same* batch means that attempt
 //! died, maybe with requests still in flight: the stream is fenced
@@ -15,7 +19,7 @@ use super::{Flow, Run};
 use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::{self, Slot};
-use crate::delivery::state::{Claim, ShardState};
+use crate::delivery::state::{Claim, ClaimedRows, ShardState, fingerprint};
 use crate::source::Position;
 
 impl Run<'_, '_> {
@@ -31,7 +35,8 @@ impl Run<'_, '_> {
         };
         match self.state.claim.clone() {
             Claim::Clean => {
-                let next = ShardState { claim: Claim::From(first), ..self.state.clone() };
+                let claim = Claim::of_rows(self.own_rows(&self.state));
+                let next = ShardState { claim, ..self.state.clone() };
                 self.write_state(next).await?;
                 self.stats.claims += 1;
                 self.claimed = true;
@@ -41,8 +46,8 @@ impl Run<'_, '_> {
                 Ok(None)
             }
             Claim::From(q) if q != first => self.leave_discarded(slots, &q).await.map(Some),
-            // The same mapping, claimed by an attempt that never committed
-            // (or by a build before claims): fence the stream; its row count
+            // An earlier attempt's claim that this batch continues (or one
+            // by a build before claims): fence the stream; its row count
             // then says which of these records are in.
             _ => {
                 self.inherited = true;
@@ -55,8 +60,8 @@ impl Run<'_, '_> {
 
     /// Before anything else, even a known stream end: the rows at
     /// `next_offset..` — and a finalized row count above it — are the
-    /// mapping of the claimed record; a batch that starts elsewhere has none
-    /// of its records there.
+    /// claimed records; a batch that starts elsewhere is checked record by
+    /// record against the claim.
     pub(super) async fn leave_if_discarded(
         &mut self,
         slots: &[Slot],
@@ -66,6 +71,19 @@ impl Run<'_, '_> {
         }
         let first = self.first_at(slots, self.state.next_offset);
         match (self.state.claim.clone(), first) {
+            (Claim::Rows(rows), Some(first)) => {
+                let at = rows.find(&fingerprint(&first));
+                if at == Some(0) {
+                    // This batch continues the claimed rows.
+                    self.inherited = true;
+                    return Ok(None);
+                }
+                match self.state.stream_end {
+                    // Fence first: what landed is only known once nothing more can.
+                    None => self.fence_discarded(slots).await.map(Some),
+                    Some(end) => self.skip_discarded(&rows, at, end).await.map(Some),
+                }
+            }
             (Claim::From(claimed), Some(first)) if first != claimed => {
                 self.leave_discarded(slots, &claimed).await.map(Some)
             }
@@ -79,9 +97,102 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The rows at `next_offset..` are a discarded batch's (it started at
-    /// `claimed`): none of this batch's records are among them. Count them,
-    /// then continue in a new stream from the first record of this batch.
+    /// The stream is fenced at `end` and its claimed rows start with records
+    /// of a batch the event source mapping discarded; this batch's first
+    /// record is claimed `at` rows in, if at all. The discarded rows below
+    /// `end` stay in the table (counted and logged); the state moves past
+    /// them, so the rows after them — written by a longer attempt of the
+    /// discarded batch — are read as the records they are.
+    async fn skip_discarded(
+        &mut self,
+        rows: &ClaimedRows,
+        at: Option<usize>,
+        end: i64,
+    ) -> Result<Flow, GaveBack> {
+        let from = self.state.next_offset;
+        let below_end = usize::try_from(end - from).unwrap_or(0);
+        let skip = at.filter(|&k| k < below_end).unwrap_or(below_end);
+        self.stats.discarded_landed += skip;
+        if skip > 0 {
+            tracing::warn!(
+                shard_id = self.batch.shard_id,
+                write_stream = %self.state.write_stream,
+                offsets = %format!("{from}..{}", from + skip as i64),
+                rows = skip,
+                "records of a batch the event source mapping discarded are in the table"
+            );
+        }
+        let claim = Claim::of_rows(rows.slice(skip, below_end - skip));
+        let next = ShardState { next_offset: from + skip as i64, claim, ..self.state.clone() };
+        self.write_state(next).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Finalizes a stream whose claimed rows this batch does not start:
+    /// once its end is kept in the state, the next round skips the discarded
+    /// rows. Unlike [`Run::resolve`] nothing is spilled with offsets when
+    /// BigQuery cannot answer (this batch's mapping is not the claim's): the
+    /// batch goes back to Kinesis.
+    async fn fence_discarded(&mut self, slots: &[Slot]) -> Result<Flow, GaveBack> {
+        let stream = self.state.write_stream.clone();
+        self.pass(Boundary::BeforeFinalize)?;
+        let finalized = tokio::time::timeout_at(
+            self.work_deadline,
+            self.deps.client.finalize_write_stream(&stream),
+        )
+        .await;
+        self.deps.drop_appender(&stream).await;
+        match finalized {
+            Ok(Ok(rows)) => {
+                self.pass(Boundary::AfterFinalize)?;
+                self.stats.finalizes += 1;
+                let next = ShardState { stream_end: Some(rows), ..self.state.clone() };
+                self.write_state(next).await?;
+                Ok(Flow::Continue)
+            }
+            Ok(Err(e)) if super::lost::is_not_found(e.code()) => {
+                let in_doubt_end = self.claimed_prefix_end(slots);
+                self.stream_lost(in_doubt_end, format!("fencing a discarded batch's stream: {e}"))
+                    .await
+            }
+            other => {
+                let error = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no time left".to_string(),
+                };
+                tracing::warn!(
+                    shard_id = self.batch.shard_id,
+                    write_stream = %stream,
+                    error = %error,
+                    "the event source mapping discarded a batch and its stream cannot be fenced now; the batch goes back"
+                );
+                Ok(Flow::Done)
+            }
+        }
+    }
+
+    /// Past the rows of this batch an earlier attempt may have written when
+    /// this invocation does not hold the claim: under a claim of rows, the
+    /// leading records of this batch the claim names (nothing else can be
+    /// there); otherwise anything may be.
+    pub(super) fn claimed_prefix_end(&self, slots: &[Slot]) -> i64 {
+        let Claim::Rows(rows) = &self.state.claim else { return i64::MAX };
+        let mut end = self.state.next_offset;
+        for (slot, item) in slots.iter().zip(&self.items) {
+            if let Some(o) = slot.offset() {
+                if rows.find(&fingerprint(&item.position)).is_none() {
+                    break;
+                }
+                end = o + 1;
+            }
+        }
+        end
+    }
+
+    /// A format-2 claim (its first record only) that this batch does not
+    /// start with: the rows at `next_offset..` are a discarded batch's.
+    /// Count them, then continue in a new stream from the first record of
+    /// this batch.
     async fn leave_discarded(
         &mut self,
         slots: &[Slot],
@@ -129,7 +240,7 @@ impl Run<'_, '_> {
         }
         // Not one of this batch's records is at or after `from` in the old
         // stream: the rotation point is this batch's first row.
-        self.rotate(slots, from).await
+        self.rotate_from(slots, plan::rotation_point(slots, from)).await
     }
 
     /// The position of the item mapped at `offset` in `slots`.
@@ -141,40 +252,109 @@ impl Run<'_, '_> {
             .map(|item| item.position.clone())
     }
 
-    /// The claim of a state this invocation writes while it holds the
-    /// claim: the first record `next` maps at its `next_offset` (or clean
-    /// when it maps none) — the mapping may have changed (exclusions) or
-    /// moved on (a landed prefix) since the claim was written.
-    pub(super) fn claim_for(&self, next: &ShardState) -> Claim {
-        // Every item, not only those handled now: rows may have been sent
-        // for items a refused dead letter later put out of reach.
+    /// The records `state` maps from its `next_offset` on, over every item
+    /// (not only those handled now: rows may have been sent for items a
+    /// refused dead letter later put out of reach), then those sent beyond
+    /// them under an earlier mapping: every row this invocation may have put
+    /// at or after `next_offset`.
+    pub(super) fn own_rows(&self, state: &ShardState) -> ClaimedRows {
         let items: Vec<_> = self.items.iter().map(|i| (&i.position, i.kind)).collect();
-        let slots = plan::map(next, &items);
-        self.first_at(&slots, next.next_offset).map_or(Claim::Clean, Claim::From)
+        let slots = plan::map(state, &items);
+        let mut rows: Vec<_> = slots
+            .iter()
+            .zip(&self.items)
+            .filter(|(s, _)| s.offset().is_some_and(|o| o >= state.next_offset))
+            .map(|(_, item)| fingerprint(&item.position))
+            .collect();
+        let mapped_end = state.next_offset + rows.len() as i64;
+        let mut beyond: Vec<(i64, usize)> = self
+            .sent_rows
+            .iter()
+            .filter(|(o, _)| *o >= mapped_end && *o < self.sent_end)
+            .copied()
+            .collect();
+        beyond.sort_unstable();
+        beyond.dedup_by_key(|(o, _)| *o);
+        rows.extend(
+            beyond
+                .iter()
+                .filter_map(|(_, i)| self.items.get(*i))
+                .map(|it| fingerprint(&it.position)),
+        );
+        ClaimedRows::new(rows)
     }
 
-    /// The claim of a state written after this invocation found its batch
-    /// under an earlier attempt's claim and could not fence the stream (a
-    /// spill in doubt moved `next_offset` on): the earlier attempt's rows
-    /// beyond it continue the same mapping, from this batch's record there
-    /// or, past this batch, from the record after `last_position`.
-    pub(super) fn inherited_claim(&self, next: &ShardState) -> Claim {
-        match self.claim_for(next) {
-            Claim::Clean => Claim::Unknown,
-            claim => claim,
+    /// The claim a state keeps when this invocation writes it without
+    /// naming one: its own rows while it holds the claim; otherwise the
+    /// earlier attempt's rows still at or after the new `next_offset` (and
+    /// below a finalized end).
+    pub(super) fn carried_claim(&self, next: &ShardState) -> Claim {
+        match &self.state.claim {
+            Claim::Rows(_) if self.claimed => Claim::of_rows(self.own_rows(next)),
+            Claim::Rows(rows) => {
+                let skip = usize::try_from(next.next_offset - self.state.next_offset).unwrap_or(0);
+                let keep = next
+                    .stream_end
+                    .map_or(usize::MAX, |e| usize::try_from(e - next.next_offset).unwrap_or(0));
+                Claim::of_rows(rows.slice(skip, keep))
+            }
+            // Format 2: the first record the mapping puts there.
+            Claim::From(_) | Claim::Unknown if self.inherited => {
+                self.first_at_mapped(next).map_or(Claim::Unknown, Claim::From)
+            }
+            other => other.clone(),
         }
     }
 
+    fn first_at_mapped(&self, next: &ShardState) -> Option<Position> {
+        let items: Vec<_> = self.items.iter().map(|i| (&i.position, i.kind)).collect();
+        let slots = plan::map(next, &items);
+        self.first_at(&slots, next.next_offset)
+    }
+
     /// The claim a commit leaves: clean when every row this invocation sent
-    /// is below the new `next_offset`; otherwise its own first record there
-    /// (the next attempt fences the stream before it relies on those rows).
+    /// is below the new `next_offset`; otherwise its own rows there (the
+    /// next attempt fences the stream before it relies on them).
     pub(super) fn claim_after(&self, next: &ShardState) -> Claim {
         if self.sent_end <= next.next_offset {
             return Claim::Clean;
         }
-        match self.claim_for(next) {
-            Claim::Clean => Claim::Unknown,
-            claim => claim,
+        Claim::of_rows(self.own_rows(next))
+    }
+
+    /// Where the mapping leaves a stream finalized at `end`: the first item
+    /// whose row is at or past `end`, or — under a claim of rows — whose own
+    /// fingerprint is not the one claimed at its offset (another record's
+    /// row is there, or none).
+    pub(super) fn landed_point(&self, slots: &[Slot], end: i64) -> usize {
+        let Claim::Rows(rows) = &self.state.claim else {
+            let end = if self.state.claim == Claim::Clean {
+                end.min(self.state.next_offset)
+            } else {
+                end
+            };
+            return plan::rotation_point(slots, end);
+        };
+        let from = self.state.next_offset;
+        let point = slots.iter().zip(&self.items).position(|(s, item)| {
+            s.offset().is_some_and(|o| {
+                o >= end
+                    || usize::try_from(o - from)
+                        .ok()
+                        .and_then(|i| rows.get(i))
+                        .is_none_or(|fp| *fp != fingerprint(&item.position))
+            })
+        });
+        let point = point.unwrap_or(slots.len());
+        if let Some(o) = slots.get(point).and_then(Slot::offset)
+            && o < end
+        {
+            tracing::warn!(
+                shard_id = self.batch.shard_id,
+                offset = o,
+                "a row below the stream's end is not the record mapped there; the rest goes to a new stream"
+            );
         }
+        point
     }
 }

@@ -16,7 +16,7 @@
 
 use super::{Flow, Run};
 use crate::bigquery::AppendOutcome;
-use crate::delivery::outcome::GaveBack;
+use crate::delivery::outcome::{GaveBack, Landing};
 use crate::delivery::plan::{self, Slot};
 use crate::spill::SpillReason;
 
@@ -63,8 +63,15 @@ impl Run<'_, '_> {
                 .enumerate()
                 .take(point)
                 .filter(|(i, s)| {
-                    matches!(s, Slot::Row { sendable: true, .. })
-                        && run.landing.get(*i).is_some_and(Option::is_none)
+                    // A refused record not dead-lettered yet may be in the
+                    // table too (written by an attempt that knew more).
+                    let in_doubt = match s {
+                        Slot::Row { sendable, .. } => {
+                            *sendable || run.lettered.get(*i).is_some_and(|l| !l)
+                        }
+                        _ => false,
+                    };
+                    in_doubt && run.landing.get(*i).is_some_and(Option::is_none)
                 })
                 .count()
         };
@@ -79,7 +86,11 @@ impl Run<'_, '_> {
             );
             self.spill_range(&slots, 0..point, None, SpillReason::StreamLost, error).await?;
             if pending(self) > 0 {
-                // The spillover refused them: they go back to Kinesis.
+                // The spillover refused them: they go back to Kinesis, and
+                // the state keeps the stream and its claim, so the next
+                // attempt finds them in doubt again instead of writing them
+                // to a new stream as if they were not in the table.
+                self.lost_unsettled = true;
                 return Ok(Flow::Done);
             }
             self.stats.lost_in_doubt += in_doubt;
@@ -89,9 +100,18 @@ impl Run<'_, '_> {
             write_stream = %stream,
             "write stream no longer exists (garbage-collected or table re-created): continuing in a new stream"
         );
+        for (i, slot) in slots.iter().enumerate().take(point) {
+            // What an earlier invocation delivered is landed whatever the
+            // stream's fate (the commit covers a landed prefix only).
+            if *slot == Slot::Earlier
+                && let Some(l) = self.landing.get_mut(i)
+            {
+                l.get_or_insert(Landing::Earlier);
+            }
+        }
         if point >= slots.len() {
             return Ok(Flow::Done);
         }
-        self.rotate(&slots, in_doubt_end).await
+        self.rotate_from(&slots, point).await
     }
 }

@@ -83,6 +83,8 @@ struct Run<'a, 'b> {
     /// Items at or after this index are not handled in this invocation.
     limit: usize,
     landing: Vec<Option<Landing>>,
+    /// Items whose dead letter the queue accepted in this invocation.
+    lettered: Vec<bool>,
     /// Set when the records after the table-landed prefix were spilled as
     /// definitely not written: the stream ends here.
     unwritten_end: Option<i64>,
@@ -95,9 +97,15 @@ struct Run<'a, 'b> {
     /// Past the highest offset this invocation sent a request for in
     /// `state.write_stream`: rows up to here may land even unanswered.
     sent_end: i64,
+    /// (offset, item) of every row sent to `state.write_stream`: the claim
+    /// keeps naming rows sent under a mapping that has since moved on.
+    sent_rows: Vec<(i64, usize)>,
     /// A stream found gone in this invocation: the commit marks it ended so
     /// the next invocation starts in a new one.
     lost: Option<String>,
+    /// Records in doubt on the lost stream could not be spilled: the state
+    /// must keep the stream and its claim for the next attempt.
+    lost_unsettled: bool,
     /// The batch starts at an earlier attempt's claim that this invocation
     /// has not fenced: that attempt's rows continue this batch's mapping.
     inherited: bool,
@@ -127,11 +135,14 @@ impl<'a, 'b> Run<'a, 'b> {
             known_end: None,
             limit: n,
             landing: vec![None; n],
+            lettered: vec![false; n],
             unwritten_end: None,
             spilled: Vec::new(),
             claimed: false,
             sent_end: 0,
+            sent_rows: Vec::new(),
             lost: None,
+            lost_unsettled: false,
             inherited: false,
             stats: DeliveryStats::default(),
         }
@@ -150,7 +161,6 @@ impl<'a, 'b> Run<'a, 'b> {
         if self.items.is_empty() {
             return Ok(());
         }
-        self.dead_letter_excluded().await?;
         let mut done = false;
         for _ in 0..self.deps.max_rounds.max(1) {
             if let Flow::Done = self.round().await? {
@@ -210,19 +220,27 @@ impl<'a, 'b> Run<'a, 'b> {
             // restarts at the end.
             next.next_offset = end;
         }
-        for (path, last) in &self.spilled {
-            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
-            {
-                next.spills.push(path.clone());
-            }
-        }
+        self.list_spills(&mut next);
         if self.claimed {
             next.claim = self.claim_after(&next);
         }
         if self.lost.as_ref().is_some_and(|l| *l == next.write_stream) {
-            // Nothing more can land in it: the next invocation rotates first.
-            next.stream_end = Some(next.next_offset);
-            next.claim = Claim::Clean;
+            let carried = if next.claim == self.state.claim {
+                self.carried_claim(&next)
+            } else {
+                next.claim.clone()
+            };
+            // Records an earlier attempt claimed past this batch, or that
+            // could not be spilled, are in doubt on the lost stream: the
+            // state keeps it and its claim, so the attempt that delivers
+            // them learns it is lost and spills them too (never writes
+            // them again as if they were not in the table).
+            let in_doubt = self.lost_unsettled || matches!(carried, Claim::Rows(_));
+            if !in_doubt {
+                // Nothing more can land in it: the next invocation rotates first.
+                next.stream_end = Some(next.next_offset);
+                next.claim = Claim::Clean;
+            }
         }
         if next == self.state {
             return Ok(());
@@ -231,13 +249,12 @@ impl<'a, 'b> Run<'a, 'b> {
     }
 
     async fn write_state(&mut self, mut next: ShardState) -> Result<(), GaveBack> {
-        if self.claimed && matches!(next.claim, Claim::From(_)) {
-            // Keep the claim true of the state written: rows at or after its
-            // next_offset are this invocation's, starting with this record.
-            next.claim = self.claim_for(&next);
-        } else if self.inherited && !self.claimed && next.write_stream == self.state.write_stream {
-            next.claim = self.inherited_claim(&next);
+        if next.claim == self.state.claim && next.write_stream == self.state.write_stream {
+            // The caller kept the claim: keep it true of the state written
+            // (which rows may be at or after its next_offset).
+            next.claim = self.carried_claim(&next);
         }
+        self.list_spills(&mut next);
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
         let written = match &self.version {
@@ -250,6 +267,18 @@ impl<'a, 'b> Run<'a, 'b> {
         self.durable = next.last_position.clone();
         self.state = next;
         self.pass(Boundary::AfterStateWrite)
+    }
+
+    /// Any write that moves past spilled records lists their object (a
+    /// rotation after a lost stream's spill does, before the commit): an
+    /// unlisted object is an orphan the backfill never replays.
+    fn list_spills(&self, next: &mut ShardState) {
+        for (path, last) in &self.spilled {
+            if next.last_position.as_ref().is_some_and(|l| last <= l) && !next.spills.contains(path)
+            {
+                next.spills.push(path.clone());
+            }
+        }
     }
 
     /// Per record of the batch: landed only up to the durable state.

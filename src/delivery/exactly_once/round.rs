@@ -15,6 +15,9 @@ use crate::dlq::{DeadLetter, Reason};
 
 impl Run<'_, '_> {
     pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
+        // Records excluded since the last round, or whose letters waited
+        // for this invocation to hold the stream's tail.
+        self.dead_letter_excluded().await?;
         let slots = self.slots();
         if let Some(flow) = self.leave_if_discarded(&slots).await? {
             return Ok(flow);
@@ -96,11 +99,15 @@ impl Run<'_, '_> {
         };
         let row_lens: Vec<usize> =
             segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
-        let cuts = send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits);
+        let cuts =
+            send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits, self.batch.table);
         if let Some(last) = cuts.last() {
             // Sent or not, a request counts from here: it may land unanswered.
             self.sent_end = self.sent_end.max(last.end());
         }
+        self.sent_rows.extend(
+            segment.iter().filter_map(|&i| slots.get(i).and_then(Slot::offset).map(|o| (o, i))),
+        );
         let requests = match send::requests(&cuts, &segment, &self.items, &self.encoder, true) {
             Ok(requests) => requests,
             Err(e) => return self.resolve(format!("building a request failed: {e}")).await,

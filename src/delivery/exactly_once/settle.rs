@@ -8,7 +8,7 @@ use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::{GaveBack, Landing};
 use crate::delivery::plan::{self, Slot};
 use crate::delivery::prepare;
-use crate::delivery::state::ShardState;
+use crate::delivery::state::{Claim, ShardState};
 use crate::dlq::{DeadLetter, DlqError};
 use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
 
@@ -19,12 +19,24 @@ impl Run<'_, '_> {
     /// at that record.
     pub(super) async fn dead_letter_excluded(&mut self) -> Result<(), GaveBack> {
         let slots = self.slots();
+        // A record refused only under today's schema may have been written
+        // by an earlier attempt that knew more: it is dead-lettered only
+        // where no earlier attempt can have put a row — a clean claim, or
+        // one this invocation holds (scenario 7: never in the table and the
+        // queue). Until then it waits for the stream's end to settle it.
+        let unwritten = self.claimed || self.state.claim == Claim::Clean;
         let mut which = Vec::new();
         let mut letters = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             let Some(item) = self.items.get(i) else { continue };
-            let needs = matches!(slot, Slot::Excluded | Slot::Row { sendable: false, .. });
-            if !needs {
+            let needs = match slot {
+                Slot::Excluded => true,
+                Slot::Row { sendable: false, .. } => unwritten,
+                _ => false,
+            };
+            let settled = self.lettered.get(i).copied().unwrap_or(true)
+                || self.landing.get(i).is_some_and(Option::is_some);
+            if !needs || settled {
                 continue;
             }
             let exclusion = self.state.excluded(&item.position);
@@ -57,6 +69,13 @@ impl Run<'_, '_> {
             }
         };
         self.stats.dead_lettered += letters.len() - failed.len().min(letters.len());
+        for (k, i) in which.iter().enumerate() {
+            if !failed.contains(&k)
+                && let Some(l) = self.lettered.get_mut(*i)
+            {
+                *l = true;
+            }
+        }
         if let Some(first) = failed.iter().filter_map(|&f| which.get(f)).min() {
             self.limit = self.limit.min(*first);
         }
@@ -88,7 +107,12 @@ impl Run<'_, '_> {
                 // Gone: whatever an unanswered request (ours, or an earlier
                 // attempt's when this invocation does not hold the claim) put
                 // there can never be learned.
-                let in_doubt_end = if self.claimed { self.sent_end } else { i64::MAX };
+                let in_doubt_end = if self.claimed {
+                    self.sent_end
+                } else {
+                    let slots = self.slots();
+                    self.claimed_prefix_end(&slots)
+                };
                 self.stream_lost(in_doubt_end, format!("{why}; finalize: {e}")).await
             }
             Ok(Err(e)) => {
@@ -109,7 +133,17 @@ impl Run<'_, '_> {
     /// The state's stream is finalized with `end` rows: everything mapped
     /// below it is in the table; the rest continues in a new stream.
     pub(super) async fn rotate(&mut self, slots: &[Slot], end: i64) -> Result<Flow, GaveBack> {
-        let point = plan::rotation_point(slots, end);
+        let point = self.landed_point(slots, end);
+        self.rotate_from(slots, point).await
+    }
+
+    /// Everything before `point` is landed; the rest continues in a new
+    /// stream.
+    pub(super) async fn rotate_from(
+        &mut self,
+        slots: &[Slot],
+        point: usize,
+    ) -> Result<Flow, GaveBack> {
         self.land_prefix(slots, point);
         if point >= slots.len() {
             return Ok(Flow::Done);
@@ -141,14 +175,15 @@ impl Run<'_, '_> {
         self.pass(Boundary::AfterCreateStream)?;
         let more = self.new_exclusions(slots, point);
         let positions = self.positions();
-        let mut next = plan::rotate(&self.state, &positions, slots, end, name, more);
+        let mut next = plan::rotate_at(&self.state, &positions, slots, point, name, more);
         // A new stream nobody else knows: this invocation holds its tail.
-        next.claim = self.claim_for(&next);
+        self.sent_end = 0;
+        self.sent_rows.clear();
+        next.claim = Claim::of_rows(self.own_rows(&next));
         self.write_state(next).await?;
         self.stats.rotations += 1;
         self.known_end = Some(0);
         self.claimed = true;
-        self.sent_end = 0;
         Ok(Flow::Continue)
     }
 
@@ -197,8 +232,11 @@ impl Run<'_, '_> {
         let mut records = Vec::new();
         for (i, slot) in slots.iter().enumerate().take(range.end).skip(range.start) {
             let pending = self.landing.get(i).is_some_and(Option::is_none);
+            // A refused record not dead-lettered yet (its letter waits for
+            // the stream's end) travels with the rest; the backfill settles it.
+            let unlettered = self.lettered.get(i).is_some_and(|l| !l);
             match slot {
-                Slot::Row { offset, sendable: true } if pending => {
+                Slot::Row { offset, sendable } if pending && (*sendable || unlettered) => {
                     if let Some(record) = self.items.get(i).and_then(|it| it.record) {
                         let offset = write_stream.as_ref().map(|_| *offset);
                         which.push(i);
