@@ -27,7 +27,9 @@ pub struct BackfillArgs {
     /// objects the shard state lists are replayed (`--state` is required).
     #[arg(long, env = "WRITE_MODE", default_value = "exactly_once", value_parser = parse_mode)]
     pub write_mode: WriteMode,
-    /// The Lambda's `STATE_URL` (`s3://BUCKET/PREFIX` or `file:///DIR`).
+    /// The Lambda's `STATE_URL` (`s3://BUCKET/PREFIX` or `file:///DIR`). It
+    /// also holds the run's lease; without it the lease goes under the
+    /// spill root.
     #[arg(long, env = "STATE_URL")]
     pub state: Option<String>,
     /// Dead-letter queue for records that still cannot become rows: an SQS
@@ -74,6 +76,14 @@ pub struct BackfillArgs {
     /// instead of deleting them.
     #[arg(long)]
     pub archive_to: Option<String>,
+    /// Delete orphans (objects the shard state does not list and has moved
+    /// past) instead of moving them under `quarantine/`.
+    #[arg(long)]
+    pub delete_orphans: bool,
+    /// Seconds the run's lease on the spillover root holds without renewal
+    /// (renewed every third of it; a crashed run's lease expires after it).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    pub lease_secs: u64,
     /// AppendRows request size bound, as the Lambda's `BATCH_MAX_BYTES`.
     #[arg(long, env = "BATCH_MAX_BYTES", default_value_t = crate::batch::BATCH_MAX_BYTES)]
     pub max_request_bytes: usize,
@@ -126,6 +136,8 @@ impl BackfillArgs {
             concurrency: usize::from(self.concurrency),
             filter: Filter { shards: self.shards.clone(), since: self.since, until: self.until },
             archive_to: self.archive_to.clone(),
+            delete_orphans: self.delete_orphans,
+            lease: Some(Duration::from_secs(self.lease_secs)),
             crash_at: None,
         }
     }
@@ -141,6 +153,11 @@ impl BackfillArgs {
             (WriteMode::ExactlyOnce, Some(url)) => {
                 Some(store::open(&url.parse::<SinkUrl>()?, &aws)?)
             }
+            // A CDC Lambda keeps no shard state: a state store given here
+            // gates nothing and holds only the run's lease.
+            (WriteMode::Cdc, Some(url)) => Some(store::open(&url.parse::<SinkUrl>()?, &aws)?),
+            // At-least-once keeps no state either; the lease goes under the
+            // spill root (a state store here would make the run exactly-once).
             (WriteMode::AtLeastOnce | WriteMode::Cdc, _) => None,
         };
         let spill_url = self.spill_url.parse::<SinkUrl>()?;

@@ -59,6 +59,18 @@ pub enum BackfillError {
         "the Lambda has not committed this spillover object yet (or died before it did); rerun later"
     )]
     NotYetCommitted,
+    /// Another run holds the backfill lease on this spillover root.
+    #[error(
+        "another backfill holds the lease on this spillover ({location}): {holder}, until {expires_at}; wait for it, or for the lease to expire"
+    )]
+    Leased { location: String, holder: String, expires_at: chrono::DateTime<chrono::Utc> },
+    /// This run's lease was taken over (the run stalled past its expiry).
+    #[error("the backfill lease {location} was taken over by another run; stopped")]
+    LeaseLost { location: String },
+    #[error("the backfill lease kept changing; gave up after {0} attempts")]
+    LeaseContended(u32),
+    #[error("the backfill lease object is not valid JSON")]
+    LeaseFormat(#[source] serde_json::Error),
     /// Tests only: the crash hook fired.
     #[error("crash injected at {0:?}")]
     Crash(CrashPoint),

@@ -12,11 +12,20 @@ pub struct BackfillOptions {
     pub filter: Filter,
     /// Copy each replayed object here instead of only deleting it.
     pub archive_to: Option<String>,
+    /// Delete orphans (objects the shard state does not list and has moved
+    /// past) instead of moving them under [`QUARANTINE_PREFIX`].
+    pub delete_orphans: bool,
+    /// How long the run's lease holds without renewal; `None`:
+    /// [`super::lease::DEFAULT_LEASE`].
+    pub lease: Option<std::time::Duration>,
     /// Tests only: stop with `BackfillError::Crash`
     /// at this step, as a killed process would, leaving everything written
     /// so far in place.
     pub crash_at: Option<CrashPoint>,
 }
+
+/// Where orphans go unless `--delete-orphans` (relative to the spill root).
+pub const QUARANTINE_PREFIX: &str = "quarantine";
 
 /// Which spillover objects to replay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -66,6 +66,18 @@ pub async fn replay(
     fresh(ctx, key, batch).await
 }
 
+/// Whether `key` has a marker naming a stream BigQuery committed: an
+/// earlier run made its rows visible.
+pub(super) async fn committed_marker(ctx: &Ctx<'_>, key: &SpillKey) -> Result<bool, BackfillError> {
+    let Some(value) = ctx.deps.spill.get_marker(key).await? else { return Ok(false) };
+    let marker = Marker::from_value(value)?;
+    match ctx.deps.client.get_write_stream(&marker.write_stream, WriteStreamView::Basic).await {
+        Ok(ws) => Ok(ws.commit_time.is_some()),
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An earlier run finalized `marker.write_stream` with this object's rows.
 /// `None`: that stream can no longer be committed; start over.
 async fn resume(
@@ -383,7 +395,7 @@ async fn dead_letter(ctx: &Ctx<'_>, letters: &[DeadLetter]) -> Result<(), Backfi
 /// state's list of spillover objects (exactly-once mode), then the spillover
 /// (object, then marker).
 async fn finish(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> Result<(), BackfillError> {
-    if let Some(state) = &ctx.deps.state {
+    if let Some(state) = ctx.deps.gate_state() {
         unlist(state.as_ref(), key, batch).await?;
     }
     ctx.crash(CrashPoint::AfterUnlist)?;

@@ -1,18 +1,28 @@
-//! A backfill run: list the spillover objects, filter them, replay up to
-//! `concurrency` at a time, report progress and the summary.
+//! A backfill run: take the lease on the spillover root, list the objects,
+//! filter them, replay up to `concurrency` at a time, report progress and the
+//! summary, release the lease.
+//!
+//! Nothing disappears that was not replayed, unless asked: an object another
+//! `WRITE_MODE` wrote is left alone and reported (`other_mode`); an orphan
+//! (unlisted, the shard state past it) is moved under `quarantine/` unless
+//! `--delete-orphans`; an object the state does not reach (or with no state
+//! object at all) stays for a later run.
 
 use super::error::BackfillError;
 use super::gate::{Gate, gate};
-use super::options::{BackfillOptions, CrashPoint};
+use super::lease::{DEFAULT_LEASE, Lease, holder_id};
+use super::options::{BackfillOptions, CrashPoint, QUARANTINE_PREFIX};
 use super::progress::Progress;
-use super::replay::{remove, replay};
+use super::replay::{committed_marker, remove, replay};
 use super::summary::{ObjectReport, ObjectStatus, Summary};
 use crate::batch::BatchLimits;
 use crate::bigquery::{AppenderOptions, WriteClient};
 use crate::cdc::CdcSettings;
+use crate::delivery::WriteMode;
 use crate::delivery::store::StateStore;
 use crate::dlq::DeadLetterSink;
 use crate::rows::{Encoder, EncoderOptions};
+use crate::spill::format::mode_name;
 use crate::spill::{SpillFilter, SpillKey, SpillSink, SpilledBatch};
 use crate::table::TableName;
 use futures::StreamExt;
@@ -27,7 +37,9 @@ pub struct BackfillDeps {
     pub spill: Arc<dyn SpillSink>,
     /// The Lambda's state store (`STATE_URL`) in exactly-once mode: only
     /// spillover objects its shard state lists are replayed (see `gate.rs`).
-    /// `None` for `WRITE_MODE=at_least_once`, which keeps no state.
+    /// `None` for `WRITE_MODE=at_least_once`, which keeps no state. With
+    /// `cdc` set it gates nothing (a CDC Lambda keeps no shard state) and
+    /// only holds the run's lease.
     pub state: Option<Arc<dyn StateStore>>,
     /// Where records that cannot become rows go; without one, an object
     /// holding such records is left behind.
@@ -46,10 +58,28 @@ pub struct BackfillDeps {
     pub append_timeout: Duration,
 }
 
+impl BackfillDeps {
+    /// The Lambda `WRITE_MODE` this run replays for: `cdc` with CDC
+    /// settings, `exactly_once` with a state store, `at_least_once` without.
+    pub fn write_mode(&self) -> WriteMode {
+        match (&self.cdc, &self.state) {
+            (Some(_), _) => WriteMode::Cdc,
+            (None, Some(_)) => WriteMode::ExactlyOnce,
+            (None, None) => WriteMode::AtLeastOnce,
+        }
+    }
+
+    /// The state store that gates objects: exactly-once mode only.
+    pub(super) fn gate_state(&self) -> Option<&Arc<dyn StateStore>> {
+        self.state.as_ref().filter(|_| self.write_mode() == WriteMode::ExactlyOnce)
+    }
+}
+
 /// Shared by the objects of one run.
 pub struct Ctx<'a> {
     pub deps: &'a BackfillDeps,
     pub options: &'a BackfillOptions,
+    mode: WriteMode,
     encoders: tokio::sync::Mutex<HashMap<TableName, Arc<Encoder>>>,
 }
 
@@ -76,14 +106,48 @@ impl Ctx<'_> {
     }
 }
 
-/// Replays every spillover object that matches `options.filter`.
+/// Replays every spillover object that matches `options.filter`, holding
+/// the spillover root's lease (a dry run writes nothing and takes none).
 ///
 /// A failed object is reported and counted, never fatal to the run:
 /// [`Summary::left_behind`] tells the caller to exit non-zero.
 ///
 /// # Errors
-/// Only when the objects cannot even be listed.
+/// [`BackfillError::Leased`] when another run holds the lease (nothing is
+/// touched); [`BackfillError::LeaseLost`] when this run's lease was taken
+/// over mid-run; or the objects cannot even be listed.
 pub async fn run(
+    deps: &BackfillDeps,
+    options: &BackfillOptions,
+    progress: &Progress,
+) -> Result<Summary, BackfillError> {
+    let mode = deps.write_mode();
+    if mode != WriteMode::ExactlyOnce && deps.state.is_some() {
+        tracing::info!(
+            write_mode = mode_name(mode),
+            "this write mode keeps no shard state: objects are not gated, the state store holds only the lease"
+        );
+    }
+    if options.dry_run {
+        return replay_all(deps, options, progress).await;
+    }
+    let store = deps.state.clone().unwrap_or_else(|| deps.spill.lease_store());
+    let ttl = options.lease.unwrap_or(DEFAULT_LEASE);
+    let lease =
+        Lease::take(store, &deps.spill.root(), holder_id(), ttl, chrono::Utc::now()).await?;
+    tracing::info!(lease = %lease.location(), "backfill lease taken");
+    // Stopping mid-object when the lease is lost is as safe as a crash there.
+    let outcome = tokio::select! {
+        lost = lease.keep() => Err(lost),
+        done = replay_all(deps, options, progress) => done,
+    };
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "releasing the backfill lease failed; it expires on its own");
+    }
+    outcome
+}
+
+async fn replay_all(
     deps: &BackfillDeps,
     options: &BackfillOptions,
     progress: &Progress,
@@ -95,7 +159,12 @@ pub async fn run(
         .into_iter()
         .filter(|key| shard_selected(options, key))
         .collect();
-    let ctx = Ctx { deps, options, encoders: tokio::sync::Mutex::new(HashMap::new()) };
+    let ctx = Ctx {
+        deps,
+        options,
+        mode: deps.write_mode(),
+        encoders: tokio::sync::Mutex::new(HashMap::new()),
+    };
     let mut summary = Summary { dry_run: options.dry_run, ..Summary::default() };
     progress.start(keys.len() as u64);
     let reports = futures::stream::iter(keys.iter())
@@ -129,7 +198,12 @@ async fn one(ctx: &Ctx<'_>, key: &SpillKey) -> Option<ObjectReport> {
     if !ctx.options.filter.matches(&batch.shard_id, Some(batch.spilled_at)) {
         return None;
     }
-    if let Some(state) = &ctx.deps.state {
+    if let Some(written) = batch.write_mode
+        && written != ctx.mode
+    {
+        return Some(other_mode(ctx, key, &batch, written));
+    }
+    if let Some(state) = ctx.deps.gate_state() {
         match gate(state.as_ref(), key, &batch).await {
             Ok(Gate::Genuine) => {}
             Ok(Gate::Orphan) => return Some(orphan(ctx, key, &batch).await),
@@ -150,25 +224,64 @@ async fn one(ctx: &Ctx<'_>, key: &SpillKey) -> Option<ObjectReport> {
     Some(report)
 }
 
-/// Removes an orphan (unless this is a dry run) without replaying it.
-async fn orphan(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> ObjectReport {
-    let report = ObjectReport {
-        key: key.to_string(),
-        status: ObjectStatus::Orphaned,
+/// Leaves an object another `WRITE_MODE` wrote where it is: replaying it
+/// in this mode could duplicate it (exactly-once objects need their shard
+/// state) or gate it on a state that never lists it (at-least-once objects).
+fn other_mode(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+    written: WriteMode,
+) -> ObjectReport {
+    let why = format!(
+        "written with WRITE_MODE={}; this run is WRITE_MODE={}: left as it is (rerun with --write-mode {})",
+        mode_name(written),
+        mode_name(ctx.mode),
+        mode_name(written)
+    );
+    tracing::warn!(key = %key, reason = %why, "spillover object of another write mode");
+    ObjectReport {
+        status: ObjectStatus::OtherMode,
         records: batch.records.len() as u64,
-        rows: 0,
-        already_in_table: 0,
-        in_doubt: 0,
-        at_least_once: 0,
-        dead_lettered: 0,
+        error: Some(why),
+        ..ObjectReport::failed(&key.to_string(), String::new())
+    }
+}
+
+/// An orphan is not replayed: it is moved under `quarantine/` or, with
+/// `--delete-orphans`, deleted (neither in a dry run).
+async fn orphan(ctx: &Ctx<'_>, key: &SpillKey, batch: &SpilledBatch) -> ObjectReport {
+    let delete = ctx.options.delete_orphans;
+    let mut report = ObjectReport {
+        status: if delete { ObjectStatus::Orphaned } else { ObjectStatus::Quarantined },
+        records: batch.records.len() as u64,
         error: None,
+        ..ObjectReport::failed(&key.to_string(), String::new())
     };
     if ctx.options.dry_run {
         return report;
     }
-    match remove(ctx, key).await {
-        Ok(()) => {
-            tracing::info!(key = %key, "orphan spillover object removed: its records landed through a retry");
+    // A replay that committed and unlisted the object, then died before the
+    // removal, left done work, not an orphan: finish removing it.
+    match committed_marker(ctx, key).await {
+        Ok(true) => {
+            report.status = ObjectStatus::AlreadyCommitted;
+            return match remove(ctx, key).await {
+                Ok(()) => report,
+                Err(e) => ObjectReport::failed(&key.to_string(), chain(&e)),
+            };
+        }
+        Ok(false) => {}
+        Err(e) => return ObjectReport::failed(&key.to_string(), chain(&e)),
+    }
+    let moved = if delete {
+        ctx.deps.spill.delete(key).await.map(|()| "deleted".to_string())
+    } else {
+        ctx.deps.spill.archive(key, QUARANTINE_PREFIX).await
+    };
+    match moved {
+        Ok(to) => {
+            tracing::info!(key = %key, to = %to, "orphan spillover object not replayed: its records landed through a retry");
             report
         }
         Err(e) => ObjectReport::failed(&key.to_string(), chain(&e)),

@@ -13,8 +13,15 @@ pub enum ObjectStatus {
     /// was left to do.
     AlreadyCommitted,
     /// Not listed in the shard state although the state is past it: its
-    /// records landed through a retry. Removed without replaying.
+    /// records landed through a retry. Removed without replaying
+    /// (`--delete-orphans`).
     Orphaned,
+    /// An orphan moved under `quarantine/` (the default): not replayed, not
+    /// deleted, for a person to look at.
+    Quarantined,
+    /// Written by another `WRITE_MODE` than this run's: left alone, and the
+    /// run exits non-zero so the switch is noticed.
+    OtherMode,
     /// `--dry-run`: read and encoded, nothing written.
     Counted,
     /// Left behind; a rerun retries it.
@@ -71,6 +78,8 @@ pub struct Summary {
     pub already_committed: u64,
     pub counted: u64,
     pub orphaned: u64,
+    pub quarantined: u64,
+    pub other_mode: u64,
     pub failed: u64,
     pub records: u64,
     pub rows: u64,
@@ -90,6 +99,11 @@ impl Summary {
             ObjectStatus::AlreadyCommitted => self.already_committed += 1,
             ObjectStatus::Counted => self.counted += 1,
             ObjectStatus::Orphaned => self.orphaned += 1,
+            ObjectStatus::Quarantined => self.quarantined += 1,
+            ObjectStatus::OtherMode => {
+                self.other_mode += 1;
+                self.failures.push((report.key.clone(), report.error.clone().unwrap_or_default()));
+            }
             ObjectStatus::Failed => {
                 self.failed += 1;
                 self.failures.push((report.key.clone(), report.error.clone().unwrap_or_default()));
@@ -103,10 +117,10 @@ impl Summary {
         self.dead_lettered += report.dead_lettered;
     }
 
-    /// True when a spillover object is still there because of a failure:
-    /// the command then exits non-zero.
+    /// True when a spillover object is still there because of a failure or
+    /// because another `WRITE_MODE` wrote it: the command then exits non-zero.
     pub fn left_behind(&self) -> bool {
-        self.failed > 0
+        self.failed > 0 || self.other_mode > 0
     }
 }
 
@@ -114,12 +128,14 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let title = if self.dry_run { "backfill (dry run)" } else { "backfill" };
         writeln!(f, "{title}")?;
-        let rows: [(&str, u64); 12] = [
+        let rows: [(&str, u64); 14] = [
             ("objects", self.objects),
             ("  replayed", self.replayed),
             ("  already committed", self.already_committed),
             ("  counted (dry run)", self.counted),
             ("  orphans removed", self.orphaned),
+            ("  orphans quarantined", self.quarantined),
+            ("  other write mode", self.other_mode),
             ("  left behind", self.failed),
             ("records", self.records),
             ("  rows committed", self.rows),
@@ -165,5 +181,13 @@ mod tests {
         assert!(s.left_behind());
         assert_eq!((s.objects, s.replayed, s.failed, s.records), (2, 1, 1, 3));
         assert!(s.to_string().contains("left behind: spill/x: boom"));
+        let mut other = Summary::default();
+        other.add(&ObjectReport {
+            status: ObjectStatus::OtherMode,
+            error: Some("written by at_least_once".into()),
+            ..report(ObjectStatus::Replayed, 2)
+        });
+        assert!(other.left_behind());
+        assert_eq!((other.objects, other.other_mode, other.failed), (1, 1, 0));
     }
 }

@@ -197,6 +197,9 @@ pub async fn run(
             error: "redriven from the dead-letter queue".into(),
             spilled_at: Utc::now(),
             write_stream: None,
+            // The redrive's own work area, replayed by its own backfill
+            // (no shard state): any mode takes it.
+            write_mode: None,
             records,
         };
         work.spill(&batch).await?;

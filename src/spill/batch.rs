@@ -8,6 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::WriteMode;
 use crate::dlq::base64_bytes;
 use crate::source::{Position, SourceRecord};
 use crate::table::TableName;
@@ -48,6 +49,13 @@ pub struct SpilledBatch {
     /// The COMMITTED write stream the in-doubt records were appended to; set
     /// whenever any record has an `offset`.
     pub write_stream: Option<String>,
+    /// The `WRITE_MODE` of the writer: a backfill in another mode leaves the
+    /// object alone (an exactly-once object replayed without its shard state
+    /// could duplicate an orphan's records; an at-least-once object has no
+    /// state to list it). `None` for objects of format version 1, written
+    /// before the mode was recorded: every backfill mode takes them, as it
+    /// did then. Writers set it after [`SpilledBatch::new`].
+    pub write_mode: Option<WriteMode>,
     /// At least one, ascending by position.
     pub records: Vec<SpilledRecord>,
 }
@@ -107,8 +115,22 @@ impl SpilledBatch {
             error: error.into(),
             spilled_at: Utc::now(),
             write_stream: None,
+            write_mode: None,
             records: records.iter().map(|r| SpilledRecord::from_source(r, None)).collect(),
         }
+    }
+
+    /// Whether `other` replays the same way: same records (bytes, positions,
+    /// in-doubt offsets), write stream and mode. The header's `error`,
+    /// `reason` and `spilled_at` only inform people, so a retry that spills
+    /// the same records again counts as the same object.
+    pub fn replays_as(&self, other: &SpilledBatch) -> bool {
+        self.table == other.table
+            && self.stream_arn == other.stream_arn
+            && self.shard_id == other.shard_id
+            && self.write_stream == other.write_stream
+            && self.write_mode == other.write_mode
+            && self.records == other.records
     }
 
     pub fn first_position(&self) -> Option<&Position> {

@@ -10,6 +10,12 @@ pub enum SpillError {
     InvalidBatch(&'static str),
     #[error("{url} cannot hold spillover: use s3://BUCKET[/PREFIX] or file://PATH")]
     Unsupported { url: SinkUrl },
+    /// Spillover objects are create-only: another writer's object already
+    /// holds this key and would replay differently (a late write of a killed
+    /// invocation, or a different copy already in quarantine). It is left
+    /// as it is; nothing may be counted as landed.
+    #[error("{location} already holds a different object; it is kept as it is")]
+    Occupied { location: String },
     #[error("{location} does not exist")]
     NotFound { location: String },
     /// Not a complete spillover object of a version this build reads.

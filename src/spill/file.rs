@@ -3,11 +3,15 @@
 //! backfill reads it).
 //!
 //! Guarantees: an object appears whole or not at all — written to a
-//! temporary file, fsynced, then renamed over its key, and the directory
-//! fsynced so the rename survives a crash.
+//! temporary file, fsynced, then linked to its key only if the key is free
+//! (create-only, as `If-None-Match: *` on S3), and the directory fsynced so
+//! the link survives a crash. A retry that spills the same records finds
+//! them there and succeeds; different records are never written over.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use crate::delivery::store::{FileStateStore, StateStore};
 
 use super::{
     OBJECT_SUFFIX, SpillError, SpillFilter, SpillKey, SpillSink, SpilledBatch, archive_prefix,
@@ -53,6 +57,23 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Writes `bytes` to `path` only if `path` does not exist: temp file, fsync,
+/// link without clobbering, fsync dir. `false` when `path` already exists.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e.error),
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(true)
+}
+
 /// `Ok(None)` when the file does not exist.
 fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
@@ -90,6 +111,13 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How `archive` ended, decided inside the blocking task.
+enum Moved {
+    Done,
+    Gone,
+    Occupied,
+}
+
 #[async_trait::async_trait]
 impl SpillSink for FileSpill {
     async fn spill(&self, batch: &SpilledBatch) -> Result<SpillKey, SpillError> {
@@ -100,8 +128,16 @@ impl SpillSink for FileSpill {
             .map_err(|_| SpillError::Cancelled)??;
         let rel = key.path();
         let path = rel.clone();
-        self.blocking(&rel, move |root| write_atomic(&root.join(path), &bytes)).await?;
-        Ok(key)
+        if self.blocking(&rel, move |root| write_new(&root.join(path), &bytes)).await? {
+            return Ok(key);
+        }
+        // Taken: the same records spilled again (a retry) are already safe;
+        // anything else stays as it is.
+        if self.read(&key).await?.replays_as(batch) {
+            Ok(key)
+        } else {
+            Err(SpillError::Occupied { location: self.url(&rel) })
+        }
     }
 
     async fn list(&self, filter: &SpillFilter) -> Result<Vec<SpillKey>, SpillError> {
@@ -172,25 +208,26 @@ impl SpillSink for FileSpill {
         let moved_to = dest.clone();
         let moved = self
             .blocking(&key.path(), move |root| {
-                let dest = root.join(&moved_to);
-                if let Some(dir) = dest.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                match std::fs::rename(root.join(&object), &dest) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                    other => other?,
+                let (from, dest) = (root.join(&object), root.join(&moved_to));
+                let Some(bytes) = read_optional(&from)? else { return Ok(Moved::Gone) };
+                // Create-only at the destination: the same bytes there are an
+                // earlier run's copy; different bytes are not overwritten.
+                if !write_new(&dest, &bytes)? && read_optional(&dest)?.as_ref() != Some(&bytes) {
+                    return Ok(Moved::Occupied);
                 }
                 match std::fs::rename(root.join(&marker), root.join(format!("{to}/{marker}"))) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     other => other?,
                 }
-                Ok(true)
+                remove_optional(&from)?;
+                Ok(Moved::Done)
             })
             .await?;
-        if !moved {
-            return Err(SpillError::NotFound { location: self.url(&key.path()) });
+        match moved {
+            Moved::Done => Ok(self.url(&dest)),
+            Moved::Gone => Err(SpillError::NotFound { location: self.url(&key.path()) }),
+            Moved::Occupied => Err(SpillError::Occupied { location: self.url(&dest) }),
         }
-        Ok(self.url(&dest))
     }
 
     async fn check(&self) -> Result<String, SpillError> {
@@ -205,5 +242,13 @@ impl SpillSink for FileSpill {
 
     fn location(&self, key: &SpillKey) -> String {
         self.url(&key.path())
+    }
+
+    fn root(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    fn lease_store(&self) -> std::sync::Arc<dyn StateStore> {
+        std::sync::Arc::new(FileStateStore::new(self.root.clone()))
     }
 }

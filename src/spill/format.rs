@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{SpillError, SpillReason, SpilledBatch, SpilledRecord};
+use crate::delivery::WriteMode;
 use crate::dlq::table_name;
 use crate::source::Position;
 use crate::table::TableName;
@@ -19,7 +20,9 @@ use crate::table::TableName;
 /// The header's `format` value: tells a spillover object from anything else.
 pub const FORMAT: &str = "kinesis-bigquery-spill";
 /// Bumped when a field changes meaning; a reader refuses newer versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `write_mode`; a version-1 object reads with
+/// `write_mode: None` (see [`SpilledBatch::write_mode`]).
+pub const FORMAT_VERSION: u32 = 2;
 /// zstd's default level: fast enough to spill 6 MB within a Lambda deadline
 /// margin while shrinking JSON-in-base64 several times.
 const ZSTD_LEVEL: i32 = 3;
@@ -37,9 +40,22 @@ struct Header {
     spilled_at: DateTime<Utc>,
     #[serde(default)]
     write_stream: Option<String>,
+    /// The `WRITE_MODE` that spilled the batch (`exactly_once`,
+    /// `at_least_once`, `cdc`); absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_mode: Option<String>,
     record_count: usize,
     first_position: Position,
     last_position: Position,
+}
+
+/// The name `WRITE_MODE` spells `mode` with (and `FromStr` reads back).
+pub fn mode_name(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::ExactlyOnce => "exactly_once",
+        WriteMode::AtLeastOnce => "at_least_once",
+        WriteMode::Cdc => "cdc",
+    }
 }
 
 /// Checks what the key and the backfill rely on: at least one record, in
@@ -76,6 +92,7 @@ pub fn encode(batch: &SpilledBatch) -> Result<Vec<u8>, SpillError> {
         error: batch.error.clone(),
         spilled_at: batch.spilled_at,
         write_stream: batch.write_stream.clone(),
+        write_mode: batch.write_mode.map(|m| mode_name(m).to_string()),
         record_count: batch.records.len(),
         first_position: first.clone(),
         last_position: last.clone(),
@@ -113,6 +130,12 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<SpilledBatch, SpillError> 
             header.version
         )));
     }
+    let write_mode = match &header.write_mode {
+        None => None,
+        Some(name) => {
+            Some(name.parse::<WriteMode>().map_err(|e| corrupt(format!("write_mode: {e}")))?)
+        }
+    };
     let records = lines
         .enumerate()
         .map(|(i, line)| {
@@ -135,6 +158,7 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<SpilledBatch, SpillError> 
         error: header.error,
         spilled_at: header.spilled_at,
         write_stream: header.write_stream,
+        write_mode,
         records,
     };
     validate(&batch).map_err(|e| corrupt(e.to_string()))?;
@@ -203,6 +227,34 @@ pub(crate) mod tests {
         let z = zstd::stream::encode_all(short.as_bytes(), 3).unwrap();
         let err = decode(&z, "x").unwrap_err().to_string();
         assert!(err.contains("header says 3 records"), "{err}");
+    }
+
+    #[test]
+    fn records_the_write_mode_and_reads_version_1_as_unknown() {
+        let mut batch = sample(2);
+        batch.write_mode = Some(WriteMode::AtLeastOnce);
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(decode(&bytes, "x").unwrap().write_mode, Some(WriteMode::AtLeastOnce));
+        let text = String::from_utf8(zstd::stream::decode_all(&bytes[..]).unwrap()).unwrap();
+        let mut header: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (header["version"].as_u64(), header["write_mode"].as_str()),
+            (Some(2), Some("at_least_once"))
+        );
+        // What a build before version 2 wrote: no write_mode.
+        header["version"] = 1.into();
+        header.as_object_mut().unwrap().remove("write_mode");
+        let rest: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let old = zstd::stream::encode_all(format!("{header}\n{rest}").as_bytes(), 3).unwrap();
+        let read = decode(&old, "x").unwrap();
+        assert_eq!(read.write_mode, None);
+        assert_eq!(read.records, batch.records);
+        // An unknown mode is refused, not guessed.
+        header["version"] = 2.into();
+        header["write_mode"] = "sometimes".into();
+        let bad = zstd::stream::encode_all(format!("{header}\n{rest}").as_bytes(), 3).unwrap();
+        assert!(matches!(decode(&bad, "x"), Err(SpillError::Corrupt { .. })));
     }
 
     #[test]

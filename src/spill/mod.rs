@@ -4,9 +4,10 @@
 //! replays them exactly once.
 //!
 //! Guarantees: `spill` returns only once the object is durably stored (S3
-//! acknowledged the PUT, or the file was fsynced and renamed into place);
+//! acknowledged the PUT, or the file was fsynced and linked into place);
 //! the key depends only on the batch's table, stream, shard and positions, so
-//! a retry overwrites rather than duplicates (see [`SpillKey`]).
+//! a retry finds its object rather than adding a copy (see [`SpillKey`]).
+//! Objects are create-only: nothing replaces an object a shard state lists.
 
 mod batch;
 mod error;
@@ -24,6 +25,7 @@ pub use s3::S3Spill;
 
 use std::sync::Arc;
 
+use crate::delivery::store::StateStore;
 use crate::sink_url::{SinkUrl, s3_client};
 
 /// Keeps batches that could not be delivered, with their stream and offsets,
@@ -31,10 +33,13 @@ use crate::sink_url::{SinkUrl, s3_client};
 /// Implementations: [`S3Spill`], [`FileSpill`].
 #[async_trait::async_trait]
 pub trait SpillSink: Send + Sync {
-    /// Stores `batch` under [`SpillKey::of`] it, replacing an earlier copy.
+    /// Stores `batch` under [`SpillKey::of`] it, only if that key is free; an
+    /// object already there that replays the same ([`SpilledBatch::replays_as`])
+    /// counts as stored.
     ///
     /// # Errors
-    /// [`SpillError::InvalidBatch`] for an empty or unordered batch; store
+    /// [`SpillError::InvalidBatch`] for an empty or unordered batch;
+    /// [`SpillError::Occupied`] when a different object holds the key; store
     /// errors otherwise (then nothing may be counted as landed).
     async fn spill(&self, batch: &SpilledBatch) -> Result<SpillKey, SpillError>;
 
@@ -62,12 +67,16 @@ pub trait SpillSink: Send + Sync {
     async fn delete(&self, key: &SpillKey) -> Result<(), SpillError>;
 
     /// Moves the object and its marker to `{to}/{key}` under the same root
-    /// (e.g. `to = "archive"`), out of `list`'s sight, and returns the new
-    /// location.
+    /// (e.g. `to = "archive"` or `"quarantine"`), out of `list`'s sight, and
+    /// returns the new location. Copy, then delete: the copy is create-only,
+    /// and the same bytes already there (an earlier move that died before
+    /// its delete) count as copied.
     ///
     /// # Errors
     /// [`SpillError::InvalidArchivePrefix`] unless `to` is a relative path
-    /// of plain segments; [`SpillError::NotFound`] if the object is gone.
+    /// of plain segments; [`SpillError::NotFound`] if the object is gone;
+    /// [`SpillError::Occupied`] if different bytes hold the destination (the
+    /// object then stays where it is).
     async fn archive(&self, key: &SpillKey, to: &str) -> Result<String, SpillError>;
 
     /// Reaches the store without changing it (for `kinesis-bigquery check`).
@@ -75,6 +84,14 @@ pub trait SpillSink: Send + Sync {
 
     /// The full location of `key` (`s3://...` or `file://...`), for logs.
     fn location(&self, key: &SpillKey) -> String;
+
+    /// The sink's root (`s3://BUCKET/PREFIX`, `file:///DIR`): what one
+    /// backfill lease covers.
+    fn root(&self) -> String;
+
+    /// A compare-and-swap store under the root, for the backfill lease when
+    /// the run has no state store (its keys are never spillover keys).
+    fn lease_store(&self) -> Arc<dyn StateStore>;
 }
 
 /// Opens the sink `url` names: `s3://` or `file://`.

@@ -1,11 +1,14 @@
 //! [`S3Spill`]: spillover objects in an S3 bucket under a prefix.
 //!
-//! Guarantees: a PUT S3 acknowledged is durable; a retried spill of the same
-//! records overwrites the same key. Listing pages through `ListObjectsV2`.
+//! Guarantees: a PUT S3 acknowledged is durable. Objects are create-only
+//! (`If-None-Match: *`): a late PUT of a killed invocation cannot replace an
+//! object a shard state lists; a retry that spills the same records finds
+//! them there and succeeds. Listing pages through `ListObjectsV2`.
 
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{SpillError, SpillFilter, SpillKey, SpillSink, SpilledBatch, archive_prefix, format};
+use crate::delivery::store::{S3StateStore, StateStore};
 use crate::sink_url::join_key;
 
 pub struct S3Spill {
@@ -70,38 +73,30 @@ impl S3Spill {
         Ok(())
     }
 
-    /// Server-side copy of `from` to `to` (both relative), `false` when
-    /// `from` does not exist.
-    async fn copy(&self, from: &str, to: &str) -> Result<bool, SpillError> {
-        let source = format!("{}/{}", self.bucket, encode_key(&self.full(from)));
+    /// Creates `rel` unless it exists (`If-None-Match: *`): `false` when it
+    /// does (412), so the caller can judge what is there.
+    async fn create(
+        &self,
+        rel: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, SpillError> {
         let done = self
             .client
-            .copy_object()
+            .put_object()
             .bucket(&self.bucket)
-            .key(self.full(to))
-            .copy_source(source)
+            .key(self.full(rel))
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
             .send()
             .await;
         match done {
             Ok(_) => Ok(true),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(self.s3_error(from, e)),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(false),
+            Err(e) => Err(self.s3_error(rel, e)),
         }
     }
-}
-
-/// Percent-encodes a key for `x-amz-copy-source` (RFC 3986 unreserved
-/// characters and `/` stay as they are).
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[async_trait::async_trait]
@@ -114,8 +109,16 @@ impl SpillSink for S3Spill {
         let bytes = tokio::task::spawn_blocking(move || format::encode(&owned))
             .await
             .map_err(|_| SpillError::Cancelled)??;
-        self.put(&key.path(), bytes, "application/zstd").await?;
-        Ok(key)
+        if self.create(&key.path(), bytes, "application/zstd").await? {
+            return Ok(key);
+        }
+        // Taken: the same records spilled again (a retry) are already safe;
+        // anything else stays as it is.
+        if self.read(&key).await?.replays_as(batch) {
+            Ok(key)
+        } else {
+            Err(SpillError::Occupied { location: self.url(&key.path()) })
+        }
     }
 
     async fn list(&self, filter: &SpillFilter) -> Result<Vec<SpillKey>, SpillError> {
@@ -183,10 +186,20 @@ impl SpillSink for S3Spill {
         let to = archive_prefix(to)?;
         let (object, marker) = (key.path(), key.marker_path());
         let dest = format!("{to}/{object}");
-        if !self.copy(&object, &dest).await? {
+        let Some(bytes) = self.get(&object).await? else {
             return Err(SpillError::NotFound { location: self.url(&object) });
+        };
+        // Create-only at the destination too: an earlier run that copied and
+        // died before the delete left the same bytes (fine); different bytes
+        // there are another object's and are not overwritten.
+        if !self.create(&dest, bytes.clone(), "application/zstd").await?
+            && self.get(&dest).await?.as_deref() != Some(bytes.as_slice())
+        {
+            return Err(SpillError::Occupied { location: self.url(&dest) });
         }
-        self.copy(&marker, &format!("{to}/{marker}")).await?;
+        if let Some(note) = self.get(&marker).await? {
+            self.put(&format!("{to}/{marker}"), note, "application/json").await?;
+        }
         self.delete(key).await?;
         Ok(self.url(&dest))
     }
@@ -206,12 +219,16 @@ impl SpillSink for S3Spill {
     fn location(&self, key: &SpillKey) -> String {
         self.url(&key.path())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn copy_source_is_percent_encoded() {
-        assert_eq!(super::encode_key("p/ex:a.b/c d+e"), "p/ex%3Aa.b/c%20d%2Be");
+    fn root(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn lease_store(&self) -> std::sync::Arc<dyn StateStore> {
+        std::sync::Arc::new(S3StateStore::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            self.prefix.clone(),
+        ))
     }
 }

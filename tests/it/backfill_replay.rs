@@ -256,8 +256,8 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 /// Exactly-once mode consults the shard state: an object it lists is
 /// replayed and unlisted; an unlisted one the state has moved past is an
 /// orphan of a crashed invocation (its records landed through the retry) and
-/// is removed unreplayed; an unlisted one beyond the state is not committed
-/// yet and stays.
+/// is moved to the quarantine unreplayed; an unlisted one beyond the state is
+/// not committed yet and stays.
 #[tokio::test]
 async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()> {
     let World { h, table, dir, spill } = World::start().await?;
@@ -277,11 +277,14 @@ async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()>
     let mut deps = deps(&h.emulator, spill.clone(), None).await;
     deps.state = Some(Arc::clone(&state));
     let dry = run(&deps, &BackfillOptions { dry_run: true, ..options() }).await;
-    assert_eq!((dry.counted, dry.orphaned, dry.failed), (1, 1, 1));
+    assert_eq!((dry.counted, dry.quarantined, dry.failed), (1, 1, 1));
     assert_eq!(spill.list(&SpillFilter::default()).await?.len(), 3);
 
     let first = run(&deps, &options()).await;
-    assert_eq!((first.replayed, first.orphaned, first.failed), (1, 1, 1), "{:?}", first.failures);
+    let counts = (first.replayed, first.quarantined, first.orphaned, first.failed);
+    assert_eq!(counts, (1, 1, 0, 1), "{:?}", first.failures);
+    let quarantined = dir.path().join("spill/quarantine").join(SpillKey::of(&orphan)?.path());
+    assert!(quarantined.is_file(), "{}", quarantined.display());
     assert!(first.failures[0].1.contains("not committed"), "{:?}", first.failures);
     assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&recs[..10]));
     assert!(listed(state.as_ref(), &table, shard).await.is_empty());

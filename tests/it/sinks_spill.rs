@@ -7,6 +7,7 @@ use crate::common;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kinesis_bigquery::delivery::WriteMode;
 use kinesis_bigquery::sink_url::SinkUrl;
 use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::spill::{
@@ -55,6 +56,7 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
         "connection reset with 2 appends in flight",
         &records("shardId-000000000000", "clicks", 0..5),
     );
+    in_doubt.write_mode = Some(WriteMode::ExactlyOnce);
     in_doubt.write_stream = Some("projects/kbq-test/datasets/events/tables/a/streams/s-1".into());
     for (i, r) in in_doubt.records.iter_mut().enumerate() {
         r.offset = Some(100 + i as i64);
@@ -67,12 +69,28 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
     );
     assert_eq!(sink.read(&key).await?, in_doubt);
 
-    // A retry of the same records rewrites the same key, not a second copy.
+    // A retry of the same records finds them at the same key: not an
+    // error, not a second copy, and the object is not rewritten.
     let mut retry = in_doubt.clone();
     retry.spilled_at += chrono::Duration::seconds(30);
     retry.error = "still down".into();
     assert_eq!(sink.spill(&retry).await?, key);
-    assert_eq!(sink.read(&key).await?, retry);
+    assert_eq!(sink.read(&key).await?, in_doubt);
+
+    // Spill writes are create-only: a late write of a killed invocation that
+    // would replay differently (other offsets, another write mode) cannot
+    // replace the object a shard state lists.
+    let mut late = in_doubt.clone();
+    late.write_stream = Some("projects/kbq-test/datasets/events/tables/a/streams/s-0".into());
+    for r in &mut late.records {
+        r.offset = r.offset.map(|o| o - 50);
+    }
+    let err = sink.spill(&late).await.expect_err("a different object holds the key");
+    assert!(matches!(err, SpillError::Occupied { .. }), "{err}");
+    assert!(err.to_string().contains(&key.path()), "{err}");
+    let other_mode = SpilledBatch { write_mode: Some(WriteMode::AtLeastOnce), ..in_doubt.clone() };
+    assert!(matches!(sink.spill(&other_mode).await, Err(SpillError::Occupied { .. })));
+    assert_eq!(sink.read(&key).await?, in_doubt);
 
     let other_shard = sink.spill(&batch("a", "shardId-000000000001", 0..3)).await?;
     let later = sink.spill(&batch("a", "shardId-000000000000", 5..9)).await?;
@@ -112,6 +130,16 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
     assert_eq!(sink.get_marker(&later).await?, None);
     assert_eq!(sink.list(&SpillFilter::default()).await?, [other_shard.clone(), other_table]);
     assert!(matches!(sink.archive(&later, "archive").await, Err(SpillError::NotFound { .. })));
+
+    // Archiving is create-only too: different bytes already at the
+    // destination are not overwritten, and the object stays where it was.
+    let again =
+        SpilledBatch { error: "spilled again".into(), ..batch("a", "shardId-000000000000", 5..9) };
+    assert_eq!(sink.spill(&again).await?, later);
+    let err = sink.archive(&later, "archive/2026").await.expect_err("occupied");
+    assert!(matches!(err, SpillError::Occupied { .. }), "{err}");
+    assert_eq!(sink.read(&later).await?, again);
+    sink.delete(&later).await?;
     assert!(matches!(
         sink.archive(&other_shard, "../out").await,
         Err(SpillError::InvalidArchivePrefix(_))

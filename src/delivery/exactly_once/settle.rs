@@ -250,6 +250,7 @@ impl Run<'_, '_> {
         spilled.stream_arn = self.batch.stream_arn.to_string();
         spilled.shard_id = self.batch.shard_id.to_string();
         spilled.write_stream = first.offset.and(write_stream);
+        spilled.write_mode = Some(crate::delivery::WriteMode::ExactlyOnce);
         spilled.records = records;
         self.pass(Boundary::BeforeSpill)?;
         match self.deps.spill.spill(&spilled).await {
