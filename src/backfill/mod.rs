@@ -20,6 +20,7 @@ mod progress;
 mod replay;
 mod resolve;
 mod run;
+mod stream;
 mod summary;
 
 pub use cli::{BackfillArgs, SetupError};
