@@ -18,6 +18,9 @@ use crate::spill::{self, SpillError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+/// `BATCH_WINDOW_MS`'s default (`batch::BATCH_WINDOW`), for clap.
+const DEFAULT_WINDOW_MS: u64 = crate::batch::BATCH_WINDOW.as_millis() as u64;
+
 /// Replay spillover objects into BigQuery, exactly once.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BackfillArgs {
@@ -90,6 +93,10 @@ pub struct BackfillArgs {
     /// Rows per AppendRows request, as the Lambda's `BATCH_MAX_ROWS`.
     #[arg(long, env = "BATCH_MAX_ROWS", default_value_t = crate::batch::BATCH_MAX_ROWS)]
     pub max_rows: usize,
+    /// How long a request's oldest row may wait for more while an object is
+    /// encoded and appended, in ms, as the Lambda's `BATCH_WINDOW_MS`.
+    #[arg(long, env = "BATCH_WINDOW_MS", default_value_t = DEFAULT_WINDOW_MS)]
+    pub batch_window_ms: u64,
     /// How long one object's appends may take before it is left behind.
     #[arg(long, default_value_t = 300)]
     pub append_timeout_secs: u64,
@@ -189,7 +196,11 @@ impl BackfillArgs {
                 change_type_field: self.cdc_change_type_field.clone(),
                 sequence_field: self.cdc_sequence_field.clone(),
             }),
-            limits: BatchLimits::new(self.max_rows, self.max_request_bytes, Duration::ZERO)?,
+            limits: BatchLimits::new(
+                self.max_rows,
+                self.max_request_bytes,
+                Duration::from_millis(self.batch_window_ms),
+            )?,
             appender: AppenderOptions::default(),
             append_timeout: Duration::from_secs(self.append_timeout_secs),
         })

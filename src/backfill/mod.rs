@@ -21,6 +21,7 @@ mod progress;
 mod replay;
 mod resolve;
 mod run;
+mod stream;
 mod summary;
 
 pub use cli::{BackfillArgs, SetupError};

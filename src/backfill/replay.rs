@@ -145,6 +145,36 @@ async fn fresh(
     };
     let mut rejected: Vec<(usize, DeadLetter)> = Vec::new();
     for _attempt in 0..MAX_ATTEMPTS {
+        // Encoded while it is appended (`stream.rs`) when nothing decided
+        // from the encoding is needed before the stream exists: a real run
+        // to a PENDING stream, with a queue for the dead letters.
+        let streamed = !ctx.options.dry_run
+            && encoder.cdc().is_none()
+            && ctx.deps.dlq.is_some()
+            && fates.contains(&Fate::Replay);
+        if streamed {
+            let (encoded, written) =
+                stream_pending(ctx, &encoder, table, &records, &fates, &rejected).await?;
+            report.rows = encoded.rows.len() as u64;
+            report.already_in_table = encoded.already_in_table;
+            report.dead_lettered = encoded.dead.len() as u64;
+            if let Some(report) = settle(
+                ctx,
+                key,
+                batch,
+                table,
+                &encoded,
+                written,
+                report.clone(),
+                &records,
+                &mut rejected,
+            )
+            .await?
+            {
+                return Ok(report);
+            }
+            continue;
+        }
         let encoded = encode(&encoder, table, &records, &fates, &rejected);
         if let Err(too_large) = cut(ctx, &encoder, table, &encoded.rows) {
             for row in too_large {
@@ -182,42 +212,76 @@ async fn fresh(
         } else {
             write_pending(ctx, &encoder, table, &encoded).await?
         };
-        match written {
-            Written::Default => {
-                dead_letter(ctx, &encoded.dead).await?;
-                finish(ctx, key, batch).await?;
-                return Ok(report);
-            }
-            Written::Finalized { stream, row_count } => {
-                dead_letter(ctx, &encoded.dead).await?;
-                let marker = Marker::new(
-                    stream.clone(),
-                    row_count,
-                    report.dead_lettered,
-                    report.already_in_table,
-                );
-                ctx.deps.spill.put_marker(key, &marker.to_value()).await?;
-                ctx.crash(CrashPoint::AfterMarker)?;
-                commit(ctx, table, &stream).await?;
-                ctx.crash(CrashPoint::AfterCommit)?;
-                finish(ctx, key, batch).await?;
-                return Ok(report);
-            }
-            Written::Rejected(rows) => {
-                for (row, message) in rows {
-                    let index = encoded.record_of_row.get(row).copied();
-                    if let Some(index) = index
-                        && let Some(record) = records.get(index)
-                    {
-                        let letter =
-                            DeadLetter::new(record, table, Reason::RejectedByBigquery, message);
-                        rejected.push((index, letter));
-                    }
+        if let Some(report) = settle(
+            ctx,
+            key,
+            batch,
+            table,
+            &encoded,
+            written,
+            report.clone(),
+            &records,
+            &mut rejected,
+        )
+        .await?
+        {
+            return Ok(report);
+        }
+    }
+    Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
+}
+
+/// Steps 4–6 after a write: `Some(report)` when the object is done, `None`
+/// when rows BigQuery rejected were added to `rejected` for another attempt.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    ctx: &Ctx<'_>,
+    key: &SpillKey,
+    batch: &SpilledBatch,
+    table: &TableName,
+    encoded: &Encoded,
+    written: Written,
+    report: ObjectReport,
+    records: &[crate::source::SourceRecord],
+    rejected: &mut Vec<(usize, DeadLetter)>,
+) -> Result<Option<ObjectReport>, BackfillError> {
+    match written {
+        // Every record is in the table or a dead letter; the stream made
+        // for them stays empty and is never committed.
+        Written::Default | Written::Nothing => {
+            dead_letter(ctx, &encoded.dead).await?;
+            finish(ctx, key, batch).await?;
+            return Ok(Some(report));
+        }
+        Written::Finalized { stream, row_count } => {
+            dead_letter(ctx, &encoded.dead).await?;
+            let marker = Marker::new(
+                stream.clone(),
+                row_count,
+                report.dead_lettered,
+                report.already_in_table,
+            );
+            ctx.deps.spill.put_marker(key, &marker.to_value()).await?;
+            ctx.crash(CrashPoint::AfterMarker)?;
+            commit(ctx, table, &stream).await?;
+            ctx.crash(CrashPoint::AfterCommit)?;
+            finish(ctx, key, batch).await?;
+            return Ok(Some(report));
+        }
+        Written::Rejected(rows) => {
+            for (row, message) in rows {
+                let index = encoded.record_of_row.get(row).copied();
+                if let Some(index) = index
+                    && let Some(record) = records.get(index)
+                {
+                    let letter =
+                        DeadLetter::new(record, table, Reason::RejectedByBigquery, message);
+                    rejected.push((index, letter));
                 }
             }
         }
     }
-    Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
+    Ok(None)
 }
 
 /// The fate of each record, how many are in doubt (dry run) and how many
@@ -271,6 +335,8 @@ async fn resolve(
 pub(super) enum Written {
     /// `WRITE_MODE=cdc`: every row is in through the `_default` stream.
     Default,
+    /// Streamed: no record became a row.
+    Nothing,
     Finalized {
         stream: String,
         row_count: i64,
@@ -287,9 +353,7 @@ async fn write_pending(
     table: &TableName,
     encoded: &Encoded,
 ) -> Result<Written, BackfillError> {
-    let client = &ctx.deps.client;
-    let stream = client.create_write_stream(table, write_stream::Type::Pending).await?.name;
-    ctx.crash(CrashPoint::AfterCreate)?;
+    let (stream, mut appender) = create_pending(ctx, encoder, table).await?;
     let ranges = cut(ctx, encoder, table, &encoded.rows).map_err(|rows| {
         // `fresh` checked the cut before creating the stream.
         BackfillError::RowTooLarge(rows.len())
@@ -299,16 +363,77 @@ async fn write_pending(
         let rows = encoded.rows.get(range.clone()).unwrap_or_default();
         requests.push(batch::build_request(encoder, rows, Some(range.start as i64))?);
     }
-    let mut appender = Appender::new(
+    let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
+    let outcomes = appender.append_all(requests, deadline).await;
+    finalize_pending(ctx, stream, &ranges, outcomes, encoded.rows.len()).await
+}
+
+/// Step 2 and 3 together: the records encoded while their rows are
+/// appended to a new PENDING stream (`stream.rs`), then finalized.
+async fn stream_pending(
+    ctx: &Ctx<'_>,
+    encoder: &Encoder,
+    table: &TableName,
+    records: &[crate::source::SourceRecord],
+    fates: &[Fate],
+    excluded: &[(usize, DeadLetter)],
+) -> Result<(Encoded, Written), BackfillError> {
+    let (stream, mut appender) = create_pending(ctx, encoder, table).await?;
+    let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
+    let limits = &ctx.deps.limits;
+    let streamed = super::stream::encode_and_append(
+        encoder,
+        table,
+        limits,
+        records,
+        fates,
+        excluded,
+        &mut appender,
+        deadline,
+    )
+    .await;
+    if let Some(e) = streamed.error {
+        return Err(e.into());
+    }
+    let encoded = streamed.encoded;
+    if encoded.rows.is_empty() {
+        return Ok((encoded, Written::Nothing));
+    }
+    let rows = encoded.rows.len();
+    let written = finalize_pending(ctx, stream, &streamed.ranges, streamed.outcomes, rows).await?;
+    Ok((encoded, written))
+}
+
+/// A new PENDING stream and an appender for it.
+async fn create_pending(
+    ctx: &Ctx<'_>,
+    encoder: &Encoder,
+    table: &TableName,
+) -> Result<(String, Appender), BackfillError> {
+    let client = &ctx.deps.client;
+    let stream = client.create_write_stream(table, write_stream::Type::Pending).await?.name;
+    ctx.crash(CrashPoint::AfterCreate)?;
+    let appender = Appender::new(
         client.clone(),
         stream.clone(),
         writer_schema(encoder),
         ctx.deps.appender.clone(),
     );
-    let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
-    let outcomes = appender.append_all(requests, deadline).await;
+    Ok((stream, appender))
+}
+
+/// Judges the answers to the requests of `ranges` (rows, also offsets);
+/// when every one is in, finalizes the stream and checks it holds `rows`.
+async fn finalize_pending(
+    ctx: &Ctx<'_>,
+    stream: String,
+    ranges: &[Range<usize>],
+    outcomes: Vec<AppendOutcome>,
+    rows: usize,
+) -> Result<Written, BackfillError> {
+    let client = &ctx.deps.client;
     let mut rejected = Vec::new();
-    for (outcome, range) in outcomes.into_iter().zip(&ranges) {
+    for (outcome, range) in outcomes.into_iter().zip(ranges) {
         match outcome {
             AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists => {}
             AppendOutcome::RowErrors(errors) => {
@@ -332,12 +457,8 @@ async fn write_pending(
     }
     ctx.crash(CrashPoint::AfterAppend)?;
     let row_count = client.finalize_write_stream(&stream).await?;
-    if usize::try_from(row_count).ok() != Some(encoded.rows.len()) {
-        return Err(BackfillError::RowCountMismatch {
-            stream,
-            row_count,
-            sent: encoded.rows.len(),
-        });
+    if usize::try_from(row_count).ok() != Some(rows) {
+        return Err(BackfillError::RowCountMismatch { stream, row_count, sent: rows });
     }
     ctx.crash(CrashPoint::AfterFinalize)?;
     Ok(Written::Finalized { stream, row_count })

@@ -50,8 +50,8 @@ pub struct BackfillDeps {
     /// `WRITE_MODE=cdc`: rows are changes with these settings, written to
     /// the `_default` stream with their original sequence numbers.
     pub cdc: Option<CdcSettings>,
-    /// AppendRows request bounds (`BATCH_MAX_BYTES`, `BATCH_MAX_ROWS`); the
-    /// window is not used.
+    /// AppendRows request bounds (`BATCH_MAX_BYTES`, `BATCH_MAX_ROWS`) and the
+    /// window of the streamed PENDING path (`BATCH_WINDOW_MS`).
     pub limits: BatchLimits,
     pub appender: AppenderOptions,
     /// How long one object's appends may take before it is left behind.

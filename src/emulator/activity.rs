@@ -11,6 +11,7 @@
 //! counted before its answer is sent), so "the client saw it" implies "the
 //! counter says so".
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -33,8 +34,12 @@ pub struct Activity {
 #[derive(Clone)]
 pub(crate) struct ActivityLog {
     tx: Arc<watch::Sender<Activity>>,
-    appends: Arc<Mutex<Vec<ReceivedAppend>>>,
+    appends: Arc<Mutex<VecDeque<ReceivedAppend>>>,
 }
+
+/// Requests kept in the listing: a long-running `kinesis-bigquery emulator`
+/// keeps the newest ones only (~100 bytes each, ~10 MB at most).
+const APPENDS_KEPT: usize = 100_000;
 
 /// One AppendRows request as the emulator received it: what a batching test
 /// compares against the knobs (`Emulator::appends`).
@@ -65,11 +70,15 @@ impl ActivityLog {
     }
 
     pub(crate) fn received(&self, append: ReceivedAppend) {
-        self.appends.lock().unwrap_or_else(|e| e.into_inner()).push(append);
+        let mut appends = self.appends.lock().unwrap_or_else(|e| e.into_inner());
+        if appends.len() >= APPENDS_KEPT {
+            appends.pop_front();
+        }
+        appends.push_back(append);
     }
 
     pub(crate) fn appends(&self) -> Vec<ReceivedAppend> {
-        self.appends.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.appends.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Activity> {

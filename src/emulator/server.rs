@@ -280,7 +280,8 @@ impl Emulator {
         self.routing.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Every AppendRows request received so far, in arrival order.
+    /// The AppendRows requests received so far (the newest 100,000), in
+    /// arrival order.
     pub fn appends(&self) -> Vec<super::ReceivedAppend> {
         self.activity.appends()
     }

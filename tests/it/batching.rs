@@ -210,3 +210,48 @@ async fn cold_start_refuses_a_batch_max_bytes_the_table_schema_fills() -> anyhow
     world.harness.shutdown().await;
     Ok(())
 }
+
+/// The backfill streams an object's records into its PENDING stream through
+/// the same batcher: requests at consecutive offsets, cut by
+/// `BATCH_MAX_ROWS`, or one row each under a zero window; a record that
+/// cannot be a row is a dead letter and takes no offset.
+#[tokio::test]
+async fn the_backfill_cuts_its_pending_stream_requests_with_the_same_knobs() -> anyhow::Result<()> {
+    use crate::backfill_support::{
+        deps, file_dlq, ids_in_table, ids_of, options, records, run, spilled,
+    };
+    use kinesis_bigquery::spill::{FileSpill, SpillSink};
+    let h = crate::common::Harness::start().await?;
+    for (window, want) in [(LONG_WINDOW, vec![7, 7, 5]), (Duration::ZERO, vec![1; 19])] {
+        let table = h.new_events_table()?;
+        let dir = tempfile::tempdir()?;
+        let spill: Arc<dyn SpillSink> = Arc::new(FileSpill::new(dir.path().join("spill")));
+        let mut recs = records("shardId-000000000000", 0, 20);
+        recs[3].data = Bytes::from_static(b"not json");
+        spill.spill(&spilled(&table, &recs)).await?;
+        let mut deps =
+            deps(&h.emulator, spill, Some(file_dlq(&dir.path().join("dlq.ndjson")))).await;
+        deps.limits = limits(7, 1 << 20, window);
+        let summary = run(&deps, &options()).await;
+        assert!(!summary.left_behind(), "{:?}", summary.failures);
+        assert_eq!((summary.rows, summary.dead_lettered), (19, 1));
+        let mut good = recs.clone();
+        good.remove(3);
+        assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&good));
+        let appends = appends_to(&h.emulator, &table);
+        assert_eq!(rows_of(&appends), want, "window {window:?}");
+        let offsets: Vec<Option<i64>> = appends.iter().map(|a| a.offset).collect();
+        let mut at = 0;
+        let expected: Vec<Option<i64>> = want
+            .iter()
+            .map(|n| {
+                let o = Some(at);
+                at += *n as i64;
+                o
+            })
+            .collect();
+        assert_eq!(offsets, expected);
+    }
+    h.shutdown().await;
+    Ok(())
+}
