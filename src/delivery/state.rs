@@ -44,8 +44,8 @@ pub struct ShardState {
     /// a new stream from the first record at or beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_end: Option<i64>,
-    /// Spillover objects (their `SpillKey` paths) whose records this state
-    /// counts as landed. Only these are genuine: an invocation that spilled
+    /// Spillover objects (their exact `SpillKey` paths, content digest
+    /// included) whose records this state counts as landed. Only these are genuine: an invocation that spilled
     /// and then died before its commit leaves an orphan object whose records
     /// a retry delivers again, so `backfill` replays an object only when it
     /// is listed here, and removes it from the list (CAS) once replayed.

@@ -123,7 +123,8 @@ impl SpilledBatch {
     /// Whether `other` replays the same way: same records (bytes, positions,
     /// in-doubt offsets), write stream and mode. The header's `error`,
     /// `reason` and `spilled_at` only inform people, so a retry that spills
-    /// the same records again counts as the same object.
+    /// the same records again counts as the same object. The key's digest
+    /// (src/spill/digest.rs) covers exactly these fields: keep them in step.
     pub fn replays_as(&self, other: &SpilledBatch) -> bool {
         self.table == other.table
             && self.stream_arn == other.stream_arn

@@ -1,13 +1,22 @@
-//! Spillover object keys: `{table}/{stream}/{shard}/{first}-{last}.ndjson.zst`
-//! under the sink's prefix, a position written `{sequence}_{sub-sequence}`.
+//! Spillover object keys:
+//! `{table}/{stream}/{shard}/{first}-{last}-{digest}.ndjson.zst` under the
+//! sink's prefix, a position written `{sequence}_{sub-sequence}`, the digest
+//! the content's ([`content_digest`]).
 //!
-//! The key is a pure function of the batch's table, stream, shard and first
-//! and last positions, so a retry that spills the same records rewrites the
-//! same object instead of adding a copy. The stream name is part of the key
-//! because two streams feeding one table have the same shard ids.
+//! The key is a pure function of what the object replays: the same records
+//! spilled again (a retry) find their own object instead of adding a copy,
+//! and the same records with a different content (other in-doubt offsets,
+//! another write stream or mode) get a key of their own, so a killed
+//! attempt's object never blocks the retry that must replace it in the
+//! shard state. The stream name is part of the key because two streams
+//! feeding one table have the same shard ids.
+//!
+//! Keys written before the digest (`{first}-{last}.ndjson.zst`) still parse
+//! and replay; their `digest` is `None`.
 
 use std::fmt;
 
+use super::digest::{DIGEST_HEX_LEN, content_digest};
 use super::{SpillError, SpilledBatch};
 use crate::sink_url::{segment, stream_name};
 use crate::source::{Position, SequenceNumber};
@@ -19,7 +28,9 @@ pub const OBJECT_SUFFIX: &str = ".ndjson.zst";
 pub const MARKER_SUFFIX: &str = ".marker.json";
 
 /// Names one spillover object, relative to the sink's root. Ordered by
-/// table, stream, shard, then first position: the order to replay in.
+/// table, stream, shard, then first position: the order to replay in
+/// (objects of the same records differ only by digest; the shard state
+/// decides which of them is genuine).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpillKey {
     pub table: String,
@@ -27,6 +38,9 @@ pub struct SpillKey {
     pub shard: String,
     pub first: Position,
     pub last: Position,
+    /// The content digest, lowercase hex; `None` for keys written before
+    /// keys carried it.
+    pub digest: Option<String>,
 }
 
 impl SpillKey {
@@ -44,17 +58,18 @@ impl SpillKey {
             shard: segment(&batch.shard_id),
             first: first.clone(),
             last: last.clone(),
+            digest: Some(content_digest(batch)),
         })
     }
 
-    /// `table/stream/shard/first-last.ndjson.zst`.
+    /// `table/stream/shard/first-last-digest.ndjson.zst`.
     pub fn path(&self) -> String {
         let base = self.base();
         format!("{base}{OBJECT_SUFFIX}")
     }
 
     /// Where the backfill keeps its note about this object (the PENDING
-    /// stream it used): beside it, `...first-last.marker.json`.
+    /// stream it used): beside it, `...first-last-digest.marker.json`.
     pub fn marker_path(&self) -> String {
         let base = self.base();
         format!("{base}{MARKER_SUFFIX}")
@@ -62,8 +77,9 @@ impl SpillKey {
 
     fn base(&self) -> String {
         let pos = |p: &Position| format!("{}_{}", p.sequence_number, p.sub_sequence_number);
+        let digest = self.digest.as_ref().map(|d| format!("-{d}")).unwrap_or_default();
         format!(
-            "{}/{}/{}/{}-{}",
+            "{}/{}/{}/{}-{}{digest}",
             self.table,
             self.stream,
             self.shard,
@@ -82,7 +98,16 @@ impl SpillKey {
             return None;
         };
         let range = file.strip_suffix(OBJECT_SUFFIX)?;
-        let (first, last) = range.split_once('-')?;
+        let mut fields = range.split('-');
+        let (Some(first), Some(last), digest, None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return None;
+        };
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if digest.is_some_and(|d| d.len() != DIGEST_HEX_LEN || !d.bytes().all(hex)) {
+            return None;
+        }
         let pos = |s: &str| {
             let (seq, sub) = s.split_once('_')?;
             Some(Position {
@@ -96,6 +121,7 @@ impl SpillKey {
             shard: shard.to_string(),
             first: pos(first)?,
             last: pos(last)?,
+            digest: digest.map(str::to_string),
         };
         // Only canonical spellings: the key must name exactly one object.
         (key.path() == path).then_some(key)
@@ -143,23 +169,44 @@ mod tests {
     use super::*;
     use crate::spill::format::tests::sample;
 
+    const DIGEST: &str = "d53cb285f2053fb01ff731dded4eb659";
+
     #[test]
-    fn key_is_a_function_of_the_batch() {
+    fn key_is_a_function_of_the_replayed_content() {
         let batch = sample(3);
         let key = SpillKey::of(&batch).unwrap();
-        assert_eq!(
-            key.path(),
-            "proj.ds.events/events/shardId-000000000001/1000_0-1001_0.ndjson.zst"
-        );
+        let base = "proj.ds.events/events/shardId-000000000001/1000_0-1001_0";
+        assert_eq!(key.path(), format!("{base}-{DIGEST}.ndjson.zst"));
+        assert_eq!(key.marker_path(), format!("{base}-{DIGEST}.marker.json"));
+        let mut again = sample(3);
+        again.spilled_at = chrono::Utc::now() + chrono::Duration::hours(1);
+        again.error = "another error".into();
+        again.reason = crate::spill::SpillReason::InDoubt;
+        assert_eq!(SpillKey::of(&again).unwrap(), key);
+        assert_eq!(SpillKey::parse(&key.path()), Some(key.clone()));
+
+        // The same records with another content: another key, same range.
+        let mut other = sample(3);
+        other.write_stream = Some("projects/p/datasets/d/tables/t/streams/s1".into());
+        other.records[0].offset = Some(10);
+        let other_key = SpillKey::of(&other).unwrap();
+        assert_ne!(other_key.path(), key.path());
+        assert_eq!((&other_key.first, &other_key.last), (&key.first, &key.last));
+    }
+
+    #[test]
+    fn keys_without_a_digest_still_parse() {
+        let legacy = "proj.ds.events/events/shardId-000000000001/1000_0-1001_0.ndjson.zst";
+        let key = SpillKey::parse(legacy).expect("a key written before the digest");
+        assert_eq!(key.digest, None);
+        assert_eq!(key.path(), legacy);
         assert_eq!(
             key.marker_path(),
             "proj.ds.events/events/shardId-000000000001/1000_0-1001_0.marker.json"
         );
-        let mut again = sample(3);
-        again.spilled_at = chrono::Utc::now() + chrono::Duration::hours(1);
-        again.error = "another error".into();
-        assert_eq!(SpillKey::of(&again).unwrap(), key);
-        assert_eq!(SpillKey::parse(&key.path()), Some(key));
+        // Same range: the legacy key sorts first, then by digest.
+        let new = SpillKey::of(&sample(3)).unwrap();
+        assert!(key < new);
     }
 
     #[test]
@@ -169,6 +216,10 @@ mod tests {
             "archive/proj.ds.events/events/shardId-1/1000_0-1001_0.ndjson.zst",
             "proj.ds.events/events/shardId-1/1000-1001.ndjson.zst",
             "proj.ds.events/events/shardId-1/01000_0-1001_0.ndjson.zst",
+            "proj.ds.events/events/shardId-1/1000_0-1001_0-.ndjson.zst",
+            "proj.ds.events/events/shardId-1/1000_0-1001_0-d53cb285.ndjson.zst",
+            "proj.ds.events/events/shardId-1/1000_0-1001_0-D53CB285F2053FB01FF731DDED4EB659.ndjson.zst",
+            "proj.ds.events/events/shardId-1/1000_0-1001_0-d53cb285f2053fb01ff731dded4eb659-d53cb285f2053fb01ff731dded4eb659.ndjson.zst",
             "x.ndjson.zst",
         ] {
             assert_eq!(SpillKey::parse(other), None, "{other}");

@@ -5,11 +5,14 @@
 //!
 //! Guarantees: `spill` returns only once the object is durably stored (S3
 //! acknowledged the PUT, or the file was fsynced and linked into place);
-//! the key depends only on the batch's table, stream, shard and positions, so
-//! a retry finds its object rather than adding a copy (see [`SpillKey`]).
+//! the key depends only on the batch's table, stream, shard, positions and a
+//! digest of the content it replays, so a retry of the same content finds
+//! its object rather than adding a copy, and a retry that must spill the
+//! same records differently gets a key of its own (see [`SpillKey`]).
 //! Objects are create-only: nothing replaces an object a shard state lists.
 
 mod batch;
+mod digest;
 mod error;
 mod file;
 pub mod format;
@@ -39,7 +42,8 @@ pub trait SpillSink: Send + Sync {
     ///
     /// # Errors
     /// [`SpillError::InvalidBatch`] for an empty or unordered batch;
-    /// [`SpillError::Occupied`] when a different object holds the key; store
+    /// [`SpillError::Occupied`] when a different object holds the key (only
+    /// a digest collision, or a foreign object, can cause it); store
     /// errors otherwise (then nothing may be counted as landed).
     async fn spill(&self, batch: &SpilledBatch) -> Result<SpillKey, SpillError>;
 

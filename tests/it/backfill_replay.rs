@@ -303,6 +303,40 @@ async fn only_objects_the_shard_state_lists_are_replayed() -> anyhow::Result<()>
     Ok(())
 }
 
+/// Objects spilled before keys carried a content digest
+/// (`{first}-{last}.ndjson.zst`) are still listed, gated by their exact
+/// path and replayed; an unlisted one the state has passed is still
+/// quarantined.
+#[tokio::test]
+async fn objects_under_keys_without_a_digest_still_replay() -> anyhow::Result<()> {
+    let World { h, table, dir, spill } = World::start().await?;
+    let state: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path().join("state")));
+    let shard = "shardId-000000000000";
+    let recs = records(shard, 0, 10);
+    let root = dir.path().join("spill");
+    let mut legacy = Vec::new();
+    for b in [&spilled(&table, &recs[..5]), &spilled(&table, &recs[..10])] {
+        let key = spill.spill(b).await?;
+        let old = SpillKey { digest: None, ..key.clone() };
+        std::fs::rename(root.join(key.path()), root.join(old.path()))?;
+        legacy.push(old);
+    }
+    let (orphan, genuine) = (&legacy[0], &legacy[1]);
+    assert_eq!(spill.list(&SpillFilter::default()).await?, legacy);
+    commit_state_listing(state.as_ref(), &table, &recs, &[genuine.path()]).await;
+
+    let mut deps = deps(&h.emulator, spill.clone(), None).await;
+    deps.state = Some(Arc::clone(&state));
+    let summary = run(&deps, &options()).await;
+    let counts = (summary.replayed, summary.quarantined, summary.failed);
+    assert_eq!(counts, (1, 1, 0), "{:?}", summary.failures);
+    assert_eq!(ids_in_table(&h.emulator, &table), ids_of(&recs));
+    assert!(root.join("quarantine").join(orphan.path()).is_file());
+    assert!(listed(state.as_ref(), &table, shard).await.is_empty());
+    assert!(spill.list(&SpillFilter::default()).await?.is_empty());
+    Ok(())
+}
+
 /// A row too large for any AppendRows request under the limits goes to the
 /// dead-letter queue; the rest of the object lands.
 #[tokio::test]

@@ -236,3 +236,50 @@ async fn records_claimed_past_a_retry_on_a_lost_stream_are_not_written_twice() -
     assert_eq!(s.keys(), keys(&[1, 2, 3, 4, 5]));
     Ok(())
 }
+
+/// A killed attempt's spill never blocks its retry: an attempt spills 2
+/// and 3 in doubt on the claimed stream (BigQuery down) and dies before its
+/// commit; the retry learns nothing of them landed, rotates, exhausts its
+/// retries and must spill the same records with another content (no write
+/// stream, no offsets). It answers success, the state lists the retry's
+/// object, and the backfill lands every record exactly once and moves the
+/// killed attempt's object to the quarantine unreplayed.
+#[tokio::test]
+async fn a_retry_spills_other_content_for_records_a_killed_attempt_spilled() -> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    assert_eq!(s.run(&[good(1)]).await.records, vec![TABLE]);
+
+    s.emu.faults().set_down(true);
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::AfterSpill)));
+    assert!(s.run(&[good(2), good(3)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    s.emu.faults().set_down(false);
+    let killed = s.spill.list(&SpillFilter::default()).await?;
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    let killed_batch = s.spill.read(&killed[0]).await?;
+    assert_eq!(killed_batch.reason, SpillReason::InDoubt);
+    assert!(killed_batch.records.iter().all(|r| r.offset.is_some()));
+
+    s.emu.faults().fail_next_in_band(10_000, tonic::Code::Unavailable, "overloaded");
+    let out = s.run(&[good(2), good(3)]).await;
+    s.emu.faults().clear();
+    assert_eq!(out.records, vec![SPILL, SPILL], "{out:?}");
+    let objects = s.spill.list(&SpillFilter::default()).await?;
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let retry = objects.iter().find(|k| **k != killed[0]).expect("the retry's own object");
+    let retry_batch = s.spill.read(retry).await?;
+    assert!(retry_batch.records.iter().all(|r| r.offset.is_none()), "{retry_batch:?}");
+    assert_eq!(s.spill.read(&killed[0]).await?, killed_batch, "the killed object is untouched");
+    assert_eq!(s.state().await.spills, vec![retry.path()]);
+    assert_eq!(s.run(&[good(4)]).await.records, vec![TABLE]);
+
+    let mut deps = backfill_support::deps(&s.emu, s.spill.clone(), None).await;
+    let state: Arc<dyn StateStore> = s.state.clone();
+    deps.state = Some(state);
+    let summary = backfill_support::run(&deps, &backfill_support::options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    assert_eq!((summary.replayed, summary.quarantined), (1, 1), "{summary:?}");
+    assert_eq!(s.keys(), keys(&[1, 2, 3, 4]), "every record exactly once");
+    assert!(s.spill.list(&SpillFilter::default()).await?.is_empty());
+    Ok(())
+}

@@ -63,9 +63,10 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
     }
     let key = sink.spill(&in_doubt).await?;
     assert_eq!(key, SpillKey::of(&in_doubt)?);
+    let digest = key.digest.clone().expect("new keys carry the content digest");
     assert_eq!(
         key.path(),
-        "kbq-test.events.a/clicks/shardId-000000000000/7000_0-7001_1.ndjson.zst"
+        format!("kbq-test.events.a/clicks/shardId-000000000000/7000_0-7001_1-{digest}.ndjson.zst")
     );
     assert_eq!(sink.read(&key).await?, in_doubt);
 
@@ -77,20 +78,28 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
     assert_eq!(sink.spill(&retry).await?, key);
     assert_eq!(sink.read(&key).await?, in_doubt);
 
-    // Spill writes are create-only: a late write of a killed invocation that
-    // would replay differently (other offsets, another write mode) cannot
-    // replace the object a shard state lists.
+    // The same records with a content that replays differently (other
+    // offsets on another stream, another write mode: a killed attempt's late
+    // write, or the retry that must replace it) get a key of their own:
+    // neither blocks the other, and nothing replaces the object at `key`.
     let mut late = in_doubt.clone();
     late.write_stream = Some("projects/kbq-test/datasets/events/tables/a/streams/s-0".into());
     for r in &mut late.records {
         r.offset = r.offset.map(|o| o - 50);
     }
-    let err = sink.spill(&late).await.expect_err("a different object holds the key");
-    assert!(matches!(err, SpillError::Occupied { .. }), "{err}");
-    assert!(err.to_string().contains(&key.path()), "{err}");
     let other_mode = SpilledBatch { write_mode: Some(WriteMode::AtLeastOnce), ..in_doubt.clone() };
-    assert!(matches!(sink.spill(&other_mode).await, Err(SpillError::Occupied { .. })));
+    let mut others = Vec::new();
+    for other in [&late, &other_mode] {
+        let other_key = sink.spill(other).await?;
+        assert_ne!(other_key, key);
+        assert_eq!((&other_key.first, &other_key.last), (&key.first, &key.last));
+        assert_eq!(&sink.read(&other_key).await?, other);
+        others.push(other_key);
+    }
     assert_eq!(sink.read(&key).await?, in_doubt);
+    for other_key in &others {
+        sink.delete(other_key).await?;
+    }
 
     let other_shard = sink.spill(&batch("a", "shardId-000000000001", 0..3)).await?;
     let later = sink.spill(&batch("a", "shardId-000000000000", 5..9)).await?;
@@ -218,7 +227,15 @@ async fn file_spill_keeps_the_whole_contract() -> anyhow::Result<()> {
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, _>>()?;
     names.sort();
-    assert_eq!(names, ["7001_2-7002_2.marker.json", "7001_2-7002_2.ndjson.zst"]);
+    let later = SpillKey::of(&batch("a", "shardId-000000000000", 5..9))?;
+    let digest = later.digest.expect("new keys carry the content digest");
+    assert_eq!(
+        names,
+        [
+            format!("7001_2-7002_2-{digest}.marker.json"),
+            format!("7001_2-7002_2-{digest}.ndjson.zst")
+        ]
+    );
     let shard0 = dir.path().join("spill/kbq-test.events.a/clicks/shardId-000000000000");
     assert_eq!(std::fs::read_dir(&shard0)?.count(), 0, "deleted and archived: nothing left");
     Ok(())
@@ -234,4 +251,58 @@ async fn a_damaged_file_is_refused_not_half_read() -> anyhow::Result<()> {
     std::fs::write(&path, &bytes[..bytes.len() / 2])?;
     assert!(matches!(sink.read(&key).await, Err(SpillError::Corrupt { .. })));
     Ok(())
+}
+
+/// What is at a key is never replaced: an object there that would replay
+/// differently (only a digest collision or a foreign writer can put one
+/// there) makes `spill` answer `Occupied` and stays as it is.
+async fn a_foreign_object_at_the_key_is_kept(
+    sink: &dyn SpillSink,
+    plant: impl AsyncFnOnce(&SpillKey, Vec<u8>) -> anyhow::Result<()>,
+    bytes_of: impl AsyncFnOnce(&SpillKey) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let ours = batch("a", "shardId-000000000003", 0..3);
+    let theirs = SpilledBatch { write_mode: Some(WriteMode::ExactlyOnce), ..ours.clone() };
+    let their_key = sink.spill(&theirs).await?;
+    let our_key = SpillKey::of(&ours)?;
+    plant(&our_key, bytes_of(&their_key).await?).await?;
+    let err = sink.spill(&ours).await.expect_err("a different object holds the key");
+    assert!(matches!(err, SpillError::Occupied { .. }), "{err}");
+    assert!(err.to_string().contains(&our_key.path()), "{err}");
+    assert_eq!(sink.read(&our_key).await?, theirs);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_foreign_file_at_the_key_is_kept() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sink = spill::FileSpill::new(dir.path().to_path_buf());
+    let root = dir.path().to_path_buf();
+    a_foreign_object_at_the_key_is_kept(
+        &sink,
+        async |key, bytes| Ok(std::fs::write(root.join(key.path()), bytes)?),
+        async |key| Ok(std::fs::read(root.join(key.path()))?),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_foreign_s3_object_at_the_key_is_kept() -> anyhow::Result<()> {
+    let moto = common::moto()?;
+    let bucket = moto.new_bucket().await?;
+    let sink = spill::open(&format!("s3://{bucket}").parse()?, &moto.sdk_config())?;
+    let s3 = moto.s3_client();
+    a_foreign_object_at_the_key_is_kept(
+        sink.as_ref(),
+        async |key, bytes| {
+            let body = aws_sdk_s3::primitives::ByteStream::from(bytes);
+            s3.put_object().bucket(&bucket).key(key.path()).body(body).send().await?;
+            Ok(())
+        },
+        async |key| {
+            let object = s3.get_object().bucket(&bucket).key(key.path()).send().await?;
+            Ok(object.body.collect().await?.into_bytes().to_vec())
+        },
+    )
+    .await
 }

@@ -143,10 +143,21 @@ pub async fn commit_state(
     records: &[SourceRecord],
     listed: &[&SpilledBatch],
 ) {
+    let paths: Vec<String> = listed.iter().map(|b| SpillKey::of(b).unwrap().path()).collect();
+    commit_state_listing(state, table, records, &paths).await;
+}
+
+/// [`commit_state`] listing the object paths `spills` as they are.
+pub async fn commit_state_listing(
+    state: &dyn StateStore,
+    table: &TableName,
+    records: &[SourceRecord],
+    spills: &[String],
+) {
     let first = &records[0];
     let mut shard = ShardState::new(format!("{}/streams/lambda", table.path()));
     shard.last_position = records.iter().map(|r| r.position.clone()).max();
-    shard.spills = listed.iter().map(|b| SpillKey::of(b).unwrap().path()).collect();
+    shard.spills = spills.to_vec();
     let key = state_key(table, &first.stream_arn, &first.shard_id);
     match state.load(&key).await.unwrap() {
         None => {
