@@ -30,7 +30,7 @@ const DOMAIN: &[u8] = b"kinesis-bigquery spill key v1\0";
 
 /// The digest of `batch`'s replayed content, `DIGEST_HEX_LEN` lowercase hex.
 pub fn content_digest(batch: &SpilledBatch) -> String {
-    let mut h = Hasher(Sha256::new());
+    let mut h = ContentHasher(Sha256::new());
     h.0.update(DOMAIN);
     h.text(&batch.table.to_string());
     h.text(&batch.stream_arn);
@@ -64,9 +64,9 @@ fn mode_name(mode: WriteMode) -> &'static str {
 
 /// Feeds fields so that no two different field sequences hash the same
 /// bytes: every value is length-prefixed, every option tagged.
-struct Hasher(Sha256);
+struct ContentHasher(Sha256);
 
-impl Hasher {
+impl ContentHasher {
     fn number(&mut self, n: u64) {
         self.0.update(n.to_le_bytes());
     }

@@ -69,6 +69,8 @@ async fn exercise(sink: &dyn SpillSink) -> anyhow::Result<()> {
         format!("kbq-test.events.a/clicks/shardId-000000000000/7000_0-7001_1-{digest}.ndjson.zst")
     );
     assert_eq!(sink.read(&key).await?, in_doubt);
+    // The key names the content it holds: read back, it keys the same.
+    assert_eq!(SpillKey::of(&sink.read(&key).await?)?, key);
 
     // A retry of the same records finds them at the same key: not an
     // error, not a second copy, and the object is not rewritten.
