@@ -67,7 +67,7 @@ pub async fn run(config: &Config) -> Report {
         target: format!("{} at {}", config.table, config.endpoint),
         outcome: table.map(|w| w.describe()),
     });
-    if config.write_mode == WriteMode::Cdc {
+    if config.write_mode() == WriteMode::Cdc {
         report.findings.push(Finding {
             variable: "WRITE_MODE",
             target: format!("cdc on {} at {}", config.table, config.rest_endpoint),
@@ -85,7 +85,7 @@ pub async fn run(config: &Config) -> Report {
             return report;
         }
     };
-    if let (Some(url), Some(state)) = (&config.state, &sinks.state) {
+    if let (Some(url), Some(state)) = (config.state(), &sinks.state) {
         let outcome = probe(async { state.check().await.map_err(DepsError::from) }).await;
         report.findings.push(Finding { variable: "STATE_URL", target: url.to_string(), outcome });
     }
@@ -107,7 +107,7 @@ pub async fn run(config: &Config) -> Report {
 /// The table as change data capture needs it, read with REST `tables.get`
 /// (the Storage Write API does not show primary keys).
 async fn cdc_table(config: &Config) -> Result<String, String> {
-    if config.endpoint.starts_with("http://") && config.rest_endpoint == DEFAULT_REST_ENDPOINT {
+    if config.endpoint.is_emulator() && config.rest_endpoint == DEFAULT_REST_ENDPOINT {
         return Err("the primary key is read through the BigQuery REST API: set \
                     BIGQUERY_REST_ENDPOINT to the emulator's REST address (http://HOST:PORT)"
             .into());

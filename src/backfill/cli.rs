@@ -4,9 +4,8 @@
 use super::options::{BackfillOptions, Filter};
 use super::run::BackfillDeps;
 use crate::batch::{BatchError, BatchLimits};
-use crate::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, ClientError, DEFAULT_ENDPOINT, WriteClient,
-};
+use crate::bigquery::{AppenderOptions, ClientError, DEFAULT_ENDPOINT, Endpoint, WriteClient};
+use crate::config::Delivery;
 
 use crate::cdc::{CdcSettings, FieldPath};
 use crate::delivery::WriteMode;
@@ -52,7 +51,7 @@ pub struct BackfillArgs {
     pub cdc_sequence_field: Option<FieldPath>,
     /// The Storage Write API endpoint (`http://HOST:PORT` for the emulator).
     #[arg(long, env = "BIGQUERY_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Row format, as the Lambda's `ROW_FORMAT`.
     #[arg(long, env = "ROW_FORMAT", default_value = "proto", value_parser = parse_format)]
     pub format: RowFormat,
@@ -155,17 +154,18 @@ impl BackfillArgs {
     /// [`SetupError`] naming what could not be opened.
     pub async fn deps(&self) -> Result<BackfillDeps, SetupError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let state = match (self.write_mode, &self.state) {
-            (WriteMode::ExactlyOnce, None) => return Err(SetupError::StateRequired),
-            (WriteMode::ExactlyOnce, Some(url)) => {
-                Some(store::open(&url.parse::<SinkUrl>()?, &aws)?)
-            }
+        let state_url = self.state.as_deref().map(str::parse::<SinkUrl>).transpose()?;
+        // The Lambda's own rule: exactly-once cannot run without its store.
+        let delivery =
+            Delivery::new(self.write_mode, state_url.clone()).ok_or(SetupError::StateRequired)?;
+        let state = match (&delivery, &state_url) {
+            (Delivery::ExactlyOnce { state }, _) => Some(store::open(state, &aws)?),
             // A CDC Lambda keeps no shard state: a state store given here
             // gates nothing and holds only the run's lease.
-            (WriteMode::Cdc, Some(url)) => Some(store::open(&url.parse::<SinkUrl>()?, &aws)?),
+            (Delivery::Cdc, Some(url)) => Some(store::open(url, &aws)?),
             // At-least-once keeps no state either; the lease goes under the
             // spill root (a state store here would make the run exactly-once).
-            (WriteMode::AtLeastOnce | WriteMode::Cdc, _) => None,
+            (Delivery::AtLeastOnce | Delivery::Cdc, _) => None,
         };
         let spill_url = self.spill_url.parse::<SinkUrl>()?;
         let spill = spill::open(&spill_url, &aws)?;
@@ -179,13 +179,7 @@ impl BackfillArgs {
             Some(url) => Some(dlq::open(&url.parse::<SinkUrl>()?, payloads.as_ref(), &aws)?),
             None => None,
         };
-        let auth = if self.endpoint.starts_with("https://") {
-            AuthMode::ApplicationDefault
-        } else {
-            AuthMode::None
-        };
-        let client =
-            WriteClient::connect(&ClientConfig { endpoint: self.endpoint.clone(), auth }).await?;
+        let client = WriteClient::connect(&self.endpoint.client_config()).await?;
         Ok(BackfillDeps {
             client,
             state,

@@ -10,6 +10,7 @@
 mod append;
 mod auth;
 mod client;
+mod endpoint;
 mod error;
 mod pipeline;
 mod tables;
@@ -22,6 +23,7 @@ pub use append::{
 };
 pub use auth::{AuthError, AuthMode};
 pub use client::{ClientConfig, CommitOutcome, DEFAULT_ENDPOINT, WriteClient};
+pub use endpoint::{Endpoint, EndpointError};
 pub use error::{
     AppendError, Class, Classify, ClientError, RpcError, Scope, ServerStatus, classify,
 };

@@ -12,6 +12,7 @@ use google_cloud_auth::credentials::{self, CacheableResource, Credentials};
 use google_cloud_auth::errors::CredentialsError;
 use serde_json::{Value as Json, json};
 
+use super::endpoint::Endpoint;
 use crate::pb::storage::TableSchema;
 use crate::schema_json::{SchemaJsonError, fields_from_json, to_bq_schema_json};
 use crate::table::TableName;
@@ -99,8 +100,8 @@ impl TablesClient {
     ///
     /// # Errors
     /// [`TablesError::CredentialsSetup`] when ADC cannot be loaded.
-    pub fn new(endpoint: &str) -> Result<Self, TablesError> {
-        let credentials = if endpoint.starts_with("https://") {
+    pub fn new(endpoint: &Endpoint) -> Result<Self, TablesError> {
+        let credentials = if !endpoint.is_emulator() {
             Some(
                 credentials::Builder::default()
                     .with_scopes([BIGQUERY_SCOPE])
@@ -110,11 +111,7 @@ impl TablesClient {
         } else {
             None
         };
-        Ok(Self {
-            http: reqwest::Client::new(),
-            base: endpoint.trim_end_matches('/').to_string(),
-            credentials,
-        })
+        Ok(Self { http: reqwest::Client::new(), base: endpoint.url().to_string(), credentials })
     }
 
     fn url(&self, t: &TableName) -> String {

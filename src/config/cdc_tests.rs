@@ -24,8 +24,8 @@ fn cdc_needs_no_state_and_reads_its_fields() {
         ("CDC_SEQUENCE_FIELD", "lsn"),
     ])
     .unwrap();
-    assert_eq!(c.write_mode, WriteMode::Cdc);
-    assert_eq!(c.state, None);
+    assert_eq!(c.write_mode(), WriteMode::Cdc);
+    assert_eq!(c.state(), None);
     assert_eq!(c.cdc.change_type_field.unwrap().to_string(), "metadata.operation");
     assert_eq!(c.cdc.sequence_field.unwrap().to_string(), "lsn");
     let plain = load(&[("WRITE_MODE", "CDC")]).unwrap();

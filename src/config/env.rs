@@ -4,11 +4,15 @@
 //! (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_SQS`, `AWS_REGION`,
 //! `GOOGLE_APPLICATION_CREDENTIALS`, ...) themselves.
 
+use super::delivery::Delivery;
 use super::error::ConfigError;
 use super::log_filter::LogFilter;
 use super::read::Reader;
+use crate::batch::BatchLimits;
+use crate::bigquery::{DEFAULT_REST_ENDPOINT, Endpoint};
 use crate::cdc::CdcSettings;
 use crate::delivery::WriteMode;
+use crate::retry::RetryPolicy;
 use crate::rows::{RowFormat, UnknownFields};
 use crate::sink_url::SinkUrl;
 use crate::table::TableName;
@@ -33,12 +37,13 @@ pub struct Config {
     pub table: TableName,
     /// `BIGQUERY_ENDPOINT`: `https://...` (TLS + Google auth) or
     /// `http://host:port` (plain, no auth: the emulator).
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// `BIGQUERY_REST_ENDPOINT`: the BigQuery REST API (`tables.get/patch`),
     /// used by `UNKNOWN_FIELDS=add`; `https://bigquery.googleapis.com` by default.
-    pub rest_endpoint: String,
-    /// `WRITE_MODE`: `exactly_once` (default), `at_least_once` or `cdc`.
-    pub write_mode: WriteMode,
+    pub rest_endpoint: Endpoint,
+    /// `WRITE_MODE` (`exactly_once` by default, `at_least_once` or `cdc`)
+    /// with `STATE_URL`, which only exactly-once has.
+    pub delivery: Delivery,
     /// `CDC_CHANGE_TYPE_FIELD`, `CDC_SEQUENCE_FIELD` (used with
     /// `WRITE_MODE=cdc` only).
     pub cdc: CdcSettings,
@@ -47,20 +52,17 @@ pub struct Config {
     /// `UNKNOWN_FIELDS`: `reject` (default, to the DLQ), `ignore` or `add`.
     pub unknown_fields: UnknownFields,
     /// `BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`, `BATCH_WINDOW_MS`.
-    pub batch: BatchSettings,
+    pub batch: BatchLimits,
     /// `MAX_INFLIGHT_REQUESTS`: AppendRows requests sent but not answered.
     pub max_inflight_requests: usize,
     /// `MAX_INFLIGHT_BYTES`: their total size; at least `BATCH_MAX_BYTES`.
     pub max_inflight_bytes: usize,
-    /// `RETRY_BUDGET_MS`: how long transient BigQuery errors are retried
-    /// before a batch is spilled.
-    pub retry_budget: Duration,
+    /// The default backoff bounded by `RETRY_BUDGET_MS`: how long transient
+    /// errors are retried before a batch is spilled.
+    pub retry: RetryPolicy,
     /// `DEADLINE_MARGIN_MS`: stop appending this long before the Lambda
     /// deadline, so spilling and the state write still fit.
     pub deadline_margin: Duration,
-    /// `STATE_URL`: `s3://bucket/prefix` or `file:///dir`; required with
-    /// `WRITE_MODE=exactly_once`, unused otherwise.
-    pub state: Option<SinkUrl>,
     /// `SPILL_URL`: `s3://bucket/prefix` or `file:///dir`.
     pub spill: SinkUrl,
     /// `DLQ_URL`: an SQS queue URL or `file:///path.ndjson`.
@@ -69,15 +71,17 @@ pub struct Config {
     pub log_filter: LogFilter,
 }
 
-/// When the micro-batcher cuts an AppendRows request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchSettings {
-    pub max_rows: usize,
-    pub max_bytes: usize,
-    pub window: Duration,
-}
-
 impl Config {
+    /// The bare `WRITE_MODE`.
+    pub fn write_mode(&self) -> WriteMode {
+        self.delivery.write_mode()
+    }
+
+    /// `STATE_URL`; only exactly-once has one.
+    pub fn state(&self) -> Option<&SinkUrl> {
+        self.delivery.state()
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors
@@ -98,7 +102,7 @@ impl Config {
             "PROJECT.DATASET.TABLE or projects/P/datasets/D/tables/T",
             |s| s.parse::<TableName>().map_err(|e| e.to_string()),
         );
-        let endpoint = r.or_default("BIGQUERY_ENDPOINT", DEFAULT_ENDPOINT.into(), parse_endpoint);
+        let endpoint = r.or_default("BIGQUERY_ENDPOINT", default_endpoint(), parse_endpoint);
         let write_mode = r.or_default("WRITE_MODE", WriteMode::default(), |s| {
             s.parse().map_err(|_| "one of exactly_once, at_least_once, cdc".to_string())
         });
@@ -144,17 +148,24 @@ impl Config {
         .map(Option::unwrap_or_default);
 
         // Cross-variable rules, checked only when both sides parsed.
-        if let (Some(WriteMode::ExactlyOnce), Some(None)) = (write_mode, &state) {
-            r.problem(
-                "STATE_URL",
-                None,
-                "s3://BUCKET/PREFIX or file:///DIR (required with WRITE_MODE=exactly_once)",
-            );
-        }
+        let delivery = match (write_mode, state) {
+            (Some(mode), Some(state)) => {
+                let delivery = Delivery::new(mode, state);
+                if delivery.is_none() {
+                    r.problem(
+                        "STATE_URL",
+                        None,
+                        "s3://BUCKET/PREFIX or file:///DIR (required with WRITE_MODE=exactly_once)",
+                    );
+                }
+                delivery
+            }
+            _ => None,
+        };
         // The emulator serves REST on a port of its own: no default to guess.
         if let (Some(UnknownFields::Add), Some(e), Some(None)) =
             (unknown_fields, &endpoint, &rest_endpoint)
-            && e.starts_with("http://")
+            && e.is_emulator()
         {
             r.problem(
                 "BIGQUERY_REST_ENDPOINT",
@@ -183,7 +194,7 @@ impl Config {
         let (
             Some(table),
             Some(endpoint),
-            Some(write_mode),
+            Some(delivery),
             Some(row_format),
             Some(unknown_fields),
             Some(max_rows),
@@ -193,7 +204,6 @@ impl Config {
             Some(inflight_bytes),
             Some(retry_budget),
             Some(deadline_margin),
-            Some(state),
             Some(spill),
             Some(dead_letter),
             Some(log_filter),
@@ -201,7 +211,7 @@ impl Config {
         ) = (
             table,
             endpoint,
-            write_mode,
+            delivery,
             row_format,
             unknown_fields,
             max_rows,
@@ -211,7 +221,6 @@ impl Config {
             inflight_bytes,
             retry_budget,
             deadline_margin,
-            state,
             spill,
             dead_letter,
             log_filter,
@@ -222,24 +231,21 @@ impl Config {
         };
         Ok(Self {
             table,
-            rest_endpoint: rest_endpoint
-                .flatten()
-                .unwrap_or_else(|| crate::bigquery::DEFAULT_REST_ENDPOINT.to_string()),
+            rest_endpoint: rest_endpoint.flatten().unwrap_or_else(default_rest_endpoint),
             endpoint,
-            write_mode,
+            delivery,
             cdc: cdc.unwrap_or_default(),
             row_format,
             unknown_fields,
-            batch: BatchSettings {
+            batch: BatchLimits {
                 max_rows: to_usize(max_rows),
                 max_bytes: to_usize(max_bytes),
                 window,
             },
             max_inflight_requests: to_usize(inflight_requests),
             max_inflight_bytes: to_usize(inflight_bytes),
-            retry_budget,
+            retry: RetryPolicy::with_budget(retry_budget),
             deadline_margin,
-            state: if write_mode == WriteMode::ExactlyOnce { state } else { None },
             spill,
             dead_letter,
             log_filter,
@@ -263,15 +269,16 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-fn parse_endpoint(s: &str) -> Result<String, String> {
-    let expected = || "https://HOST[:PORT] or http://HOST:PORT (e.g. the emulator)".to_string();
-    let uri: http::Uri = s.parse().map_err(|_| expected())?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) if uri.path() == "/" || uri.path().is_empty() => {
-            Ok(s.trim_end_matches('/').to_string())
-        }
-        _ => Err(expected()),
-    }
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse().map_err(|_| "https://HOST[:PORT] or http://HOST:PORT (e.g. the emulator)".into())
+}
+
+fn default_endpoint() -> Endpoint {
+    Endpoint::Google { url: DEFAULT_ENDPOINT.to_string() }
+}
+
+fn default_rest_endpoint() -> Endpoint {
+    Endpoint::Google { url: DEFAULT_REST_ENDPOINT.to_string() }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

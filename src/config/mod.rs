@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod cdc_tests;
+mod delivery;
 mod env;
 mod error;
 mod log_filter;
@@ -13,8 +14,9 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+pub use delivery::Delivery;
 pub use env::{
-    BatchSettings, Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, MAX_INFLIGHT_REQUESTS_LIMIT,
+    Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, MAX_INFLIGHT_REQUESTS_LIMIT,
     MAX_INVOCATION_MS,
 };
 pub use error::{ConfigError, Problem};

@@ -34,7 +34,7 @@ fn defaults() {
     let c = load(&base()).unwrap();
     assert_eq!(c.table.to_string(), "proj.ds.events");
     assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
-    assert_eq!(c.write_mode, WriteMode::ExactlyOnce);
+    assert_eq!(c.write_mode(), WriteMode::ExactlyOnce);
     assert_eq!(c.row_format, RowFormat::Proto);
     assert_eq!(c.unknown_fields, UnknownFields::Reject);
     assert_eq!(c.batch.max_bytes as u64, DEFAULT_BATCH_MAX_BYTES);
@@ -42,9 +42,9 @@ fn defaults() {
     assert_eq!(c.batch.window, crate::batch::BATCH_WINDOW);
     assert_eq!(c.max_inflight_requests, 8);
     assert_eq!(c.max_inflight_bytes, 64 << 20);
-    assert_eq!(c.retry_budget, Duration::from_secs(30));
+    assert_eq!(c.retry.budget, Duration::from_secs(30));
     assert_eq!(c.deadline_margin, Duration::from_secs(5));
-    assert_eq!(c.state.map(|u| u.to_string()).as_deref(), Some("s3://bucket/state"));
+    assert_eq!(c.state().map(|u| u.to_string()).as_deref(), Some("s3://bucket/state"));
     assert_eq!(c.log_filter, LogFilter::default());
 }
 
@@ -124,7 +124,7 @@ fn state_is_optional_at_least_once() {
     let mut env = base();
     env.remove("STATE_URL");
     env.insert("WRITE_MODE", "at_least_once".into());
-    assert_eq!(load(&env).unwrap().state, None);
+    assert_eq!(load(&env).unwrap().state(), None);
 }
 
 #[test]
@@ -160,4 +160,53 @@ fn rust_log_wins_over_log_level() {
 fn never_echoes_user_info() {
     let err = with(&[("DLQ_URL", "s3://user:hunter2@bucket/x")]).unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test_case("ftp://bigquery.example" ; "other scheme")]
+#[test_case("bigquerystorage.googleapis.com" ; "no scheme")]
+#[test_case("https://bigquerystorage.googleapis.com/v1" ; "with a path")]
+fn bad_endpoint_names_the_variable(value: &str) {
+    let err = with(&[("BIGQUERY_ENDPOINT", value)]).unwrap_err();
+    assert_eq!(err.variables(), vec!["BIGQUERY_ENDPOINT"]);
+    assert!(err.to_string().contains("http://HOST:PORT"), "{err}");
+}
+
+#[test]
+fn endpoint_scheme_decides_credentials() {
+    use crate::bigquery::{AuthMode, Endpoint};
+    let c = load(&base()).unwrap();
+    assert_eq!(c.endpoint.auth(), AuthMode::ApplicationDefault);
+    assert!(matches!(c.rest_endpoint, Endpoint::Google { .. }));
+    let c = with(&[("BIGQUERY_ENDPOINT", "http://127.0.0.1:9060")]).unwrap();
+    assert_eq!(c.endpoint, Endpoint::Emulator { url: "http://127.0.0.1:9060".into() });
+    assert_eq!(c.endpoint.auth(), AuthMode::None);
+}
+
+#[test]
+fn exactly_once_carries_its_state_store() {
+    let c = load(&base()).unwrap();
+    let Delivery::ExactlyOnce { state } = &c.delivery else {
+        panic!("default mode is exactly_once: {:?}", c.delivery);
+    };
+    assert_eq!(state.to_string(), "s3://bucket/state");
+    let mut env = base();
+    env.remove("STATE_URL");
+    let err = load(&env).unwrap_err();
+    assert_eq!(err.variables(), vec!["STATE_URL"]);
+    assert!(err.to_string().contains("WRITE_MODE=exactly_once"), "{err}");
+}
+
+#[test]
+fn stateless_modes_carry_no_store_even_when_given_one() {
+    let c = with(&[("WRITE_MODE", "at_least_once")]).unwrap();
+    assert_eq!(c.delivery, Delivery::AtLeastOnce);
+    assert_eq!(c.state(), None);
+}
+
+#[test]
+fn retry_and_batch_limits_are_the_types_the_code_uses() {
+    let c = with(&[("RETRY_BUDGET_MS", "1500"), ("BATCH_WINDOW_MS", "0")]).unwrap();
+    let expected = crate::retry::RetryPolicy::with_budget(Duration::from_millis(1500));
+    assert_eq!(c.retry, expected);
+    assert_eq!(c.batch.window, Duration::ZERO);
 }

@@ -55,6 +55,15 @@ impl EncoderCell {
     }
 }
 
+/// Time `deliver` keeps before its deadline for what follows a failed
+/// append (finalize, spill, the state commit) in production: none. The
+/// handler's working deadline already ends `DEADLINE_MARGIN_MS` before
+/// Lambda's (docs/operations.md, "Retries"), and that one documented,
+/// validated variable is the whole reserve; a second, hidden one would make
+/// the margin an operator sets lie. Tests with short deadlines set
+/// [`DeliveryDeps::spill_reserve`] themselves.
+pub const SPILL_RESERVE: Duration = Duration::ZERO;
+
 /// Everything `deliver` uses. Fields are public so the handler (and tests)
 /// build it from `Config`; [`DeliveryDeps::new`] fills the defaults.
 pub struct DeliveryDeps {
@@ -70,10 +79,7 @@ pub struct DeliveryDeps {
     pub limits: BatchLimits,
     pub appender: AppenderOptions,
     /// Time kept before the `deadline` given to `deliver` for what follows
-    /// a failed append (finalize, spill, the state commit). Zero: the
-    /// handler's working deadline already keeps `DEADLINE_MARGIN_MS` before
-    /// Lambda's, and no other reserve hides here; tests with short
-    /// deadlines set their own.
+    /// a failed append; [`SPILL_RESERVE`] (none) in production.
     pub spill_reserve: Duration,
     /// Append/resolve rounds per invocation before the rest is spilled: each
     /// round removes at least one record or rotates once, so this bounds a
@@ -111,7 +117,7 @@ impl DeliveryDeps {
             mode,
             limits: BatchLimits::default(),
             appender: AppenderOptions::default(),
-            spill_reserve: Duration::ZERO,
+            spill_reserve: SPILL_RESERVE,
             max_rounds: 64,
             crash: None,
             encode_first: false,

@@ -22,7 +22,7 @@ pub mod store;
 mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
-pub use deps::{DeliveryDeps, EncoderCell};
+pub use deps::{DeliveryDeps, EncoderCell, SPILL_RESERVE};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 

@@ -218,11 +218,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         dlq: Some(Arc::new(FileDeadLetter::new(dir.join("dead-letters.ndjson")))),
         encoder: EncoderOptions { format: args.format, unknown_fields: config.unknown_fields },
         cdc: (args.mode == DemoMode::Cdc).then(|| config.cdc.clone()),
-        limits: BatchLimits {
-            max_rows: config.batch.max_rows,
-            max_bytes: config.batch.max_bytes,
-            window: Duration::ZERO,
-        },
+        limits: BatchLimits { window: Duration::ZERO, ..config.batch },
         appender: AppenderOptions::default(),
         append_timeout: Duration::from_secs(60),
     };

@@ -4,8 +4,7 @@
 
 use crate::batch::{BatchError, BatchLimits, RequestBudget};
 use crate::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, ClientError, RetryPolicy, RpcError, TablesClient,
-    TablesError, WriteClient,
+    AppenderOptions, ClientError, RpcError, TablesClient, TablesError, WriteClient,
 };
 use crate::config::Config;
 use crate::delivery::store::{self, FileStateStore, StateStore, StoreError};
@@ -47,13 +46,8 @@ pub enum DepsError {
 /// # Errors
 /// [`BatchError::NoRoomForRows`], naming `BATCH_MAX_BYTES`.
 pub fn batch_limits(config: &Config, encoder: &Encoder) -> Result<BatchLimits, BatchError> {
-    let limits = BatchLimits {
-        max_rows: config.batch.max_rows,
-        max_bytes: config.batch.max_bytes,
-        window: config.batch.window,
-    };
-    RequestBudget::new(&limits, encoder, &config.table).check()?;
-    Ok(limits)
+    RequestBudget::new(&config.batch, encoder, &config.table).check()?;
+    Ok(config.batch)
 }
 
 /// The BigQuery side: a connected client, the live schema, its encoder.
@@ -75,15 +69,9 @@ impl WriterSide {
     /// # Errors
     /// [`DepsError::Connect`], [`DepsError::Schema`] or [`DepsError::Encoder`].
     pub async fn connect(config: &Config) -> Result<Self, DepsError> {
-        let auth = if config.endpoint.starts_with("https://") {
-            AuthMode::ApplicationDefault
-        } else {
-            AuthMode::None
-        };
-        let client =
-            WriteClient::connect(&ClientConfig { endpoint: config.endpoint.clone(), auth })
-                .await?
-                .with_unary_retry(RetryPolicy::with_budget(config.retry_budget));
+        let client = WriteClient::connect(&config.endpoint.client_config())
+            .await?
+            .with_unary_retry(config.retry.clone());
         let schema = client.table_schema(&config.table).await?;
         let tables = match config.unknown_fields {
             UnknownFields::Add => Some(TablesClient::new(&config.rest_endpoint)?),
@@ -92,7 +80,7 @@ impl WriterSide {
         let options =
             EncoderOptions { format: config.row_format, unknown_fields: config.unknown_fields };
         let mut encoder = Encoder::new(&schema, options)?;
-        if config.write_mode == WriteMode::Cdc {
+        if config.write_mode() == WriteMode::Cdc {
             encoder = encoder.with_cdc(config.cdc.clone())?;
         }
         Ok(Self { client, tables, schema, encoder, options })
@@ -135,7 +123,7 @@ impl Sinks {
     /// # Errors
     /// The first sink that cannot be opened.
     pub fn open_with(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, DepsError> {
-        let state = match &config.state {
+        let state = match config.state() {
             Some(url) => Some(store::open(url, aws)?),
             None => None,
         };
@@ -154,9 +142,8 @@ impl Sinks {
 
 async fn aws_config(config: &Config) -> aws_config::SdkConfig {
     let on_aws = |u: &SinkUrl| !matches!(u, SinkUrl::File { .. });
-    let needed = config.state.as_ref().is_some_and(on_aws)
-        || on_aws(&config.spill)
-        || on_aws(&config.dead_letter);
+    let needed =
+        config.state().is_some_and(on_aws) || on_aws(&config.spill) || on_aws(&config.dead_letter);
     if needed {
         aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
     } else {
@@ -218,18 +205,14 @@ impl Deps {
             state,
             sinks.spill,
             sinks.dead_letter,
-            config.write_mode,
+            config.write_mode(),
         );
         delivery.evolve = writer.tables.map(crate::evolve::Evolver::new);
-        delivery.limits = BatchLimits {
-            max_rows: config.batch.max_rows,
-            max_bytes: config.batch.max_bytes,
-            window: config.batch.window,
-        };
+        delivery.limits = config.batch;
         delivery.appender = AppenderOptions {
             max_inflight_requests: config.max_inflight_requests,
             max_inflight_bytes: config.max_inflight_bytes,
-            retry: RetryPolicy::with_budget(config.retry_budget),
+            retry: config.retry.clone(),
         };
         Self { config: config.clone(), delivery, output, local_timeout: Duration::from_secs(900) }
     }

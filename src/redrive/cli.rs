@@ -6,7 +6,7 @@ use super::letters::Letters;
 use super::run::{RedriveDeps, RedriveOptions};
 use crate::backfill::{BackfillDeps, SetupError};
 use crate::batch::BatchLimits;
-use crate::bigquery::{AppenderOptions, AuthMode, ClientConfig, DEFAULT_ENDPOINT, WriteClient};
+use crate::bigquery::{AppenderOptions, DEFAULT_ENDPOINT, Endpoint, WriteClient};
 use crate::dlq;
 use crate::rows::{EncoderOptions, RowFormat, UnknownFields};
 use crate::sink_url::{SinkUrl, sqs_client};
@@ -25,7 +25,7 @@ pub struct RedriveArgs {
     pub work: String,
     /// The Storage Write API endpoint (`http://HOST:PORT` for the emulator).
     #[arg(long, env = "BIGQUERY_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Row format, as the Lambda's `ROW_FORMAT`.
     #[arg(long, env = "ROW_FORMAT", default_value = "proto")]
     pub format: RowFormat,
@@ -69,13 +69,7 @@ impl RedriveArgs {
             }
         };
         let payloads = matches!(work_url, SinkUrl::S3 { .. }).then(|| work_url.clone());
-        let auth = if self.endpoint.starts_with("https://") {
-            AuthMode::ApplicationDefault
-        } else {
-            AuthMode::None
-        };
-        let client =
-            WriteClient::connect(&ClientConfig { endpoint: self.endpoint.clone(), auth }).await?;
+        let client = WriteClient::connect(&self.endpoint.client_config()).await?;
         let backfill = BackfillDeps {
             client,
             spill: spill::open(&work_url, &aws)?,

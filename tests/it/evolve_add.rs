@@ -100,7 +100,7 @@ async fn new_fields_become_columns_and_their_records_land() -> anyhow::Result<()
 async fn a_stale_etag_is_reread_and_merged_not_overwritten() -> anyhow::Result<()> {
     let harness = Harness::start().await?;
     let table = harness.new_events_table()?;
-    let tables = TablesClient::new(&harness.emulator.rest_endpoint())?;
+    let tables = TablesClient::new(&harness.emulator.rest_endpoint().parse()?)?;
     let seen = tables.get(&table).await?;
     // Another shard adds its column after we read the table.
     harness.emulator.add_columns(&table, vec![col("a", Type::String, Mode::Nullable)])?;
