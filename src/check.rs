@@ -13,7 +13,7 @@
 use crate::bigquery::{DEFAULT_REST_ENDPOINT, TablesClient};
 use crate::cdc::requirements;
 use crate::config::Config;
-use crate::delivery::WriteMode;
+use crate::delivery::{DeliveryMode, WriteMode};
 use crate::handler::{DepsError, Sinks, WriterSide};
 use std::fmt;
 use std::future::Future;
@@ -85,7 +85,7 @@ pub async fn run(config: &Config) -> Report {
             return report;
         }
     };
-    if let (Some(url), Some(state)) = (config.state(), &sinks.state) {
+    if let (Some(url), DeliveryMode::ExactlyOnce { state }) = (config.state(), &sinks.mode) {
         let outcome = probe(async { state.check().await.map_err(DepsError::from) }).await;
         report.findings.push(Finding { variable: "STATE_URL", target: url.to_string(), outcome });
     }

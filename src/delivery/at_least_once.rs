@@ -285,7 +285,7 @@ async fn spill(
     let mut spilled = SpilledBatch::new(batch.table.clone(), reason, error, &[]);
     spilled.stream_arn = batch.stream_arn.to_string();
     spilled.shard_id = batch.shard_id.to_string();
-    spilled.write_mode = Some(deps.mode);
+    spilled.write_mode = Some(deps.mode.write_mode());
     spilled.records = records;
     crash::pass(hook, Boundary::BeforeSpill).map_err(|c| GaveBack::Crashed(c.to_string()))?;
     if deps.spill.spill(&spilled).await.is_ok() {

@@ -64,15 +64,47 @@ impl EncoderCell {
 /// [`DeliveryDeps::spill_reserve`] themselves.
 pub const SPILL_RESERVE: Duration = Duration::ZERO;
 
+/// The write mode with what it needs: only exactly-once has a state store,
+/// so the stateless modes need no stand-in for one.
+#[derive(Clone)]
+pub enum DeliveryMode {
+    /// One COMMITTED stream per shard; its offsets live in `state`.
+    ExactlyOnce { state: Arc<dyn StateStore> },
+    /// The `_default` stream, no state.
+    AtLeastOnce,
+    /// The `_default` stream with change pseudo-columns, no state.
+    Cdc,
+}
+
+impl DeliveryMode {
+    /// `mode`, with `state` where the mode uses one (the stateless modes
+    /// drop it).
+    pub fn of(mode: WriteMode, state: Arc<dyn StateStore>) -> Self {
+        match mode {
+            WriteMode::ExactlyOnce => Self::ExactlyOnce { state },
+            WriteMode::AtLeastOnce => Self::AtLeastOnce,
+            WriteMode::Cdc => Self::Cdc,
+        }
+    }
+
+    /// The bare mode (recorded in spillover headers).
+    pub fn write_mode(&self) -> WriteMode {
+        match self {
+            Self::ExactlyOnce { .. } => WriteMode::ExactlyOnce,
+            Self::AtLeastOnce => WriteMode::AtLeastOnce,
+            Self::Cdc => WriteMode::Cdc,
+        }
+    }
+}
+
 /// Everything `deliver` uses. Fields are public so the handler (and tests)
 /// build it from `Config`; [`DeliveryDeps::new`] fills the defaults.
 pub struct DeliveryDeps {
     pub client: WriteClient,
     pub encoder: EncoderCell,
-    pub state: Arc<dyn StateStore>,
     pub spill: Arc<dyn SpillSink>,
     pub dlq: Arc<dyn DeadLetterSink>,
-    pub mode: WriteMode,
+    pub mode: DeliveryMode,
     /// Request cutting (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES` for the whole
     /// request, `BATCH_WINDOW_MS`); a row that alone does not fit a request
     /// ([`crate::batch::RequestBudget`]) is dead-lettered as too large.
@@ -103,15 +135,13 @@ impl DeliveryDeps {
     pub fn new(
         client: WriteClient,
         encoder: EncoderCell,
-        state: Arc<dyn StateStore>,
+        mode: DeliveryMode,
         spill: Arc<dyn SpillSink>,
         dlq: Arc<dyn DeadLetterSink>,
-        mode: WriteMode,
     ) -> Self {
         Self {
             client,
             encoder,
-            state,
             spill,
             dlq,
             mode,

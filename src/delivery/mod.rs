@@ -22,7 +22,7 @@ pub mod store;
 mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
-pub use deps::{DeliveryDeps, EncoderCell, SPILL_RESERVE};
+pub use deps::{DeliveryDeps, DeliveryMode, EncoderCell, SPILL_RESERVE};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 
@@ -97,11 +97,13 @@ pub async fn deliver(
                 stats: DeliveryStats::default(),
             };
         }
-        match deps.mode {
-            WriteMode::ExactlyOnce => exactly_once::deliver(&batch, deps, deadline).await,
+        match &deps.mode {
+            DeliveryMode::ExactlyOnce { state } => {
+                exactly_once::deliver(&batch, deps, state.as_ref(), deadline).await
+            }
             // CDC rows differ only in their encoder (it adds the change
             // pseudo-columns); they travel the at-least-once `_default` path.
-            WriteMode::AtLeastOnce | WriteMode::Cdc => {
+            DeliveryMode::AtLeastOnce | DeliveryMode::Cdc => {
                 at_least_once::deliver(&batch, deps, deadline).await
             }
         }

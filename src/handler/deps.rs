@@ -6,9 +6,9 @@ use crate::batch::{BatchError, BatchLimits, RequestBudget};
 use crate::bigquery::{
     AppenderOptions, ClientError, RpcError, TablesClient, TablesError, WriteClient,
 };
-use crate::config::Config;
-use crate::delivery::store::{self, FileStateStore, StateStore, StoreError};
-use crate::delivery::{DeliveryDeps, EncoderCell, WriteMode};
+use crate::config::{Config, Delivery};
+use crate::delivery::store::{self, StoreError};
+use crate::delivery::{DeliveryDeps, DeliveryMode, EncoderCell, WriteMode};
 use crate::dlq::{self, DeadLetterSink, DlqError};
 use crate::metrics::LogOutput;
 use crate::pb::storage::TableSchema;
@@ -100,8 +100,8 @@ impl WriterSide {
 
 /// The three seams, opened from their URLs (STYLE.md §5).
 pub struct Sinks {
-    /// `None` with `WRITE_MODE=at_least_once`.
-    pub state: Option<Arc<dyn StateStore>>,
+    /// The write mode with its opened state store (exactly-once only).
+    pub mode: DeliveryMode,
     pub spill: Arc<dyn SpillSink>,
     pub dead_letter: Arc<dyn DeadLetterSink>,
 }
@@ -123,9 +123,12 @@ impl Sinks {
     /// # Errors
     /// The first sink that cannot be opened.
     pub fn open_with(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, DepsError> {
-        let state = match config.state() {
-            Some(url) => Some(store::open(url, aws)?),
-            None => None,
+        let mode = match &config.delivery {
+            Delivery::ExactlyOnce { state } => {
+                DeliveryMode::ExactlyOnce { state: store::open(state, aws)? }
+            }
+            Delivery::AtLeastOnce => DeliveryMode::AtLeastOnce,
+            Delivery::Cdc => DeliveryMode::Cdc,
         };
         let spill = spill::open(&config.spill, aws)?;
         // Letters too large for an SQS message carry a pointer to their bytes
@@ -136,7 +139,7 @@ impl Sinks {
             _ => None,
         };
         let dead_letter = dlq::open(&config.dead_letter, payloads.as_ref(), aws)?;
-        Ok(Self { state, spill, dead_letter })
+        Ok(Self { mode, spill, dead_letter })
     }
 }
 
@@ -191,21 +194,12 @@ impl Deps {
     }
 
     fn assemble(config: &Config, output: LogOutput, writer: WriterSide, sinks: Sinks) -> Self {
-        // At-least-once keeps no state; delivery still holds a store, so it
-        // gets one that is never written (a directory that need not exist).
-        let state = match sinks.state {
-            Some(s) => s,
-            None => Arc::new(FileStateStore::new(
-                std::env::temp_dir().join("kinesis-bigquery-unused-state"),
-            )),
-        };
         let mut delivery = DeliveryDeps::new(
             writer.client,
             EncoderCell::new(writer.encoder, writer.options),
-            state,
+            sinks.mode,
             sinks.spill,
             sinks.dead_letter,
-            config.write_mode(),
         );
         delivery.evolve = writer.tables.map(crate::evolve::Evolver::new);
         delivery.limits = config.batch;

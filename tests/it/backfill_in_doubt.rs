@@ -19,7 +19,7 @@ use kinesis_bigquery::batch::BatchLimits;
 use kinesis_bigquery::bigquery::AppenderOptions;
 use kinesis_bigquery::delivery::store::{S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    DeliveryDeps, EncoderCell, Landing, ShardBatch, WriteMode, deliver,
+    DeliveryDeps, DeliveryMode, EncoderCell, Landing, ShardBatch, WriteMode, deliver,
 };
 use kinesis_bigquery::rows::{Encoder, EncoderOptions};
 use kinesis_bigquery::source::SourceRecord;
@@ -66,10 +66,9 @@ async fn appends_in_doubt_are_spilled_resolved_and_backfilled_exactly_once() -> 
     let mut lambda = DeliveryDeps::new(
         bq,
         EncoderCell::new(encoder, EncoderOptions::default()),
-        Arc::clone(&state),
+        DeliveryMode::of(WriteMode::ExactlyOnce, Arc::clone(&state)),
         Arc::clone(&spill),
         dlq,
-        WriteMode::ExactlyOnce,
     );
     // Small requests, so several are in flight when BigQuery goes away.
     lambda.limits = BatchLimits::new(5, 1 << 20, Duration::ZERO)?;

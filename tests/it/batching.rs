@@ -16,9 +16,8 @@ use tokio::time::Instant;
 
 use kinesis_bigquery::batch::{BatchLimits, MIN_BATCH_MAX_BYTES};
 use kinesis_bigquery::bigquery::{AppendOutcome, AuthMode, ClientConfig, WriteClient};
-use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
-    DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch, WriteMode, deliver,
+    DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch, deliver,
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, ReceivedAppend};
@@ -80,10 +79,9 @@ async fn requests_under(limits: BatchLimits) -> anyhow::Result<Vec<ReceivedAppen
     let mut deps = DeliveryDeps::new(
         client,
         EncoderCell::new(Encoder::new(&schema, options)?, options),
-        Arc::new(FileStateStore::new(dir.path().join("state"))),
+        DeliveryMode::AtLeastOnce,
         Arc::new(FileSpill::new(dir.path().join("spill"))),
         Arc::new(FileDeadLetter::new(dir.path().join("dlq.ndjson"))),
-        WriteMode::AtLeastOnce,
     );
     deps.limits = limits;
     let records: Vec<_> = (1..=RECORDS).map(|s| Ok(record(s))).collect();

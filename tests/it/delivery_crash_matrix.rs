@@ -58,7 +58,8 @@ use tokio::time::Instant;
 use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, WriteClient};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    CrashPoints, DeliveryDeps, EncoderCell, ShardBatch, ShardState, WriteMode, deliver, state_key,
+    CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, ShardBatch, ShardState, WriteMode,
+    deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, DeadLetterSink, FileDeadLetter};
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
@@ -273,10 +274,9 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
     let mut deps = DeliveryDeps::new(
         world.client.clone(),
         EncoderCell::new(encoder, options),
-        state_store.clone(),
+        DeliveryMode::of(WriteMode::ExactlyOnce, state_store.clone()),
         spill.clone(),
         Arc::new(FileDeadLetter::new(dlq_path.clone())),
-        WriteMode::ExactlyOnce,
     );
     deps.appender = AppenderOptions { retry: fast_retry(3), ..AppenderOptions::default() };
     deps.limits.max_rows = rng.random_range(1..=4);

@@ -16,8 +16,8 @@ use kinesis_bigquery::bigquery::{
 };
 use kinesis_bigquery::delivery::store::{S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch, ShardState, WriteMode,
-    deliver, state_key,
+    DeliveryDeps, DeliveryMode, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch,
+    ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, EmulatorConfig};
@@ -71,10 +71,9 @@ async fn deps(
     let mut d = DeliveryDeps::new(
         client.clone(),
         EncoderCell::new(Encoder::new(&schema(), options)?, options),
-        store,
+        DeliveryMode::of(WriteMode::ExactlyOnce, store),
         Arc::new(FileSpill::new(dir.join("spill"))),
         Arc::new(FileDeadLetter::new(dir.join("dlq.ndjson"))),
-        WriteMode::ExactlyOnce,
     );
     d.appender = AppenderOptions {
         retry: RetryPolicy {

@@ -15,8 +15,8 @@ use kinesis_bigquery::bigquery::{
 };
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
-    Boundary, CrashPoints, DeliveryDeps, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch,
-    ShardOutcome, ShardState, WriteMode, deliver, state_key,
+    Boundary, CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, GaveBack, Landing,
+    RecordOutcome, ShardBatch, ShardOutcome, ShardState, WriteMode, deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, FileDeadLetter, Reason};
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
@@ -159,10 +159,9 @@ pub(crate) async fn setup_with(
     let mut deps = DeliveryDeps::new(
         client,
         EncoderCell::new(Encoder::new(&encoder_schema, options)?, options),
-        state.clone(),
+        DeliveryMode::of(mode, state.clone()),
         spill.clone(),
         Arc::new(FileDeadLetter::new(dlq.clone())),
-        mode,
     );
     deps.appender = AppenderOptions { retry: quick(), ..AppenderOptions::default() };
     deps.spill_reserve = Duration::from_millis(300);

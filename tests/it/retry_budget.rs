@@ -18,7 +18,7 @@ use kinesis_bigquery::bigquery::{
 };
 use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
-    DeliveryDeps, EncoderCell, Landing, RecordOutcome, ShardBatch, WriteMode, deliver,
+    DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch, WriteMode, deliver,
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, EmulatorConfig, FaultSpec};
@@ -70,10 +70,9 @@ async fn refused_everything(mode: WriteMode) -> anyhow::Result<()> {
     let mut deps = DeliveryDeps::new(
         client,
         EncoderCell::new(Encoder::new(&schema, options)?, options),
-        Arc::new(FileStateStore::new(dir.path().join("state"))),
+        DeliveryMode::of(mode, Arc::new(FileStateStore::new(dir.path().join("state")))),
         spill.clone(),
         Arc::new(FileDeadLetter::new(dir.path().join("dlq.ndjson"))),
-        mode,
     );
     deps.appender = AppenderOptions { retry: policy, ..AppenderOptions::default() };
 

@@ -36,7 +36,7 @@ use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutco
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Item, Prepared};
 use super::state::{Claim, ShardState, state_key};
-use super::store::{StoreError, Version};
+use super::store::{StateStore, StoreError, Version};
 use super::{DeliveryDeps, ShardBatch};
 use crate::rows::Encoder;
 use crate::source::Position;
@@ -45,11 +45,12 @@ use crate::source::Position;
 pub(crate) async fn deliver(
     batch: &ShardBatch<'_>,
     deps: &DeliveryDeps,
+    store: &dyn StateStore,
     deadline: Instant,
 ) -> ShardOutcome {
     let encoder = deps.encoder.snapshot();
     let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
-    let mut run = Run::new(batch, deps, prepared, encoder, deadline);
+    let mut run = Run::new(batch, deps, store, prepared, encoder, deadline);
     let result = run.go().await;
     if let Err(GaveBack::Crashed(_)) = &result {
         // A crashed container's connections die with it.
@@ -66,6 +67,8 @@ enum Flow {
 struct Run<'a, 'b> {
     batch: &'b ShardBatch<'a>,
     deps: &'b DeliveryDeps,
+    /// The shard states (`DeliveryMode::ExactlyOnce`'s store).
+    store: &'b dyn StateStore,
     items: Vec<Item<'a>>,
     repeats: Vec<(usize, usize)>,
     encoder: Arc<Encoder>,
@@ -118,6 +121,7 @@ impl<'a, 'b> Run<'a, 'b> {
     fn new(
         batch: &'b ShardBatch<'a>,
         deps: &'b DeliveryDeps,
+        store: &'b dyn StateStore,
         prepared: Prepared<'a>,
         encoder: Arc<Encoder>,
         deadline: Instant,
@@ -126,6 +130,7 @@ impl<'a, 'b> Run<'a, 'b> {
         Self {
             batch,
             deps,
+            store,
             items: prepared.items,
             repeats: prepared.repeats,
             encoder,
@@ -180,7 +185,7 @@ impl<'a, 'b> Run<'a, 'b> {
     }
 
     async fn load(&mut self) -> Result<(), GaveBack> {
-        match self.deps.state.load(&self.key).await {
+        match self.store.load(&self.key).await {
             Ok(Some((bytes, version))) => {
                 self.state = ShardState::from_json(&bytes)
                     .map_err(|e| GaveBack::CorruptState(format!("{}: {e}", self.key)))?;
@@ -260,8 +265,8 @@ impl<'a, 'b> Run<'a, 'b> {
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
         let written = match &self.version {
-            Some(v) => self.deps.state.replace(&self.key, &bytes, v).await,
-            None => self.deps.state.create(&self.key, &bytes).await,
+            Some(v) => self.store.replace(&self.key, &bytes, v).await,
+            None => self.store.create(&self.key, &bytes).await,
         };
         let version = written.map_err(store_error)?;
         self.stats.state_writes += 1;
