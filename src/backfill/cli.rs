@@ -200,3 +200,27 @@ impl BackfillArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BackfillArgs,
+    }
+
+    fn parse(endpoint: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["backfill", "file:///tmp/spill", "--endpoint", endpoint])
+    }
+
+    #[test]
+    fn endpoint_is_the_lambdas_type() {
+        let err = parse("ftp://bigquery.example").err().expect("ftp is not an endpoint");
+        assert!(err.to_string().contains("http://HOST:PORT"), "{err}");
+        let cli = parse("http://127.0.0.1:9060").expect("the emulator's address parses");
+        assert_eq!(cli.args.endpoint, Endpoint::Emulator { url: "http://127.0.0.1:9060".into() });
+    }
+}

@@ -19,7 +19,7 @@ use crate::table::TableName;
 use std::time::Duration;
 
 /// The Storage Write API's public endpoint.
-pub const DEFAULT_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
+pub const DEFAULT_ENDPOINT: &str = crate::bigquery::DEFAULT_ENDPOINT;
 
 /// Default `BATCH_MAX_BYTES`, the whole encoded request: 512 KiB under the
 /// service's 10 MiB limit ([`crate::batch::BATCH_MAX_BYTES`]).
