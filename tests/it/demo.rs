@@ -59,12 +59,10 @@ async fn demo_passes_its_exactly_once_check_with_every_fault() -> anyhow::Result
 /// A write stream lost during an invocation, right after an append landed
 /// whose answer was lost: DESIGN.md invariant 9 and delivery/exactly_once/
 /// lost.rs say those records are spilled as `StreamLost` and replayed at
-/// least once. Today nothing is spilled and the rows are written again on
-/// the new stream (seed 11: 31 records twice, spilled 0): `round_lost`
-/// (round.rs) reads the retried request's NOT_FOUND as "none of those rows
-/// exist", while its first send had landed.
+/// least once. (Before the client kept a refused resend of an unanswered
+/// request in doubt, nothing was spilled and the rows were written again on
+/// the new stream: seed 11 gave 31 records twice.)
 #[tokio::test]
-#[ignore = "open bug in src/delivery: an in-doubt append whose stream is lost mid-invocation is rewritten, not spilled"]
 async fn demo_lost_stream_mid_invocation_spills_the_in_doubt_records() -> anyhow::Result<()> {
     let mut a = args(RowFormat::Proto);
     a.faults = "lost-stream-midway".parse::<FaultSet>().unwrap();
