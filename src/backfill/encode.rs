@@ -22,8 +22,38 @@ pub struct Encoded {
     pub record_of_row: Vec<usize>,
 }
 
-/// Encodes every record whose fate is [`Fate::Replay`] and is not in
-/// `excluded` (records BigQuery rejected on an earlier attempt).
+impl Encoded {
+    /// Nothing encoded yet: the dead letters of `excluded` and the count of
+    /// records already in the table.
+    pub(super) fn start(
+        records: &[SourceRecord],
+        fates: &[Fate],
+        excluded: &[(usize, DeadLetter)],
+    ) -> Self {
+        Self {
+            rows: Vec::with_capacity(records.len()),
+            dead: excluded.iter().map(|(_, letter)| letter.clone()).collect(),
+            already_in_table: fates.iter().filter(|f| **f == Fate::InTable).count() as u64,
+            record_of_row: Vec::with_capacity(records.len()),
+        }
+    }
+}
+
+/// The records to encode, with their index in the object: fate
+/// [`Fate::Replay`] and not in `excluded` (records BigQuery rejected on an
+/// earlier attempt).
+pub(super) fn to_encode<'a>(
+    records: &'a [SourceRecord],
+    fates: &'a [Fate],
+    excluded: &'a [(usize, DeadLetter)],
+) -> impl Iterator<Item = (usize, &'a SourceRecord)> {
+    records.iter().zip(fates).enumerate().filter_map(move |(index, (record, fate))| {
+        let replay = *fate == Fate::Replay && !excluded.iter().any(|(i, _)| *i == index);
+        replay.then_some((index, record))
+    })
+}
+
+/// Encodes every record of [`to_encode`].
 pub fn encode(
     encoder: &Encoder,
     table: &TableName,
@@ -31,20 +61,8 @@ pub fn encode(
     fates: &[Fate],
     excluded: &[(usize, DeadLetter)],
 ) -> Encoded {
-    let mut out = Encoded {
-        rows: Vec::with_capacity(records.len()),
-        dead: excluded.iter().map(|(_, letter)| letter.clone()).collect(),
-        already_in_table: 0,
-        record_of_row: Vec::with_capacity(records.len()),
-    };
-    for (index, (record, fate)) in records.iter().zip(fates).enumerate() {
-        if *fate == Fate::InTable {
-            out.already_in_table += 1;
-            continue;
-        }
-        if excluded.iter().any(|(i, _)| *i == index) {
-            continue;
-        }
+    let mut out = Encoded::start(records, fates, excluded);
+    for (index, record) in to_encode(records, fates, excluded) {
         let mut row = Vec::new();
         match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
             Ok(()) => {

@@ -152,66 +152,47 @@ async fn fresh(
             && encoder.cdc().is_none()
             && ctx.deps.dlq.is_some()
             && fates.contains(&Fate::Replay);
-        if streamed {
-            let (encoded, written) =
-                stream_pending(ctx, &encoder, table, &records, &fates, &rejected).await?;
-            report.rows = encoded.rows.len() as u64;
-            report.already_in_table = encoded.already_in_table;
-            report.dead_lettered = encoded.dead.len() as u64;
-            if let Some(report) = settle(
-                ctx,
-                key,
-                batch,
-                table,
-                &encoded,
-                written,
-                report.clone(),
-                &records,
-                &mut rejected,
-            )
-            .await?
-            {
+        let (encoded, written) = if streamed {
+            stream_pending(ctx, &encoder, table, &records, &fates, &rejected).await?
+        } else {
+            let encoded = encode(&encoder, table, &records, &fates, &rejected);
+            if let Err(too_large) = cut(ctx, &encoder, table, &encoded.rows) {
+                for row in too_large {
+                    let index = encoded.record_of_row.get(row).copied();
+                    if let Some(index) = index
+                        && let Some(record) = records.get(index)
+                    {
+                        let message = "the encoded row alone exceeds the AppendRows request limit";
+                        rejected.push((
+                            index,
+                            DeadLetter::new(record, table, Reason::RowTooLarge, message),
+                        ));
+                    }
+                }
+                continue;
+            }
+            count(&mut report, &encoded);
+            if ctx.options.dry_run {
+                report.status = ObjectStatus::Counted;
                 return Ok(report);
             }
-            continue;
-        }
-        let encoded = encode(&encoder, table, &records, &fates, &rejected);
-        if let Err(too_large) = cut(ctx, &encoder, table, &encoded.rows) {
-            for row in too_large {
-                let index = encoded.record_of_row.get(row).copied();
-                if let Some(index) = index
-                    && let Some(record) = records.get(index)
-                {
-                    let message = "the encoded row alone exceeds the AppendRows request limit";
-                    rejected.push((
-                        index,
-                        DeadLetter::new(record, table, Reason::RowTooLarge, message),
-                    ));
-                }
+            if !encoded.dead.is_empty() && ctx.deps.dlq.is_none() {
+                return Err(BackfillError::NoDeadLetterQueue(encoded.dead.len()));
             }
-            continue;
-        }
-        report.rows = encoded.rows.len() as u64;
-        report.already_in_table = encoded.already_in_table;
-        report.dead_lettered = encoded.dead.len() as u64;
-        if ctx.options.dry_run {
-            report.status = ObjectStatus::Counted;
-            return Ok(report);
-        }
-        if !encoded.dead.is_empty() && ctx.deps.dlq.is_none() {
-            return Err(BackfillError::NoDeadLetterQueue(encoded.dead.len()));
-        }
-        if encoded.rows.is_empty() {
-            // Nothing to write: every record is in the table or dead-lettered.
-            dead_letter(ctx, &encoded.dead).await?;
-            finish(ctx, key, batch).await?;
-            return Ok(report);
-        }
-        let written = if encoder.cdc().is_some() {
-            super::cdc_default::write(ctx, &encoder, table, &encoded).await?
-        } else {
-            write_pending(ctx, &encoder, table, &encoded).await?
+            if encoded.rows.is_empty() {
+                // Nothing to write: every record is in the table or dead-lettered.
+                dead_letter(ctx, &encoded.dead).await?;
+                finish(ctx, key, batch).await?;
+                return Ok(report);
+            }
+            let written = if encoder.cdc().is_some() {
+                super::cdc_default::write(ctx, &encoder, table, &encoded).await?
+            } else {
+                write_pending(ctx, &encoder, table, &encoded).await?
+            };
+            (encoded, written)
         };
+        count(&mut report, &encoded);
         if let Some(report) = settle(
             ctx,
             key,
@@ -229,6 +210,13 @@ async fn fresh(
         }
     }
     Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
+}
+
+/// What the encoding of an attempt says of the object.
+fn count(report: &mut ObjectReport, encoded: &Encoded) {
+    report.rows = encoded.rows.len() as u64;
+    report.already_in_table = encoded.already_in_table;
+    report.dead_lettered = encoded.dead.len() as u64;
 }
 
 /// Steps 4–6 after a write: `Some(report)` when the object is done, `None`

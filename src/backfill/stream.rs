@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::encode::{Encoded, dead_letter};
+use super::encode::{Encoded, dead_letter, to_encode};
 use super::resolve::Fate;
 use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
 use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
@@ -67,22 +67,10 @@ async fn produce(
     tx: mpsc::UnboundedSender<AppendRequest>,
 ) -> (Encoded, Vec<Range<usize>>, Option<EncodeError>) {
     let budget = RequestBudget::new(limits, encoder, table);
-    let mut out = Encoded {
-        rows: Vec::with_capacity(records.len()),
-        dead: excluded.iter().map(|(_, letter)| letter.clone()).collect(),
-        already_in_table: 0,
-        record_of_row: Vec::with_capacity(records.len()),
-    };
+    let mut out = Encoded::start(records, fates, excluded);
     let mut sender = Sender { tx: Some(tx), ranges: Vec::new(), error: None };
     let mut batcher: Batcher<usize> = Batcher::new(budget.row_limits());
-    for (index, (record, fate)) in records.iter().zip(fates).enumerate() {
-        if *fate == Fate::InTable {
-            out.already_in_table += 1;
-            continue;
-        }
-        if excluded.iter().any(|(i, _)| *i == index) {
-            continue;
-        }
+    for (index, record) in to_encode(records, fates, excluded) {
         let mut row = Vec::new();
         match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
             Err(err) => out.dead.push(dead_letter(record, table, &err)),

@@ -40,9 +40,12 @@ pub enum AppendOutcome {
     /// Nothing of this request was written; these rows are bad. Indexes are into it.
     RowErrors(Vec<RowError>),
     /// Definitely not written: the service answered with a permanent error, or with a
-    /// transient one after the retry budget ran out.
+    /// transient one after the retry budget ran out, and no earlier send of the request
+    /// went unanswered.
     Failed(AppendError),
-    /// Sent, but no definitive answer came: it may or may not be in the stream.
+    /// Sent, but no definitive answer came: it may or may not be in the stream. Also a
+    /// refusal of a resend whose earlier send went unanswered (the refusal answers
+    /// only its own send: a stream lost in between cannot say ALREADY_EXISTS).
     InDoubt(AppendError),
     /// Never sent (an earlier request did not succeed, or the deadline came first).
     NotSent,

@@ -14,7 +14,7 @@
 //! Without offsets (`_default`), a resend after a lost answer can duplicate
 //! rows: that is the at-least-once contract of the default stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -87,6 +87,10 @@ struct Run {
     /// Failed attempts in a row (reset by every success).
     attempts: Attempts,
     free_reconnects: u32,
+    /// Requests once in flight on a connection that went away before their
+    /// answer: that send may have been written, so a refusal of a later send
+    /// (which answers only that send) leaves them in doubt, not failed.
+    unanswered: HashSet<usize>,
 }
 
 /// What the loop does after handling an event.
@@ -100,11 +104,17 @@ impl Run {
         if let Some(&first) = self.inflight.front() {
             self.next = first;
         }
-        self.inflight.clear();
+        self.unanswered.extend(self.inflight.drain(..));
         self.inflight_bytes = 0;
     }
 
     fn settle(&mut self, i: usize, outcome: AppendOutcome) {
+        let outcome = match outcome {
+            AppendOutcome::Failed(err) if self.unanswered.contains(&i) => {
+                AppendOutcome::InDoubt(err)
+            }
+            other => other,
+        };
         if !outcome.is_success() && self.stop.is_none() {
             self.stop = Some(i);
         }
@@ -254,6 +264,7 @@ impl Appender {
             stop: None,
             attempts: Attempts::default(),
             free_reconnects: 0,
+            unanswered: HashSet::new(),
         };
         self.drop_if_closed();
         loop {
@@ -556,8 +567,9 @@ impl Appender {
                 // Later in-flight requests will be ABORTED on this connection (§2.2):
                 // close it and resend them all, in order, on a new one.
                 self.retire();
-                run.inflight.push_front(i);
                 run.rewind();
+                // `i` itself was answered (not written by this send).
+                run.next = i;
                 tokio::time::sleep(delay).await;
             }
             Decision::GiveUp => run.settle(i, AppendOutcome::Failed(err)),

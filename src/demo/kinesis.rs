@@ -2,11 +2,18 @@
 //! shard's records to the real handler in batches, one invocation per shard
 //! at a time (ParallelizationFactor 1), and retries from the first record
 //! the partial batch response names — or the whole batch when the
-//! invocation failed, crashed, or its response was lost.
+//! invocation failed, crashed, or its response was lost. Under the
+//! `discard` fault it gives up on a batch after an attempt that appended, as
+//! `MaximumRetryAttempts` makes it do, and moves on; under `lost-stream` it
+//! has the emulator garbage-collect the shard's write stream.
 
 use super::faults::{FaultSet, Plan, arm, disarm, plan};
-use crate::emulator::Faults;
+use super::generate::STREAM_ARN;
+use crate::delivery::store::StateStore;
+use crate::delivery::{ShardState, state_key};
+use crate::emulator::Emulator;
 use crate::handler::{self, Deps};
+use crate::table::TableName;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use indicatif::ProgressBar;
@@ -31,24 +38,53 @@ pub struct EsmStats {
     pub failed: u64,
     /// Kinesis records given up on after [`MAX_ATTEMPTS`] (0 when healthy).
     pub abandoned: u64,
+    /// Batches given up on by the `discard` fault after an attempt that
+    /// appended, and their Kinesis records (never delivered again).
+    pub discarded_batches: u64,
+    pub discarded: Vec<Value>,
+    /// Write streams garbage-collected between invocations, and during one
+    /// (right after an append whose answer was lost).
+    pub streams_expired_between: u64,
+    pub streams_expired_midway: u64,
+    /// Their names: records spilled in doubt on them cannot be resolved.
+    pub expired_streams: Vec<String>,
 }
 
-/// Delivers every shard's records through `deps`' handler.
+/// Where the demo finds a shard's current write stream, to lose it.
+pub struct StreamFinder<'a> {
+    pub state: &'a dyn StateStore,
+    pub table: &'a TableName,
+}
+
+impl StreamFinder<'_> {
+    /// The shard's write stream as its state names it (none before the
+    /// shard's first invocation, or when the state cannot be read).
+    async fn current(&self, shard_id: &str) -> Option<String> {
+        let key = state_key(self.table, STREAM_ARN, shard_id);
+        let (bytes, _) = self.state.load(&key).await.ok()??;
+        ShardState::from_json(&bytes).ok().map(|s| s.write_stream)
+    }
+}
+
+/// Delivers every shard's records through `deps`' handler. `streams`:
+/// `None` when the mode writes no explicit write stream (CDC).
 pub async fn drive(
     deps: &Deps,
-    faults: &Faults,
+    emulator: &Emulator,
+    streams: Option<&StreamFinder<'_>>,
     shards: &[(String, Vec<Value>)],
     batch_size: usize,
     fault_set: &FaultSet,
     progress: &ProgressBar,
 ) -> EsmStats {
+    let faults = emulator.faults();
     let mut stats = EsmStats::default();
     let mut cursors = vec![0usize; shards.len()];
     let mut attempts = vec![0u32; shards.len()];
     let mut invocation = 0usize;
     loop {
         let mut busy = false;
-        for (s, (_, records)) in shards.iter().enumerate() {
+        for (s, (shard_id, records)) in shards.iter().enumerate() {
             let (Some(cursor), Some(tries)) = (cursors.get_mut(s), attempts.get_mut(s)) else {
                 continue;
             };
@@ -61,17 +97,46 @@ pub async fn drive(
                 continue;
             }
             busy = true;
-            let planned = plan(fault_set, invocation);
+            let planned = plan(fault_set, invocation, streams.is_some());
             invocation += 1;
             stats.invocations += 1;
+            let stream = match (planned, streams) {
+                (Plan::ExpireBefore, Some(finder)) => finder.current(shard_id).await,
+                _ => None,
+            };
+            if let Some(name) = stream.filter(|name| emulator.expire_stream(name).is_ok()) {
+                stats.streams_expired_between += 1;
+                stats.expired_streams.push(name);
+            }
             arm(faults, planned);
             let result = match planned {
-                Plan::KillMidway(after) => {
+                Plan::KillMidway(after) | Plan::DiscardAfterKill(after) => {
                     tokio::time::timeout(after, invoke(deps, batch)).await.ok()
+                }
+                Plan::ExpireMidway => {
+                    let lost = LostStream { emulator, streams, shard_id };
+                    let (result, expired) = lost.during(deps, batch).await;
+                    if let Some(name) = expired {
+                        stats.streams_expired_midway += 1;
+                        stats.expired_streams.push(name);
+                    }
+                    Some(result)
                 }
                 _ => Some(invoke(deps, batch).await),
             };
             disarm(faults);
+            if matches!(planned, Plan::DiscardAfterLostResponse | Plan::DiscardAfterKill(_)) {
+                // Out of retries: the mapping checkpoints past the batch
+                // (Lambda would send its metadata to the OnFailure
+                // destination); Kinesis never delivers these records again.
+                drop(result);
+                stats.discarded_batches += 1;
+                stats.discarded.extend_from_slice(batch);
+                *cursor += batch.len();
+                *tries = 0;
+                progress.inc(batch.len() as u64);
+                continue;
+            }
             let advance = match (planned, result) {
                 (_, None) => {
                     stats.crashes += 1;
@@ -122,6 +187,46 @@ async fn invoke(deps: &Deps, records: &[Value]) -> Result<KinesisEventResponse, 
         serde_json::from_value(json!({ "Records": records })).map_err(|e| e.to_string())?;
     let event = handler::local_event(event, Duration::from_secs(60));
     handler::handle(event, deps).await.map_err(|e| e.to_string())
+}
+
+/// Loses a shard's write stream during an invocation.
+struct LostStream<'a> {
+    emulator: &'a Emulator,
+    streams: Option<&'a StreamFinder<'a>>,
+    shard_id: &'a str,
+}
+
+impl LostStream<'_> {
+    /// One invocation armed as in doubt ([`Plan::ExpireMidway`]): as soon as
+    /// its first append has landed (its answer lost, every retry refused),
+    /// the stream it wrote — the one the shard's state names by then, as a
+    /// claim is persisted before the first append — is garbage-collected and
+    /// the service comes back, so the handler meets NOT_FOUND with that
+    /// append in doubt. Returns the invocation's result and the stream
+    /// expired, if any.
+    async fn during(
+        &self,
+        deps: &Deps,
+        records: &[Value],
+    ) -> (Result<KinesisEventResponse, String>, Option<String>) {
+        let mut activity = self.emulator.activity();
+        let before = activity.borrow().append_requests;
+        let invocation = invoke(deps, records);
+        tokio::pin!(invocation);
+        tokio::select! {
+            result = &mut invocation => (result, None),
+            landed = async { activity.wait_for(|a| a.append_requests > before).await.is_ok() } => {
+                // (The borrow of the activity is gone: the emulator can record again.)
+                let stream = match (landed, self.streams) {
+                    (true, Some(finder)) => finder.current(self.shard_id).await,
+                    _ => None,
+                };
+                let expired = stream.filter(|name| self.emulator.expire_stream(name).is_ok());
+                disarm(self.emulator.faults());
+                (invocation.await, expired)
+            }
+        }
+    }
 }
 
 /// Index in `batch` of the record the response names, if any: Lambda

@@ -8,8 +8,8 @@
 use super::cdc;
 use super::faults::FaultSet;
 use super::generate::generate;
-use super::kinesis::drive;
-use super::report::DemoReport;
+use super::kinesis::{StreamFinder, drive};
+use super::report::{Allowances, DemoReport};
 use super::table;
 use crate::backfill::{self, BackfillDeps, BackfillError, BackfillOptions, Progress};
 use crate::batch::BatchLimits;
@@ -21,10 +21,13 @@ use crate::emulator::{self, EmulatorConfig, EmulatorError, SchemaJsonError};
 use crate::handler::{Deps, DepsError};
 use crate::metrics::LogOutput;
 use crate::rows::{EncoderOptions, RowFormat};
-use crate::spill::{FileSpill, SpillError, SpillFilter, SpillSink};
+use crate::source::SourceError;
+use crate::spill::{FileSpill, SpillError, SpillFilter, SpillReason, SpillSink};
 use crate::table::TableNameError;
+use aws_lambda_events::event::kinesis::KinesisEvent;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,7 +73,8 @@ pub struct DemoArgs {
     /// Row format of the AppendRows requests.
     #[arg(long, default_value = "proto", value_parser = parse_format)]
     pub format: RowFormat,
-    /// Faults to inject: all, none, or a list of retries, outage, crash, in-doubt.
+    /// Faults to inject: all, none, or a list of retries, outage, crash,
+    /// in-doubt, discard, lost-stream (and lost-stream-midway, not in all).
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     pub faults: FaultSet,
     /// Seed of the generated records.
@@ -114,6 +118,8 @@ pub enum DemoError {
     Backfill(#[from] BackfillError),
     #[error("reading the dead letters")]
     DeadLetters(#[from] serde_json::Error),
+    #[error("reading the discarded Kinesis records")]
+    Discarded(#[from] SourceError),
 }
 
 /// Runs the demo and returns its report; [`DemoReport::passed`] says
@@ -170,14 +176,21 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         }
     };
     let kinesis_records: u64 = generated.shards.iter().map(|(_, r)| r.len() as u64).sum();
-    // The faults hit invocations 1 to 10 (faults.rs): make more than that.
+    // The faults hit invocations 1 to 17 (faults.rs): make more than that.
     let per_shard = kinesis_records / u64::from(args.shards.max(1));
     let batch_size =
-        args.batch_size.min(usize::try_from(per_shard / 7).unwrap_or(usize::MAX).max(1));
+        args.batch_size.min(usize::try_from(per_shard / 11).unwrap_or(usize::MAX).max(1));
     let bar = progress_bar(args.quiet, kinesis_records);
     bar.set_message("delivering");
+    let state = FileStateStore::new(dir.join("state"));
+    let finder = StreamFinder { state: &state, table: &table };
+    let streams = (args.mode == DemoMode::ExactlyOnce).then_some(&finder);
     let esm =
-        drive(&deps, emulator.faults(), &generated.shards, batch_size, &args.faults, &bar).await;
+        drive(&deps, &emulator, streams, &generated.shards, batch_size, &args.faults, &bar).await;
+    let good: HashSet<&str> = generated.good.iter().map(String::as_str).collect();
+    let mut allow = Allowances::default();
+    let (discarded_ids, discarded_users) = event_ids(&esm.discarded)?;
+    allow.discarded = discarded_ids.into_iter().filter(|id| good.contains(id.as_str())).collect();
 
     let mut report = DemoReport {
         mode: args.mode,
@@ -187,6 +200,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         user_records: generated.user_records,
         good: generated.good.len() as u64,
         corrupt: generated.corrupt,
+        corrupt_discarded: discarded_users.saturating_sub(allow.discarded.len() as u64),
         esm,
         ..DemoReport::default()
     };
@@ -198,6 +212,18 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
         report.spilled_records += batch.records.len() as u64;
         report.in_doubt_records +=
             batch.records.iter().filter(|r| r.offset.is_some()).count() as u64;
+        // In doubt on a lost stream: spilled as such, or spilled in doubt on
+        // a stream the demo expired before the backfill could resolve it.
+        let stream_lost = batch.reason == SpillReason::StreamLost;
+        let on_expired =
+            batch.write_stream.as_ref().is_some_and(|ws| report.esm.expired_streams.contains(ws));
+        allow.lost_stream.extend(
+            batch
+                .records
+                .iter()
+                .filter(|r| stream_lost || (on_expired && r.offset.is_some()))
+                .filter_map(|r| event_id(&r.data)),
+        );
     }
 
     bar.set_message("backfilling");
@@ -237,7 +263,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
                 .iter()
                 .filter_map(|row| row.get("event_id").and_then(|v| v.as_str()).map(str::to_string))
                 .collect();
-            report.check_table(&generated.good, &in_table);
+            report.check_table(&generated.good, &in_table, &allow);
         }
         Some(expected) => {
             report.rows_in_table = rows.len() as u64;
@@ -261,6 +287,26 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The `event_id`s of `records` (Kinesis event records, de-aggregated as the
+/// handler does), and how many user records they hold (a corrupt aggregate
+/// counts once, as in [`super::generate::Generated::user_records`]).
+fn event_ids(records: &[Value]) -> Result<(Vec<String>, u64), DemoError> {
+    if records.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let mut event: KinesisEvent = serde_json::from_value(json!({ "Records": records }))?;
+    let users = crate::source::records(&mut event)?;
+    let count = users.len() as u64;
+    let ids = users.iter().filter_map(|u| u.as_ref().ok()).filter_map(|u| event_id(&u.data));
+    Ok((ids.collect(), count))
+}
+
+/// A user record's `event_id`, when it is JSON with one.
+fn event_id(data: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(data).ok()?;
+    value.get("event_id")?.as_str().map(str::to_string)
 }
 
 fn format_name(format: RowFormat) -> &'static str {

@@ -234,15 +234,16 @@ impl Connection {
         if matches!(verdict, Verdict::Fail { .. }) {
             self.activity.record(|a| a.refused += 1);
         }
-        let write_then_drop = match verdict {
+        let (write_then_drop, then_expire) = match verdict {
             Verdict::Fail { code, message, in_band: false } => {
                 return Step::Close(Status::new(code, message));
             }
             Verdict::Fail { code, message, in_band: true } => {
                 return Step::Failed(self.error_response(&Failure::new(code, message)));
             }
-            Verdict::WriteThenDrop => true,
-            Verdict::Pass => false,
+            Verdict::WriteThenDrop => (true, false),
+            Verdict::WriteThenExpire => (true, true),
+            Verdict::Pass => (false, false),
             Verdict::Hold => {
                 // Taken, not applied: it lands later, after this connection is gone.
                 if let Ok((target, offset, rows, _, _)) = self.checked(req) {
@@ -264,6 +265,10 @@ impl Connection {
         match self.append(req) {
             Ok(resp) if write_then_drop => {
                 drop(resp);
+                if then_expire && let Some(target) = &self.target {
+                    // Gone already is as good: the fault is the loss.
+                    let _ = self.store.expire_stream(&target.stream);
+                }
                 Step::Close(Status::unavailable(
                     "Connection reset after the rows were written (injected).",
                 ))

@@ -55,6 +55,14 @@ pub enum FaultSpec {
         #[serde(default = "one")]
         times: u32,
     },
+    /// The next `times` AppendRows requests are written, then their stream
+    /// is lost (garbage-collected, as `ExpireStream`) and the connection ends
+    /// with UNAVAILABLE: the writer's resend meets NOT_FOUND while its first
+    /// send is in the table.
+    WriteThenExpire {
+        #[serde(default = "one")]
+        times: u32,
+    },
     /// Fail each call/request of `method` with probability `probability`,
     /// drawn from a generator seeded with `seed` (same seed, same sequence).
     Random {
@@ -137,6 +145,7 @@ pub enum Verdict {
     Pass,
     Fail { code: Code, message: String, in_band: bool },
     WriteThenDrop,
+    WriteThenExpire,
     Hold,
 }
 
@@ -185,6 +194,7 @@ impl Faults {
                     FaultSpec::Fail { times, .. }
                     | FaultSpec::DropAfter { times, .. }
                     | FaultSpec::WriteThenDrop { times }
+                    | FaultSpec::WriteThenExpire { times }
                     | FaultSpec::Hold { times } => *times,
                     _ => u32::MAX,
                 };
@@ -229,6 +239,11 @@ impl Faults {
 
     pub fn write_then_drop(&self, times: u32) {
         self.add(FaultSpec::WriteThenDrop { times });
+    }
+
+    /// See [`FaultSpec::WriteThenExpire`].
+    pub fn write_then_expire(&self, times: u32) {
+        self.add(FaultSpec::WriteThenExpire { times });
     }
 
     /// The next `times` AppendRows requests land only at `release_held`.
@@ -314,6 +329,11 @@ impl Faults {
                 FaultSpec::WriteThenDrop { .. } if method == "AppendRows" => {
                     r.left -= 1;
                     verdict = Verdict::WriteThenDrop;
+                    break;
+                }
+                FaultSpec::WriteThenExpire { .. } if method == "AppendRows" => {
+                    r.left -= 1;
+                    verdict = Verdict::WriteThenExpire;
                     break;
                 }
                 FaultSpec::Hold { .. } if method == "AppendRows" => {

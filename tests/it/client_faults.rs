@@ -106,6 +106,26 @@ async fn a_response_lost_after_the_write_resolves_as_already_exists() -> anyhow:
     Ok(())
 }
 
+/// A refusal answers only the send it came on: when an earlier send of the
+/// same request went unanswered, the rows may be in the stream (here the
+/// stream then vanished, so the resend cannot see them as ALREADY_EXISTS).
+#[test_case(Code::NotFound ; "stream gone")]
+#[test_case(Code::PermissionDenied ; "access revoked")]
+#[tokio::test]
+async fn a_refusal_after_an_unanswered_send_leaves_the_request_in_doubt(
+    code: Code,
+) -> anyhow::Result<()> {
+    let w = world().await;
+    let stream = w.committed_stream().await;
+    let mut appender = w.appender(&stream, options(2, fast_retry(4)));
+    w.emulator.faults().write_then_drop(1);
+    w.emulator.faults().fail_next_in_band(1, code, "refused on the resend");
+    let outcomes = appender.append_all(requests(0, 2, 2, true), in_secs(10)).await;
+    assert_eq!(kinds(&outcomes)[0], "doubt", "{outcomes:?}");
+    assert_eq!(w.ids(), [0, 1], "the first send was written");
+    Ok(())
+}
+
 #[tokio::test]
 async fn idle_close_reconnects_without_spending_the_retry_budget() -> anyhow::Result<()> {
     let config = EmulatorConfig { idle_timeout: Duration::from_millis(300), ..Default::default() };

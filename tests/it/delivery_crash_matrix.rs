@@ -22,7 +22,8 @@
 //!   written elsewhere: each is in the table or the dead-letter queue, never
 //!   both (issue 12, scenario 7);
 //! - the shard's write stream is garbage-collected between invocations
-//!   (NOT_FOUND from then on), a request is held by the service and lands
+//!   (NOT_FOUND from then on), or during one right after a request was
+//!   written whose answer never came (the resend meets NOT_FOUND), a request is held by the service and lands
 //!   later, after its client is gone (a late append), and the event source
 //!   mapping discards a batch it gave up on and moves past it.
 //!
@@ -62,7 +63,7 @@ use kinesis_bigquery::delivery::{
     deliver, state_key,
 };
 use kinesis_bigquery::dlq::{DeadLetter, DeadLetterSink, FileDeadLetter};
-use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
+use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, FaultSpec};
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
@@ -328,6 +329,7 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
             world.emulator.release_held();
             held = false;
         }
+        let mut expire_armed = false;
         if !calm {
             match rng.random_range(0..14) {
                 0 => faults.fail_next(
@@ -357,6 +359,12 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
                             lost_any = true;
                         }
                     }
+                }
+                // The stream is lost mid-invocation, right after a request
+                // was written whose answer never came.
+                8 => {
+                    faults.write_then_expire(1);
+                    expire_armed = true;
                 }
                 // The next request is taken and applied later (a late append).
                 7 => {
@@ -390,6 +398,12 @@ async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Result
             {
                 eprintln!("  state {}", String::from_utf8_lossy(&bytes));
             }
+        }
+        if expire_armed
+            && !faults.active().iter().any(|f| matches!(f, FaultSpec::WriteThenExpire { .. }))
+        {
+            tally.lost_streams += 1;
+            lost_any = true;
         }
         faults.clear();
         faults.set_down(false);
