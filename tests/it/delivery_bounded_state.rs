@@ -4,11 +4,14 @@
 //! must still replay exactly the objects the state vouches for.
 
 use crate::backfill_support;
-use crate::delivery_scenarios::{ARN, SHARD, Setup, TABLE, good, setup, table_schema};
+use crate::delivery_scenarios::{ARN, SHARD, Setup, TABLE, good, keys, setup, table_schema};
 use std::sync::Arc;
 
+use kinesis_bigquery::delivery::spill_manifest::SPILL_LIST_CAP;
 use kinesis_bigquery::delivery::store::StateStore;
-use kinesis_bigquery::delivery::{Landing, RecordOutcome, WriteMode, state_key};
+use kinesis_bigquery::delivery::{
+    Boundary, CrashPoints, Landing, RecordOutcome, WriteMode, state_key,
+};
 use kinesis_bigquery::spill::{SpillFilter, SpillReason, SpillSink, SpilledBatch};
 
 const SPILL: RecordOutcome = RecordOutcome::Landed(Landing::Spill);
@@ -94,5 +97,40 @@ async fn state_size_after_ten_thousand_spilling_invocations() -> anyhow::Result<
     let last = state_bytes(&s).await;
     println!("state after 10,000 spilling invocations: {last} bytes (largest {largest})");
     assert!(largest < BOUND);
+    Ok(())
+}
+
+/// A crash between writing a manifest and the state that names it leaves an
+/// unreferenced manifest; the retry writes the same one (same content, same
+/// key) and the backfill still replays every spilled record exactly once.
+#[tokio::test]
+async fn a_crash_before_the_state_names_its_new_manifest_loses_nothing() -> anyhow::Result<()> {
+    let mut s = setup(WriteMode::ExactlyOnce).await?;
+    assert_eq!(s.run(&[good(1)]).await.records, vec![TABLE]);
+    s.emu.drop_table(&s.table)?;
+    let cap = SPILL_LIST_CAP as u64;
+    outage(&s, 2, cap).await;
+    assert!(s.state().await.spill_manifest.is_none(), "the cap is not passed yet");
+
+    let next = 2 + cap;
+    s.deps.crash = Some(Arc::new(CrashPoints::on(Boundary::BeforeStateWrite)));
+    assert!(s.run(&[good(next)]).await.gave_back.is_some());
+    s.deps.crash = None;
+    let kept = s.state().await;
+    assert_eq!((kept.spills.len(), kept.spill_manifest), (SPILL_LIST_CAP, None));
+
+    assert_eq!(s.run(&[good(next)]).await.records, vec![SPILL]);
+    let state = s.state().await;
+    assert!(state.spill_manifest.is_some() && state.spills.len() == 1, "{state:?}");
+
+    s.emu.create_table(&s.table, table_schema())?;
+    let mut deps = backfill_support::deps(&s.emu, s.spill.clone(), None).await;
+    let store: Arc<dyn StateStore> = s.state.clone();
+    deps.state = Some(store);
+    let summary = backfill_support::run(&deps, &backfill_support::options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    assert_eq!(summary.replayed, cap + 1, "{summary:?}");
+    let expected: Vec<u64> = (2..=next).collect();
+    assert_eq!(s.keys(), keys(&expected));
     Ok(())
 }
