@@ -361,6 +361,13 @@ mod tests {
         // A format-2 object's claim reads as it was written.
         let old = br#"{"format":2,"write_stream":"s","next_offset":3,"last_position":null,"claim":{"from":{"sequence_number":"7","sub_sequence_number":0}}}"#;
         assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::From(pos("7", 0)));
+        // A format-3 object lists its spills inline and names no manifest.
+        let old = br#"{"format":3,"write_stream":"s","next_offset":3,"last_position":null,"spills":["a"],"claim":"clean"}"#;
+        let read = ShardState::from_json(old).unwrap();
+        assert_eq!(
+            (read.spills, read.spill_manifest, read.format),
+            (vec!["a".to_string()], None, 4)
+        );
         // A format-1 object knows no claim.
         let old = br#"{"format":1,"write_stream":"s","next_offset":3,"last_position":null}"#;
         assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::Unknown);
