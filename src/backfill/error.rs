@@ -53,6 +53,8 @@ pub enum BackfillError {
     State(#[from] StoreError),
     #[error("shard state")]
     StateFormat(#[from] StateError),
+    #[error("shard state's spill manifests")]
+    SpillManifest(#[from] crate::delivery::spill_manifest::ManifestError),
     #[error("the shard state kept changing; gave up unlisting after {0} attempts")]
     StateContended(u32),
     #[error(

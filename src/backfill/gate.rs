@@ -7,8 +7,15 @@
 //! (`ShardState::spills`); only those are replayed. After replaying one, the
 //! backfill removes it from the list with a compare-and-swap, so a later run
 //! sees it as what it then is: done.
+//!
+//! Older listed paths live in the state's spill manifest chain (see
+//! `delivery/spill_manifest.rs`) and vouch exactly like the inline list.
+//! Those cannot be unlisted one by one: a replayed one stays vouched for
+//! until [`prune`] drops the whole chain, which is safe because its replay
+//! left a committed marker (a rerun finds it and only finishes removing it).
 
 use super::error::BackfillError;
+use crate::delivery::spill_manifest::ManifestCache;
 use crate::delivery::store::{StateStore, StoreError};
 use crate::delivery::{ShardState, state_key};
 use crate::spill::{SpillKey, SpilledBatch};
@@ -37,12 +44,18 @@ const MAX_CAS_ATTEMPTS: u32 = 20;
 /// The state cannot be read or parsed.
 pub async fn gate(
     state: &dyn StateStore,
+    manifests: &ManifestCache,
     key: &SpillKey,
     batch: &SpilledBatch,
 ) -> Result<Gate, BackfillError> {
     let Some((shard, _)) = load(state, batch).await? else { return Ok(Gate::Pending) };
     let path = key.path();
     if shard.spills.contains(&path) {
+        return Ok(Gate::Genuine);
+    }
+    if let Some(head) = &shard.spill_manifest
+        && manifests.chain(state, head).await?.contains(&path)
+    {
         return Ok(Gate::Genuine);
     }
     let done = match (&shard.last_position, batch.last_position()) {
@@ -77,6 +90,35 @@ pub async fn unlist(
         }
     }
     Err(BackfillError::StateContended(MAX_CAS_ATTEMPTS))
+}
+
+/// Drops the spill manifest chain of `batch`'s shard once none of the
+/// objects it vouches for is left in the spillover (`remaining` is the
+/// shard's objects listed after this run's replays; `skey` its state key): all were replayed and
+/// removed. Kept if the state moved to a newer chain meanwhile; the next run
+/// drops that one.
+///
+/// # Errors
+/// The state or a manifest cannot be read, or the state cannot be written.
+pub async fn prune(
+    state: &dyn StateStore,
+    manifests: &ManifestCache,
+    skey: &str,
+    remaining: &std::collections::HashSet<String>,
+) -> Result<bool, BackfillError> {
+    let Some((bytes, version)) = state.load(skey).await? else { return Ok(false) };
+    let mut shard = ShardState::from_json(&bytes)?;
+    let Some(head) = shard.spill_manifest.clone() else { return Ok(false) };
+    let chain = manifests.chain(state, &head).await?;
+    if chain.iter().any(|p| remaining.contains(p)) {
+        return Ok(false);
+    }
+    shard.spill_manifest = None;
+    match state.replace(skey, &shard.to_json(), &version).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn load(

@@ -9,7 +9,7 @@
 //! object at all) stays for a later run.
 
 use super::error::BackfillError;
-use super::gate::{Gate, gate};
+use super::gate::{Gate, gate, prune};
 use super::lease::{DEFAULT_LEASE, Lease, holder_id};
 use super::options::{BackfillOptions, CrashPoint, QUARANTINE_PREFIX};
 use super::progress::Progress;
@@ -18,8 +18,9 @@ use super::summary::{ObjectReport, ObjectStatus, Summary};
 use crate::batch::BatchLimits;
 use crate::bigquery::{AppenderOptions, WriteClient};
 use crate::cdc::CdcSettings;
-use crate::delivery::WriteMode;
+use crate::delivery::spill_manifest::ManifestCache;
 use crate::delivery::store::StateStore;
+use crate::delivery::{WriteMode, state_key};
 use crate::dlq::DeadLetterSink;
 use crate::rows::{Encoder, EncoderOptions};
 use crate::spill::format::mode_name;
@@ -81,6 +82,9 @@ pub struct Ctx<'a> {
     pub options: &'a BackfillOptions,
     mode: WriteMode,
     encoders: tokio::sync::Mutex<HashMap<TableName, Arc<Encoder>>>,
+    manifests: ManifestCache,
+    /// The state key and spillover filter of every shard this run gated.
+    gated: std::sync::Mutex<HashMap<String, SpillFilter>>,
 }
 
 impl Ctx<'_> {
@@ -164,6 +168,8 @@ async fn replay_all(
         options,
         mode: deps.write_mode(),
         encoders: tokio::sync::Mutex::new(HashMap::new()),
+        manifests: ManifestCache::default(),
+        gated: std::sync::Mutex::new(HashMap::new()),
     };
     let mut summary = Summary { dry_run: options.dry_run, ..Summary::default() };
     progress.start(keys.len() as u64);
@@ -177,8 +183,36 @@ async fn replay_all(
             summary.add(&report);
         }
     }
+    if !options.dry_run {
+        prune_chains(&ctx).await;
+    }
     progress.finish(&summary);
     Ok(summary)
+}
+
+/// Once a shard's objects are all replayed, its state drops the spill
+/// manifest chain that vouched for them (see `gate::prune`). A failure only
+/// leaves the chain for the next run.
+async fn prune_chains(ctx: &Ctx<'_>) {
+    let Some(state) = ctx.deps.gate_state() else { return };
+    let shards: Vec<(String, SpillFilter)> =
+        ctx.gated.lock().map(|g| g.clone().into_iter().collect()).unwrap_or_default();
+    for (skey, filter) in shards {
+        let pruned = async {
+            let remaining =
+                ctx.deps.spill.list(&filter).await?.iter().map(SpillKey::path).collect();
+            prune(state.as_ref(), &ctx.manifests, &skey, &remaining).await
+        };
+        match pruned.await {
+            Ok(true) => {
+                tracing::info!(state = %skey, "spill manifest chain replayed in full: dropped from the shard state")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(state = %skey, error = %chain(&e), "spill manifest chain kept for the next run")
+            }
+        }
+    }
 }
 
 fn shard_selected(options: &BackfillOptions, key: &SpillKey) -> bool {
@@ -204,7 +238,15 @@ async fn one(ctx: &Ctx<'_>, key: &SpillKey) -> Option<ObjectReport> {
         return Some(other_mode(ctx, key, &batch, written));
     }
     if let Some(state) = ctx.deps.gate_state() {
-        match gate(state.as_ref(), key, &batch).await {
+        if let Ok(mut gated) = ctx.gated.lock() {
+            let filter = SpillFilter {
+                table: Some(batch.table.clone()),
+                stream: Some(batch.stream_arn.clone()),
+                shard: Some(batch.shard_id.clone()),
+            };
+            gated.insert(state_key(&batch.table, &batch.stream_arn, &batch.shard_id), filter);
+        }
+        match gate(state.as_ref(), &ctx.manifests, key, &batch).await {
             Ok(Gate::Genuine) => {}
             Ok(Gate::Orphan) => return Some(orphan(ctx, key, &batch).await),
             Ok(Gate::Pending) => {

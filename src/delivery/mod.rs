@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod plan;
 mod prepare;
 mod send;
+pub mod spill_manifest;
 pub mod state;
 pub mod store;
 mod streaming;

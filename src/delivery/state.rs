@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 /// guess at fields it does not know. Format 2 added [`Claim`]; a format-1
 /// object reads as [`Claim::Unknown`]. Format 3 added [`Claim::Rows`] (every
 /// row of the claim by fingerprint); format 2's [`Claim::From`] still reads.
-pub const STATE_FORMAT: u32 = 3;
+/// Format 4 added [`ShardState::spill_manifest`]: a build that reads only up
+/// to format 3 would take the objects it vouches for as orphans, so it must
+/// refuse the state instead. Formats 1 to 3 read as they are.
+pub const STATE_FORMAT: u32 = 4;
 
 /// What the protocol remembers for one shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +52,15 @@ pub struct ShardState {
     /// and then died before its commit leaves an orphan object whose records
     /// a retry delivers again, so `backfill` replays an object only when it
     /// is listed here, and removes it from the list (CAS) once replayed.
+    /// Bounded by [`SPILL_LIST_CAP`](super::spill_manifest::SPILL_LIST_CAP)
+    /// plus one invocation's objects: older paths move into manifests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spills: Vec<String>,
+    /// The newest spill manifest (a key in the state store): it and the
+    /// manifests it chains to vouch for their paths exactly like `spills`
+    /// (see `spill_manifest.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spill_manifest: Option<String>,
     /// Who may have put rows in `write_stream` at or after `next_offset`
     /// (DESIGN.md, invariant 7): persisted before an invocation's first
     /// append, so a later invocation whose batch starts elsewhere (the event
@@ -227,6 +237,7 @@ impl ShardState {
             intent: None,
             stream_end: None,
             spills: Vec::new(),
+            spill_manifest: None,
             claim: Claim::Clean,
         }
     }
@@ -336,6 +347,7 @@ mod tests {
         });
         s.stream_end = Some(9);
         s.spills = vec!["t/s/shard/1_0-2_0.ndjson.zst".into()];
+        s.spill_manifest = Some("p/d/t/s/shard.spills/0123.json".into());
         s.claim = Claim::From(pos("101", 0));
         let back = ShardState::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
@@ -349,6 +361,13 @@ mod tests {
         // A format-2 object's claim reads as it was written.
         let old = br#"{"format":2,"write_stream":"s","next_offset":3,"last_position":null,"claim":{"from":{"sequence_number":"7","sub_sequence_number":0}}}"#;
         assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::From(pos("7", 0)));
+        // A format-3 object lists its spills inline and names no manifest.
+        let old = br#"{"format":3,"write_stream":"s","next_offset":3,"last_position":null,"spills":["a"],"claim":"clean"}"#;
+        let read = ShardState::from_json(old).unwrap();
+        assert_eq!(
+            (read.spills, read.spill_manifest, read.format),
+            (vec!["a".to_string()], None, 4)
+        );
         // A format-1 object knows no claim.
         let old = br#"{"format":1,"write_stream":"s","next_offset":3,"last_position":null}"#;
         assert_eq!(ShardState::from_json(old).unwrap().claim, Claim::Unknown);
@@ -370,8 +389,8 @@ mod tests {
 
     #[test]
     fn refuses_newer_format_and_bad_values() {
-        let newer = br#"{"format":4,"write_stream":"s","next_offset":0,"last_position":null}"#;
-        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 4 })));
+        let newer = br#"{"format":5,"write_stream":"s","next_offset":0,"last_position":null}"#;
+        assert!(matches!(ShardState::from_json(newer), Err(StateError::NewerFormat { found: 5 })));
         let ragged = br#"{"format":3,"write_stream":"s","next_offset":0,"last_position":null,"claim":{"rows":"AAAA"}}"#;
         assert!(matches!(ShardState::from_json(ragged), Err(StateError::Decode(_))));
         let negative = br#"{"format":1,"write_stream":"s","next_offset":-1,"last_position":null}"#;

@@ -24,6 +24,7 @@ mod cdc_mode;
 mod client_append;
 mod client_faults;
 mod client_rpcs;
+mod delivery_bounded_state;
 mod delivery_crash_matrix;
 mod delivery_deployment;
 mod delivery_s3_state;

@@ -35,6 +35,7 @@ use super::crash::{self, Boundary, Crash};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Item, Prepared};
+use super::spill_manifest::{SPILL_LIST_CAP, SpillManifest};
 use super::state::{Claim, ShardState, state_key};
 use super::store::{StateStore, StoreError, Version};
 use super::{DeliveryDeps, ShardBatch};
@@ -262,6 +263,7 @@ impl<'a, 'b> Run<'a, 'b> {
             next.claim = self.carried_claim(&next);
         }
         self.list_spills(&mut next);
+        self.compact_spills(&mut next).await?;
         self.pass(Boundary::BeforeStateWrite)?;
         let bytes = next.to_json();
         let written = match &self.version {
@@ -286,6 +288,29 @@ impl<'a, 'b> Run<'a, 'b> {
                 next.spills.push(path.clone());
             }
         }
+    }
+
+    /// Keeps the inline list bounded: past [`SPILL_LIST_CAP`] paths, those
+    /// earlier invocations listed move into a new manifest (written before
+    /// the state that names it; see `spill_manifest.rs`). This invocation's
+    /// own paths stay inline, so a later write of this invocation never
+    /// lists them twice. Spill-free writes never get here with a long list.
+    async fn compact_spills(&mut self, next: &mut ShardState) -> Result<(), GaveBack> {
+        if next.spills.len() <= SPILL_LIST_CAP {
+            return Ok(());
+        }
+        let (own, older): (Vec<String>, Vec<String>) = std::mem::take(&mut next.spills)
+            .into_iter()
+            .partition(|p| self.spilled.iter().any(|(s, _)| s == p));
+        next.spills = own;
+        if older.is_empty() {
+            return Ok(());
+        }
+        let manifest = SpillManifest { previous: next.spill_manifest.clone(), spills: older };
+        let key = manifest.write(self.deps.state.as_ref(), &self.key).await.map_err(store_error)?;
+        self.stats.state_writes += 1;
+        next.spill_manifest = Some(key);
+        Ok(())
     }
 
     /// Per record of the batch: landed only up to the durable state.
