@@ -121,8 +121,9 @@ impl SpilledBatch {
     }
 
     /// Whether `other` replays the same way: same records (bytes, positions,
-    /// in-doubt offsets), write stream and mode. The header's `error`,
-    /// `reason` and `spilled_at` only inform people, so a retry that spills
+    /// in-doubt offsets), write stream and mode, and whether it is
+    /// `stream_lost` (replayed at least once and counted so). The header's
+    /// `error`, other reasons and `spilled_at` only inform people, so a retry that spills
     /// the same records again counts as the same object. The key's digest
     /// (src/spill/digest.rs) covers exactly these fields: keep them in step.
     pub fn replays_as(&self, other: &SpilledBatch) -> bool {
@@ -131,6 +132,7 @@ impl SpilledBatch {
             && self.shard_id == other.shard_id
             && self.write_stream == other.write_stream
             && self.write_mode == other.write_mode
+            && (self.reason == SpillReason::StreamLost) == (other.reason == SpillReason::StreamLost)
             && self.records == other.records
     }
 

@@ -2,7 +2,9 @@
 //! backfill would replay — the same fields [`SpilledBatch::replays_as`]
 //! compares (table, stream, shard, write stream, write mode, and every
 //! record's position, partition key, hash key, arrival time, in-doubt offset
-//! and bytes), never `error`, `reason` or `spilled_at`.
+//! and bytes, and whether the reason is `stream_lost`: the backfill replays
+//! those at least once and counts them so), never `error`, any other
+//! `reason` or `spilled_at`.
 //!
 //! Why: objects are create-only, so a key that named only the first and
 //! last positions let a killed attempt's object (say, in doubt at other
@@ -18,7 +20,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use super::SpilledBatch;
+use super::{SpillReason, SpilledBatch};
 use crate::delivery::WriteMode;
 
 /// Hex characters of the digest in a key: 128 bits of SHA-256, so two
@@ -48,6 +50,11 @@ pub fn content_digest(batch: &SpilledBatch) -> String {
         );
         h.optional(r.offset.map(i64::to_le_bytes).as_ref().map(|b| &b[..]));
         h.bytes(&r.data);
+    }
+    // Appended only for stream_lost, so every other object keeps the digest
+    // it had before this field counted (keys already in buckets still match).
+    if batch.reason == SpillReason::StreamLost {
+        h.text("stream_lost");
     }
     let full = h.0.finalize();
     full.iter().take(DIGEST_HEX_LEN / 2).map(|b| format!("{b:02x}")).collect()
@@ -109,7 +116,11 @@ mod tests {
         informative.spilled_at += chrono::Duration::hours(1);
         assert_eq!(content_digest(&informative), digest);
 
-        let changes: [fn(&mut SpilledBatch); 7] = [
+        let changes: [fn(&mut SpilledBatch); 8] = [
+            // The backfill replays a stream_lost object at least once and
+            // counts it so: an object of the same records spilled for
+            // another reason must not stand in for it.
+            |b| b.reason = crate::spill::SpillReason::StreamLost,
             |b| b.write_stream = Some("projects/p/datasets/d/tables/t/streams/s-2".into()),
             |b| b.write_mode = Some(WriteMode::AtLeastOnce),
             |b| b.records[0].offset = Some(7),

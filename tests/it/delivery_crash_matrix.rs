@@ -57,6 +57,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, WriteClient};
+use kinesis_bigquery::delivery::spill_manifest::ManifestCache;
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
     CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, ShardBatch, ShardState, WriteMode,
@@ -489,8 +490,15 @@ async fn check(
         Some((bytes, _)) => Some(ShardState::from_json(&bytes)?),
         None => None,
     };
-    let genuine: BTreeSet<String> =
-        state.map(|s| s.spills.into_iter().collect()).unwrap_or_default();
+    // Vouched for by the state: inline, or in its chain of manifests.
+    let mut genuine: BTreeSet<String> = BTreeSet::new();
+    if let Some(s) = state {
+        if let Some(head) = &s.spill_manifest {
+            let chain = ManifestCache::default().chain(state_store, head).await?;
+            genuine.extend(chain.iter().cloned());
+        }
+        genuine.extend(s.spills);
+    }
     let mut in_spill: BTreeMap<String, usize> = BTreeMap::new();
     let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut ends: HashMap<String, i64> = HashMap::new();

@@ -307,7 +307,7 @@ impl<'a, 'b> Run<'a, 'b> {
             return Ok(());
         }
         let manifest = SpillManifest { previous: next.spill_manifest.clone(), spills: older };
-        let key = manifest.write(self.deps.state.as_ref(), &self.key).await.map_err(store_error)?;
+        let key = manifest.write(self.store, &self.key).await.map_err(store_error)?;
         self.stats.state_writes += 1;
         next.spill_manifest = Some(key);
         Ok(())
