@@ -15,8 +15,8 @@
 //! invocation changes the mapping. A clean state (every earlier writer
 //! committed below `next_offset`) costs one state write and no RPC.
 
+use super::settle::Fenced;
 use super::{Flow, Run};
-use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::{self, Slot};
 use crate::delivery::state::{Claim, ClaimedRows, ShardState, fingerprint};
@@ -135,31 +135,18 @@ impl Run<'_, '_> {
     /// batch goes back to Kinesis.
     async fn fence_discarded(&mut self, slots: &[Slot]) -> Result<Flow, GaveBack> {
         let stream = self.state.write_stream.clone();
-        self.pass(Boundary::BeforeFinalize)?;
-        let finalized = tokio::time::timeout_at(
-            self.work_deadline,
-            self.deps.client.finalize_write_stream(&stream),
-        )
-        .await;
-        self.deps.drop_appender(&stream).await;
-        match finalized {
-            Ok(Ok(rows)) => {
-                self.pass(Boundary::AfterFinalize)?;
-                self.stats.finalizes += 1;
+        match self.fence().await? {
+            Fenced::End(rows) => {
                 let next = ShardState { stream_end: Some(rows), ..self.state.clone() };
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
-            Ok(Err(e)) if super::lost::is_not_found(e.code()) => {
+            Fenced::Lost(e) => {
                 let in_doubt_end = self.claimed_prefix_end(slots);
                 self.stream_lost(in_doubt_end, format!("fencing a discarded batch's stream: {e}"))
                     .await
             }
-            other => {
-                let error = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no time left".to_string(),
-                };
+            Fenced::Unknown(error) => {
                 tracing::warn!(
                     shard_id = self.batch.shard_id,
                     write_stream = %stream,
@@ -200,17 +187,8 @@ impl Run<'_, '_> {
     ) -> Result<Flow, GaveBack> {
         let stream = self.state.write_stream.clone();
         let from = self.state.next_offset;
-        self.pass(Boundary::BeforeFinalize)?;
-        let finalized = tokio::time::timeout_at(
-            self.work_deadline,
-            self.deps.client.finalize_write_stream(&stream),
-        )
-        .await;
-        self.deps.drop_appender(&stream).await;
-        match finalized {
-            Ok(Ok(end)) => {
-                self.pass(Boundary::AfterFinalize)?;
-                self.stats.finalizes += 1;
+        match self.fence().await? {
+            Fenced::End(end) => {
                 let landed = usize::try_from(end - from).unwrap_or(0);
                 self.stats.discarded_landed += landed;
                 if landed > 0 {
@@ -224,11 +202,7 @@ impl Run<'_, '_> {
                     );
                 }
             }
-            other => {
-                let error = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no time left".to_string(),
-                };
+            Fenced::Lost(error) | Fenced::Unknown(error) => {
                 tracing::warn!(
                     shard_id = self.batch.shard_id,
                     write_stream = %stream,

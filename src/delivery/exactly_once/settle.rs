@@ -76,10 +76,9 @@ impl Run<'_, '_> {
         self.pass(Boundary::AfterDeadLetter)
     }
 
-    /// The stream's end is not known: finalize it for its row count, keep
-    /// that in the state, and let the next round rotate. If BigQuery cannot
-    /// answer, spill what is not proven landed with its stream and offsets.
-    pub(super) async fn resolve(&mut self, why: String) -> Result<Flow, GaveBack> {
+    /// Finalizes (fences) the state's stream: from then on no older request
+    /// can land in it, and its row count is its end. Ends the appender on it.
+    pub(super) async fn fence(&mut self) -> Result<Fenced, GaveBack> {
         let stream = self.state.write_stream.clone();
         self.pass(Boundary::BeforeFinalize)?;
         let finalized = tokio::time::timeout_at(
@@ -89,15 +88,30 @@ impl Run<'_, '_> {
         .await;
         self.deps.drop_appender(&stream).await;
         match finalized {
-            Ok(Ok(rows)) => {
+            Ok(Ok(end)) => {
                 self.pass(Boundary::AfterFinalize)?;
                 self.stats.finalizes += 1;
+                Ok(Fenced::End(end))
+            }
+            Ok(Err(e)) if super::lost::is_not_found(e.code()) => Ok(Fenced::Lost(e.to_string())),
+            Ok(Err(e)) => Ok(Fenced::Unknown(format!("finalize failed: {e}"))),
+            Err(_elapsed) => Ok(Fenced::Unknown("no time left to finalize".into())),
+        }
+    }
+
+    /// The stream's end is not known: finalize it for its row count, keep
+    /// that in the state, and let the next round rotate. If BigQuery cannot
+    /// answer, spill what is not proven landed with its stream and offsets.
+    pub(super) async fn resolve(&mut self, why: String) -> Result<Flow, GaveBack> {
+        let stream = self.state.write_stream.clone();
+        match self.fence().await? {
+            Fenced::End(rows) => {
                 tracing::info!(shard_id = self.batch.shard_id, write_stream = %stream, rows, why = %why, "stream finalized to resolve its end");
                 let next = ShardState { stream_end: Some(rows), ..self.state.clone() };
                 self.write_state(next).await?;
                 Ok(Flow::Continue)
             }
-            Ok(Err(e)) if super::lost::is_not_found(e.code()) => {
+            Fenced::Lost(e) => {
                 // Gone: whatever an unanswered request (ours, or an earlier
                 // attempt's when this invocation does not hold the claim) put
                 // there can never be learned.
@@ -109,15 +123,9 @@ impl Run<'_, '_> {
                 };
                 self.stream_lost(in_doubt_end, format!("{why}; finalize: {e}")).await
             }
-            Ok(Err(e)) => {
+            Fenced::Unknown(e) => {
                 let slots = self.slots();
-                let error = format!("{why}; finalize failed: {e}");
-                self.spill(&slots, 0, Some(stream), SpillReason::InDoubt, error).await?;
-                Ok(Flow::Done)
-            }
-            Err(_elapsed) => {
-                let slots = self.slots();
-                let error = format!("{why}; no time left to finalize");
+                let error = format!("{why}; {e}");
                 self.spill(&slots, 0, Some(stream), SpillReason::InDoubt, error).await?;
                 Ok(Flow::Done)
             }
@@ -273,4 +281,14 @@ impl Run<'_, '_> {
         }
         self.pass(Boundary::AfterSpill)
     }
+}
+
+/// What finalizing the state's stream said ([`Run::fence`]).
+pub(super) enum Fenced {
+    /// Finalized: its row count.
+    End(i64),
+    /// NOT_FOUND: the stream (or its table) is gone.
+    Lost(String),
+    /// No answer (an error, or no time left): the end stays unknown.
+    Unknown(String),
 }
