@@ -132,6 +132,8 @@ fn summarize(
         s.dead_lettered += o.count(Landing::DeadLetter) as u64;
         s.spilled += o.count(Landing::Spill) as u64;
         s.not_landed += o.records.iter().filter(|r| !r.is_landed()).count() as u64;
+        s.discarded_landed += o.stats.discarded_landed as u64;
+        s.at_least_once += o.stats.lost_in_doubt as u64;
         if let Some(reason) = &o.gave_back {
             tracing::warn!(?reason, "shard batch given back to Kinesis");
         }
@@ -215,6 +217,20 @@ mod tests {
         assert_eq!(first_not_landed(&shard, &outcome(&[true; 5])), None);
         assert_eq!(first_not_landed(&shard, &outcome(&[true, true, false, true, false])), Some(4));
         assert_eq!(first_not_landed(&shard, &outcome(&[true, true, true, true, false])), Some(5));
+    }
+
+    /// What operators alarm on besides the landings: rows of discarded
+    /// batches found in the table, and records replayed at least once.
+    #[test]
+    fn the_summary_counts_discarded_rows_and_at_least_once_records() {
+        let mut a = outcome(&[true, true]);
+        a.stats.discarded_landed = 3;
+        a.stats.lost_in_doubt = 1;
+        let mut b = outcome(&[true]);
+        b.stats.lost_in_doubt = 2;
+        let event = KinesisEvent::default();
+        let s = summarize(&event, &[a, b], 0, Duration::ZERO);
+        assert_eq!((s.rows, s.discarded_landed, s.at_least_once), (3, 3, 3));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub fn emf_line(
         ("DeadLettered", "Count", summary.dead_lettered),
         ("Spilled", "Count", summary.spilled),
         ("NotLanded", "Count", summary.not_landed),
+        ("DiscardedLanded", "Count", summary.discarded_landed),
+        ("AtLeastOnce", "Count", summary.at_least_once),
         ("Bytes", "Bytes", summary.bytes),
         ("Duration", "Milliseconds", ms),
     ];
@@ -89,6 +91,7 @@ mod tests {
         }
         assert_eq!(v["Table"], "p.d.t");
         assert_eq!(v["Rows"], 7);
+        assert_eq!(v["AtLeastOnce"], 0);
         assert_eq!(v["Duration"], 42);
         assert_eq!(v["MaxRecordAge"], 10);
         assert_eq!(v["FunctionName"], "fn");

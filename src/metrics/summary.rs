@@ -23,6 +23,12 @@ pub struct InvocationSummary {
     pub spilled: u64,
     /// Records handed back to Kinesis (the partial batch response).
     pub not_landed: u64,
+    /// Rows of batches the event source mapping discarded that were found in
+    /// the table (landed by an earlier attempt; Kinesis moved past them).
+    pub discarded_landed: u64,
+    /// Records spilled in doubt on a lost write stream: the backfill replays
+    /// them at least once (some may be in the table already).
+    pub at_least_once: u64,
     /// Raw record bytes (after base64, before de-aggregation).
     pub bytes: u64,
     /// Handler wall time.
@@ -50,6 +56,8 @@ impl InvocationSummary {
             dlq = self.dead_lettered,
             spilled = self.spilled,
             not_landed = self.not_landed,
+            discarded_landed = self.discarded_landed,
+            at_least_once = self.at_least_once,
             bytes = self.bytes,
             ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             max_record_age_ms = self.max_record_age_ms,
