@@ -62,11 +62,25 @@ impl fmt::Display for Report {
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
     let table = probe(WriterSide::connect(config)).await;
+    // What a cold start refuses: a request size the table's own overhead
+    // (stream name, writer schema) leaves no room for rows in.
+    let budget = table.as_ref().ok().map(|w| {
+        crate::handler::batch_limits(config, &w.encoder)
+            .map(|_| "leaves room for rows after the table's request overhead".to_string())
+            .map_err(|e| error_chain(&e))
+    });
     report.findings.push(Finding {
         variable: "BIGQUERY_TABLE",
         target: format!("{} at {}", config.table, config.endpoint),
         outcome: table.map(|w| w.describe()),
     });
+    if let Some(outcome) = budget {
+        report.findings.push(Finding {
+            variable: "BATCH_MAX_BYTES",
+            target: format!("{} bytes per AppendRows request", config.batch.max_bytes),
+            outcome,
+        });
+    }
     if config.write_mode() == WriteMode::Cdc {
         report.findings.push(Finding {
             variable: "WRITE_MODE",

@@ -88,13 +88,18 @@ impl WriterSide {
 
     /// "7 columns: a STRING, ...": what `check` prints.
     pub fn describe(&self) -> String {
-        let columns: Vec<String> = self
-            .schema
-            .fields
+        /// Enough to recognise the table; a wide one is not printed whole.
+        const SHOWN: usize = 20;
+        let fields = &self.schema.fields;
+        let mut columns: Vec<String> = fields
             .iter()
+            .take(SHOWN)
             .map(|f| format!("{} {}", f.name, f.r#type().as_str_name()))
             .collect();
-        format!("{} columns: {}", columns.len(), columns.join(", "))
+        if fields.len() > SHOWN {
+            columns.push(format!("… and {} more", fields.len() - SHOWN));
+        }
+        format!("{} columns: {}", fields.len(), columns.join(", "))
     }
 }
 

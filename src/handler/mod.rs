@@ -12,7 +12,7 @@ mod response;
 mod shards;
 
 pub use deadline::working_deadline;
-pub use deps::{Deps, DepsError, Sinks, WriterSide};
+pub use deps::{Deps, DepsError, Sinks, WriterSide, batch_limits};
 pub use error::HandlerError;
 pub use invoke::{handle, local_event};
 pub use response::{UnnamedRecord, partial_batch_response};

@@ -95,6 +95,32 @@ async fn invoke_prints_the_response_and_logs_no_credentials_even_at_trace() -> a
     Ok(())
 }
 
+/// `check` says what a cold start would refuse: a `BATCH_MAX_BYTES` the
+/// table's own request overhead (its writer schema) leaves no room for rows in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_a_batch_max_bytes_the_table_schema_fills() -> anyhow::Result<()> {
+    use kinesis_bigquery::pb::storage::TableSchema;
+    use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
+    let mut world = World::start().await?;
+    let wide = TableSchema {
+        fields: (0..4000)
+            .map(|i| common::col(&format!("c{i:04}"), Type::String, Mode::Nullable))
+            .collect(),
+    };
+    world.table = world.harness.new_table(wide)?;
+    let tight = [("BATCH_MAX_BYTES", kinesis_bigquery::batch::MIN_BATCH_MAX_BYTES.to_string())];
+    let out = run(&world, &["check"], &tight).await?;
+    let (stdout, _) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("FAIL BATCH_MAX_BYTES")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("ok   BIGQUERY_TABLE")), "{stdout}");
+    let out = run(&world, &["check"], &[]).await?;
+    let (stdout, _) = text(&out);
+    assert!(stdout.lines().any(|l| l.starts_with("ok   BATCH_MAX_BYTES")), "{stdout}");
+    world.harness.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_sink_and_fails_on_any() -> anyhow::Result<()> {
     let world = World::start().await?;
