@@ -24,7 +24,7 @@ use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, ReceivedAppend}
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::SourceRecord;
 use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 
@@ -36,19 +36,12 @@ const PAD: usize = 1000;
 const LONG_WINDOW: Duration = Duration::from_secs(300);
 
 fn record(seq: u64) -> SourceRecord {
-    SourceRecord {
-        shard_id: Arc::from(SHARD),
-        stream_arn: Arc::from(ARN),
-        position: Position {
-            sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(),
-            sub_sequence_number: 0,
-        },
-        event_index: seq as usize,
-        partition_key: Arc::from("pk"),
-        explicit_hash_key: None,
-        arrival_micros: None,
-        data: Bytes::from(format!(r#"{{"key":"k{seq}","pad":"{}"}}"#, "p".repeat(PAD))),
-    }
+    crate::common::source_record(
+        ARN,
+        SHARD,
+        seq,
+        format!(r#"{{"key":"k{seq}","pad":"{}"}}"#, "p".repeat(PAD)),
+    )
 }
 
 /// Delivers `RECORDS` records at least once under `limits` to a fresh

@@ -10,7 +10,6 @@ use crate::common::col;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use kinesis_bigquery::bigquery::{
@@ -25,7 +24,7 @@ use kinesis_bigquery::emulator::{self, EmulatorConfig, FaultSpec};
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
-use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::source::SourceRecord;
 use kinesis_bigquery::spill::{FileSpill, SpillFilter, SpillSink};
 use kinesis_bigquery::table::TableName;
 
@@ -35,19 +34,7 @@ const BUDGET: Duration = Duration::from_secs(30);
 const LAMBDA_DEADLINE: Duration = Duration::from_secs(600);
 
 fn record(seq: u64) -> SourceRecord {
-    SourceRecord {
-        shard_id: Arc::from(SHARD),
-        stream_arn: Arc::from(ARN),
-        position: Position {
-            sequence_number: SequenceNumber::new(&seq.to_string()).unwrap(),
-            sub_sequence_number: 0,
-        },
-        event_index: seq as usize,
-        partition_key: Arc::from("pk"),
-        explicit_hash_key: None,
-        arrival_micros: None,
-        data: Bytes::from(format!(r#"{{"key":"k{seq}"}}"#)),
-    }
+    crate::common::source_record(ARN, SHARD, seq, format!(r#"{{"key":"k{seq}"}}"#))
 }
 
 async fn refused_everything(mode: WriteMode) -> anyhow::Result<()> {

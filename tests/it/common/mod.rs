@@ -23,7 +23,9 @@ use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::big_query_write_client::BigQueryWriteClient;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
+use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
 use kinesis_bigquery::table::TableName;
+use std::sync::Arc;
 use tonic::transport::Channel;
 
 /// Project and dataset of every table the harness makes.
@@ -128,6 +130,24 @@ pub async fn new_bucket() -> anyhow::Result<String> {
 /// A new uuid-named queue on moto; returns its URL.
 pub async fn new_queue() -> anyhow::Result<String> {
     moto()?.new_queue().await
+}
+
+/// One Kinesis record of `shard` on stream `arn` at sequence number `seq`
+/// (sub-sequence 0, partition key `pk`, no arrival time).
+pub fn source_record(arn: &str, shard: &str, seq: u64, data: String) -> SourceRecord {
+    SourceRecord {
+        shard_id: Arc::from(shard),
+        stream_arn: Arc::from(arn),
+        position: Position {
+            sequence_number: SequenceNumber::new(&seq.to_string()).expect("digits"),
+            sub_sequence_number: 0,
+        },
+        event_index: usize::try_from(seq).expect("a small test index"),
+        partition_key: Arc::from("pk"),
+        explicit_hash_key: None,
+        arrival_micros: None,
+        data: data.into(),
+    }
 }
 
 /// A column of a table schema.
