@@ -34,9 +34,9 @@ pub enum Fault {
     LostStream,
     /// The shard's write stream is garbage-collected during an invocation,
     /// right after an append landed whose answer was lost (in doubt: to be
-    /// spilled as unresolvable and replayed at least once). Not in `all`:
-    /// it shows an open bug — the handler rewrites those rows on a new
-    /// stream (tests/it/demo.rs, the ignored test).
+    /// spilled as `stream_lost` and replayed at least once). Not in `all`:
+    /// it makes those records at-least-once, which the every-fault run's
+    /// check does not allow (tests/it/demo.rs has its own test).
     LostStreamMidway,
 }
 
