@@ -30,6 +30,7 @@ pub fn emf_line(
         ("NotLanded", "Count", summary.not_landed),
         ("DiscardedLanded", "Count", summary.discarded_landed),
         ("AtLeastOnce", "Count", summary.at_least_once),
+        ("OutageInvocations", "Count", u64::from(summary.outage)),
         ("Bytes", "Bytes", summary.bytes),
         ("Duration", "Milliseconds", ms),
     ];
