@@ -44,6 +44,7 @@ mod evolve_add;
 mod evolve_emulator;
 mod handler_cli;
 mod handler_failures;
+mod handler_outage;
 mod handler_sample;
 mod handler_sizes;
 mod harness;

@@ -1,0 +1,189 @@
+//! A cold start during a BigQuery outage (issue 12, scenario 4): the
+//! container cannot read the table schema, yet its invocations spill the
+//! records raw and answer success; a warm container keeps trying and
+//! appends once BigQuery answers; the backfill encodes the spilled records
+//! against the live schema, each row exactly once.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kinesis_bigquery::backfill::BackfillDeps;
+use kinesis_bigquery::delivery::state::{Claim, ClaimedRows, fingerprint};
+use kinesis_bigquery::delivery::store::{self, StateStore};
+use kinesis_bigquery::delivery::{ShardState, WriteMode, state_key};
+use kinesis_bigquery::sink_url::SinkUrl;
+use kinesis_bigquery::source::{Position, SequenceNumber};
+use kinesis_bigquery::spill::{self, SpillFilter, SpillSink, SpilledBatch};
+
+use crate::backfill_support;
+use crate::events;
+use crate::handler_support::{World, event, failures, invoke};
+
+const SHARD: &str = "shardId-000000000004";
+
+fn spill_sink(world: &World) -> anyhow::Result<Arc<dyn SpillSink>> {
+    let url: SinkUrl = format!("s3://{}/spill", world.bucket).parse()?;
+    Ok(spill::open(&url, &world.harness.moto.sdk_config())?)
+}
+
+fn state_store(world: &World) -> anyhow::Result<Arc<dyn StateStore>> {
+    let url: SinkUrl = format!("s3://{}/state", world.bucket).parse()?;
+    Ok(store::open(&url, &world.harness.moto.sdk_config())?)
+}
+
+/// Every spillover object, read back.
+async fn spilled(sink: &dyn SpillSink) -> anyhow::Result<Vec<SpilledBatch>> {
+    let mut out = Vec::new();
+    for key in sink.list(&SpillFilter::default()).await? {
+        out.push(sink.read(&key).await?);
+    }
+    Ok(out)
+}
+
+fn position(i: usize) -> anyhow::Result<Position> {
+    Ok(Position { sequence_number: SequenceNumber::new(&events::seq(i))?, sub_sequence_number: 0 })
+}
+
+async fn shard_state(world: &World, store: &dyn StateStore) -> anyhow::Result<ShardState> {
+    let key = state_key(&world.table, events::STREAM_ARN, SHARD);
+    let (bytes, _) = store.load(&key).await?.context("the shard has a state")?;
+    Ok(ShardState::from_json(&bytes)?)
+}
+
+async fn backfill(world: &World, state: Option<Arc<dyn StateStore>>) -> anyhow::Result<()> {
+    let mut deps: BackfillDeps =
+        backfill_support::deps(&world.harness.emulator, spill_sink(world)?, None).await;
+    deps.state = state;
+    let summary = backfill_support::run(&deps, &backfill_support::options()).await;
+    anyhow::ensure!(summary.failed == 0, "backfill failed: {summary:?}");
+    Ok(())
+}
+
+fn ids(from: usize, to: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (from..to).map(|i| format!("e{i}")).collect();
+    ids.sort();
+    ids
+}
+
+/// One outage, cold start to backfill, in `mode`: two invocations spill
+/// raw, the third (BigQuery back) appends, the backfill writes the rest.
+async fn outage_then_recovery(mode: WriteMode) -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let write_mode = match mode {
+        WriteMode::AtLeastOnce => "at_least_once",
+        _ => "exactly_once",
+    };
+    let env = [("WRITE_MODE", write_mode.to_string())];
+    world.harness.emulator.faults().set_down(true);
+
+    // Cold start: the schema cannot be read, the container starts anyway.
+    let deps = world.deps(&env).await?;
+    assert!(deps.delivery().is_none(), "BigQuery is down: nothing is connected");
+    let first = events::plain_records(0, 5, 200);
+    let response = invoke(&deps, event(events::event(SHARD, &first))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+
+    // The records are in one raw object, bytes as sent, no offsets.
+    let sink = spill_sink(&world)?;
+    let objects = spilled(sink.as_ref()).await?;
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let object = &objects[0];
+    assert_eq!(object.write_mode, Some(mode));
+    assert_eq!(object.write_stream, None);
+    assert_eq!(object.shard_id, SHARD);
+    let data: Vec<&[u8]> = object.records.iter().map(|r| &r.data[..]).collect();
+    let sent: Vec<&[u8]> = first.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, sent);
+    assert!(object.records.iter().all(|r| r.offset.is_none()));
+    assert!(world.row_ids()?.is_empty());
+
+    // Still down: the warm container tries again, spills again.
+    let second = events::plain_records(5, 3, 200);
+    let response = invoke(&deps, event(events::event(SHARD, &second))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(spilled(sink.as_ref()).await?.len(), 2);
+    assert!(deps.delivery().is_none());
+
+    let state = if mode == WriteMode::ExactlyOnce {
+        let store = state_store(&world)?;
+        let shard = shard_state(&world, store.as_ref()).await?;
+        // Both objects listed, the shard moved past them, nothing claimed.
+        assert_eq!(shard.last_position, Some(position(7)?));
+        assert_eq!(shard.spills.len(), 2, "{shard:?}");
+        assert_eq!(shard.claim, Claim::Clean);
+        assert_eq!(shard.next_offset, 0);
+        Some(store)
+    } else {
+        None
+    };
+
+    // BigQuery is back: the next invocation connects and appends.
+    world.harness.emulator.faults().set_down(false);
+    let third = events::plain_records(8, 4, 200);
+    let response = invoke(&deps, event(events::event(SHARD, &third))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert!(deps.delivery().is_some(), "connected once BigQuery answered");
+    let mut rows = world.row_ids()?;
+    rows.sort();
+    assert_eq!(rows, ids(8, 12));
+
+    // The backfill encodes the spilled records against the live schema.
+    backfill(&world, state).await?;
+    let mut rows = world.row_ids()?;
+    rows.sort();
+    assert_eq!(rows, ids(0, 12), "every record exactly once");
+    assert!(spilled(sink.as_ref()).await?.is_empty(), "replayed objects are gone");
+    world.harness.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_cold_start_in_an_outage_spills_raw_and_the_backfill_writes_once()
+-> anyhow::Result<()> {
+    outage_then_recovery(WriteMode::ExactlyOnce).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_cold_start_in_an_outage_spills_raw_and_the_backfill_writes_once()
+-> anyhow::Result<()> {
+    outage_then_recovery(WriteMode::AtLeastOnce).await
+}
+
+/// An earlier attempt died with appends possibly in flight (its claim is
+/// in the state): during the outage nothing can tell which of its records
+/// landed, so nothing is spilled without what resolves it — the batch goes
+/// back to Kinesis, and lands exactly once when BigQuery answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_in_doubt_during_an_outage_gives_the_batch_back() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let records = events::plain_records(0, 4, 200);
+    // The first two records landed; the next two were claimed by an attempt
+    // that died before its commit.
+    let connected = world.deps(&[]).await?;
+    let response = invoke(&connected, event(events::event(SHARD, &records[..2]))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let store = state_store(&world)?;
+    let key = state_key(&world.table, events::STREAM_ARN, SHARD);
+    let (bytes, version) = store.load(&key).await?.context("state written")?;
+    let mut shard = ShardState::from_json(&bytes)?;
+    shard.claim =
+        Claim::Rows(ClaimedRows::new(vec![fingerprint(&position(2)?), fingerprint(&position(3)?)]));
+    store.replace(&key, &shard.to_json(), &version).await?;
+
+    world.harness.emulator.faults().set_down(true);
+    let cold = world.deps(&[]).await?;
+    let response = invoke(&cold, event(events::event(SHARD, &records))?).await?;
+    // Kinesis retries from the first record not landed; nothing spilled.
+    assert_eq!(failures(&response), vec![events::seq(2)]);
+    assert!(spilled(spill_sink(&world)?.as_ref()).await?.is_empty());
+    assert_eq!(shard_state(&world, store.as_ref()).await?, shard);
+
+    world.harness.emulator.faults().set_down(false);
+    let response = invoke(&cold, event(events::event(SHARD, &records[2..]))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let mut rows = world.row_ids()?;
+    rows.sort();
+    assert_eq!(rows, ids(0, 4));
+    world.harness.shutdown().await;
+    Ok(())
+}
