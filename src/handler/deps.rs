@@ -232,7 +232,7 @@ impl Deps {
         match deps.writer.get_or_connect(config, CONNECT_BUDGET_CAP).await {
             Ok(_) => {}
             Err(e) if e.is_unreachable() => tracing::warn!(
-                error = %error_chain(&e),
+                error = %crate::check::error_chain(&e),
                 "BigQuery is out of reach at cold start: invocations spill raw until it answers"
             ),
             Err(e) => return Err(e),
@@ -249,18 +249,6 @@ impl Deps {
     pub fn delivery_mut(&mut self) -> Option<&mut DeliveryDeps> {
         self.writer.get_mut()
     }
-}
-
-/// `e` with its sources, for one log field.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The delivery of a connected writer side over `sinks`, tuned by `config`.

@@ -1,11 +1,12 @@
 //! [`handle`]: one invocation, read top to bottom as the data flow.
 
 use super::deadline::working_deadline;
-use super::deps::{Deps, error_chain};
+use super::deps::Deps;
 use super::error::HandlerError;
 use super::lazy_writer::connect_budget;
 use super::response::partial_batch_response;
 use super::shards::{ShardGroup, group_by_shard};
+use crate::check::error_chain;
 use crate::delivery::{self, DeliveryDeps, Landing, OfflineSinks, ShardBatch, ShardOutcome};
 use crate::metrics::{InvocationSummary, emf_line};
 use crate::source;

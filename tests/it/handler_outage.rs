@@ -5,12 +5,14 @@
 //! against the live schema, each row exactly once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kinesis_bigquery::backfill::BackfillDeps;
 use kinesis_bigquery::delivery::state::{Claim, ClaimedRows, fingerprint};
 use kinesis_bigquery::delivery::store::{self, StateStore};
 use kinesis_bigquery::delivery::{ShardState, WriteMode, state_key};
+use kinesis_bigquery::handler;
 use kinesis_bigquery::sink_url::SinkUrl;
 use kinesis_bigquery::source::{Position, SequenceNumber};
 use kinesis_bigquery::spill::{self, SpillFilter, SpillSink, SpilledBatch};
@@ -185,5 +187,34 @@ async fn a_claim_in_doubt_during_an_outage_gives_the_batch_back() -> anyhow::Res
     rows.sort();
     assert_eq!(rows, ids(0, 4));
     world.harness.shutdown().await;
+    Ok(())
+}
+
+/// A BigQuery that takes the connection but does not answer costs an
+/// invocation at most half its time left (`connect_budget`): the other half
+/// is the spill's, so the records land before the working deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bigquery_that_does_not_answer_costs_at_most_half_the_time_left() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let env = [("DEADLINE_MARGIN_MS", "0".to_string())];
+    world.harness.emulator.faults().set_down(true);
+    let deps = world.deps(&env).await?;
+    world.harness.emulator.faults().set_down(false);
+    world.harness.emulator.faults().delay("GetWriteStream", Duration::from_secs(120));
+
+    let records = events::plain_records(0, 3, 200);
+    let lambda = handler::local_event(
+        kinesis_bigquery::source::Event::from(event(events::event(SHARD, &records))?),
+        Duration::from_millis(400),
+    );
+    let response = handler::handle(lambda, &deps).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert!(deps.delivery().is_none(), "the schema read never answered");
+    let objects = spilled(spill_sink(&world)?.as_ref()).await?;
+    assert_eq!(objects.iter().map(|o| o.records.len()).sum::<usize>(), 3);
+    // Given up by the budget, not by the RPC's own 60 s timeout.
+    assert!(objects.iter().all(|o| o.error.contains("did not answer within")), "{objects:?}");
+    // No shutdown: the emulator still holds the delayed call; the test's
+    // runtime ends it.
     Ok(())
 }
