@@ -218,3 +218,52 @@ async fn a_bigquery_that_does_not_answer_costs_at_most_half_the_time_left() -> a
     // runtime ends it.
     Ok(())
 }
+
+/// CDC: a plain raw spill, no state; the backfill applies the changes with
+/// their original sequence numbers, so the table converges as if BigQuery
+/// had never been away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_cold_start_in_an_outage_spills_raw_and_the_backfill_converges() -> anyhow::Result<()> {
+    use crate::cdc_support::{Change, cdc_env, expected, keyed_world, record, table};
+    let world = keyed_world().await?;
+    world.harness.emulator.faults().set_down(true);
+    let deps = world.deps(&cdc_env()).await?;
+    let changes = [
+        Change { id: 1, v: 10, op: "c" },
+        Change { id: 2, v: 20, op: "c" },
+        Change { id: 1, v: 11, op: "u" },
+        Change { id: 2, v: 20, op: "d" },
+    ];
+    let recs: Vec<events::Rec> = changes.iter().enumerate().map(|(i, c)| record(i, c)).collect();
+    let response = invoke(&deps, event(events::event(SHARD, &recs))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let sink = spill_sink(&world)?;
+    let objects = spilled(sink.as_ref()).await?;
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].write_mode, Some(WriteMode::Cdc));
+    assert_eq!(objects[0].records.len(), changes.len());
+
+    world.harness.emulator.faults().set_down(false);
+    let mut backfill = backfill_support::deps(&world.harness.emulator, sink, None).await;
+    backfill.cdc = Some(deps.config.cdc.clone());
+    let summary = backfill_support::run(&backfill, &backfill_support::options()).await;
+    assert_eq!(summary.replayed, 1, "{summary:?}");
+    assert_eq!(table(&world)?, expected(&changes));
+    world.harness.shutdown().await;
+    Ok(())
+}
+
+/// `check` is a check: it still fails, naming the table, while BigQuery
+/// is out of reach (only the Lambda rides the outage out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_while_bigquery_is_out_of_reach() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    world.harness.emulator.faults().set_down(true);
+    let report = kinesis_bigquery::check::run(&world.config(&[])?).await;
+    assert!(!report.ok());
+    let table = report.findings.iter().find(|f| f.variable == "BIGQUERY_TABLE");
+    assert!(table.is_some_and(|f| f.outcome.is_err()), "{:?}", report.findings);
+    world.harness.emulator.faults().set_down(false);
+    world.harness.shutdown().await;
+    Ok(())
+}
