@@ -10,11 +10,12 @@
 //! Each finding is independent: one unreachable sink does not hide the
 //! state of the others. Nothing is written anywhere.
 
-use crate::bigquery::{DEFAULT_REST_ENDPOINT, TablesClient};
+use crate::bigquery::{DEFAULT_REST_ENDPOINT, TablesClient, WriteClient};
 use crate::cdc::requirements;
 use crate::config::Config;
 use crate::delivery::{DeliveryMode, WriteMode};
 use crate::handler::{DepsError, Sinks, WriterSide};
+use crate::route::{SchemaUrl, TableTemplate};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -61,11 +62,15 @@ impl fmt::Display for Report {
 /// configured sink (state store, spillover, dead-letter queue).
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
+    if let Some(template) = config.table.template() {
+        routing(config, template, &mut report).await;
+        return sinks(config, report).await;
+    }
     let table = probe(WriterSide::connect(config)).await;
     // What a cold start refuses: a request size the table's own overhead
     // (stream name, writer schema) leaves no room for rows in.
     let budget = table.as_ref().ok().map(|w| {
-        crate::handler::batch_limits(config, &w.encoder)
+        crate::handler::batch_limits(config, &w.encoder, &w.table)
             .map(|_| "leaves room for rows after the table's request overhead".to_string())
             .map_err(|e| error_chain(&e))
     });
@@ -88,6 +93,66 @@ pub async fn run(config: &Config) -> Report {
             outcome: cdc_table(config).await,
         });
     }
+    sinks(config, report).await
+}
+
+/// A templated `BIGQUERY_TABLE`: no table to read ahead (each is opened when
+/// a record names it); what can be checked is that routing is on, the
+/// Storage Write API answers, and the schema tables would be created from.
+async fn routing(config: &Config, template: &TableTemplate, report: &mut Report) {
+    let reach = probe(async {
+        let client = WriteClient::connect(&config.endpoint.client_config()).await?;
+        drop(client);
+        Ok(())
+    })
+    .await;
+    let create = if config.routing.create.is_some() {
+        "missing tables are created (CREATE_TABLES=true)"
+    } else {
+        "records naming a missing table are dead letters (no_such_table)"
+    };
+    report.findings.push(Finding {
+        variable: "BIGQUERY_TABLE",
+        target: format!("{template} at {}", config.endpoint),
+        outcome: reach.map(|()| {
+            format!(
+                "routing on field {:?}: each table is opened when a record first names it, \
+                 at most {} per batch (MAX_TABLES); {create}",
+                template.field(),
+                config.routing.max_tables
+            )
+        }),
+    });
+    if let Some(url) = &config.routing.create {
+        let outcome = if url.to_string().contains(&format!("{{{}}}", template.field())) {
+            Ok(format!(
+                "one schema per table, read when a table is created (placeholder {{{}}})",
+                template.field()
+            ))
+        } else {
+            schema_at(config, url).await
+        };
+        report.findings.push(Finding {
+            variable: "TABLE_SCHEMA_URL",
+            target: url.to_string(),
+            outcome,
+        });
+    }
+}
+
+/// Reads and parses the one schema every created table gets.
+async fn schema_at(config: &Config, url: &SchemaUrl) -> Result<String, String> {
+    let aws = crate::handler::aws_config(config).await;
+    let s3 = url.is_s3().then(|| crate::sink_url::s3_client(&aws));
+    match tokio::time::timeout(PROBE_TIMEOUT, url.read(s3.as_ref())).await {
+        Ok(Ok(schema)) => Ok(format!("{} columns", schema.fields.len())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+/// Probes every configured sink (state store, spillover, dead-letter queue).
+async fn sinks(config: &Config, mut report: Report) -> Report {
     let sinks = match Sinks::open(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -128,7 +193,9 @@ async fn cdc_table(config: &Config) -> Result<String, String> {
     }
     let resource = probe(async {
         let tables = TablesClient::new(&config.rest_endpoint)?;
-        Ok(tables.get(&config.table).await?)
+        let table =
+            config.table.fixed().ok_or_else(|| DepsError::Routed(config.table.to_string()))?;
+        Ok(tables.get(table).await?)
     })
     .await?;
     requirements::judge(&resource, &config.cdc, config.unknown_fields)

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod pb;
 pub mod redrive;
 pub mod retry;
+pub mod route;
 pub mod rows;
 pub mod schema_json;
 pub mod sink_url;

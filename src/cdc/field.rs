@@ -33,6 +33,11 @@ impl fmt::Display for FieldPath {
 }
 
 impl FieldPath {
+    /// A path of `keys` as given (not split on '.'); empty keys never match.
+    pub fn from_keys(keys: Vec<String>) -> Self {
+        Self(keys)
+    }
+
     /// The top-level key: the table column the field's value travels in
     /// when the record becomes a row.
     pub fn top_level(&self) -> &str {

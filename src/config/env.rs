@@ -13,9 +13,9 @@ use crate::bigquery::{DEFAULT_REST_ENDPOINT, Endpoint};
 use crate::cdc::CdcSettings;
 use crate::delivery::WriteMode;
 use crate::retry::RetryPolicy;
+use crate::route::{SchemaUrl, TableTarget};
 use crate::rows::{RowFormat, UnknownFields};
 use crate::sink_url::SinkUrl;
-use crate::table::TableName;
 use std::time::Duration;
 
 /// The Storage Write API's public endpoint.
@@ -33,8 +33,11 @@ pub const MAX_INFLIGHT_REQUESTS_LIMIT: u64 = 1_000;
 /// Everything the process needs, typed and checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// `BIGQUERY_TABLE`: `project.dataset.table` (or the resource path).
-    pub table: TableName,
+    /// `BIGQUERY_TABLE`: `project.dataset.table` (or the resource path), or
+    /// a template naming a record field (`p.d.events_{event_type}`).
+    pub table: TableTarget,
+    /// `CREATE_TABLES`, `TABLE_SCHEMA_URL`, `MAX_TABLES` (routing only).
+    pub routing: RouteSettings,
     /// `BIGQUERY_ENDPOINT`: `https://...` (TLS + Google auth) or
     /// `http://host:port` (plain, no auth: the emulator).
     pub endpoint: Endpoint,
@@ -99,9 +102,11 @@ impl Config {
         let mut r = Reader::new(get);
         let table = r.required(
             "BIGQUERY_TABLE",
-            "PROJECT.DATASET.TABLE or projects/P/datasets/D/tables/T",
-            |s| s.parse::<TableName>().map_err(|e| e.to_string()),
+            "PROJECT.DATASET.TABLE or projects/P/datasets/D/tables/T, the table part may hold \
+             one {field} placeholder",
+            |s| s.parse::<TableTarget>(),
         );
+        let routing = read_routing(&mut r, table.as_ref());
         let endpoint = r.or_default("BIGQUERY_ENDPOINT", default_endpoint(), parse_endpoint);
         let write_mode = r.or_default("WRITE_MODE", WriteMode::default(), |s| {
             s.parse().map_err(|_| "one of exactly_once, at_least_once, cdc".to_string())
@@ -174,6 +179,17 @@ impl Config {
                  and a plain-http BIGQUERY_ENDPOINT)",
             );
         }
+        if let (Some(Some(routing)), Some(e), Some(None)) = (&routing, &endpoint, &rest_endpoint)
+            && routing.create.is_some()
+            && e.is_emulator()
+        {
+            r.problem(
+                "BIGQUERY_REST_ENDPOINT",
+                None,
+                "http://HOST:PORT of the emulator's REST API (required with CREATE_TABLES=true \
+                 and a plain-http BIGQUERY_ENDPOINT)",
+            );
+        }
         if let (Some(WriteMode::Cdc), Some(RowFormat::Arrow)) = (write_mode, row_format) {
             r.problem(
                 "ROW_FORMAT",
@@ -193,6 +209,7 @@ impl Config {
 
         let (
             Some(table),
+            Some(Some(routing)),
             Some(endpoint),
             Some(delivery),
             Some(row_format),
@@ -210,6 +227,7 @@ impl Config {
             true,
         ) = (
             table,
+            routing,
             endpoint,
             delivery,
             row_format,
@@ -231,6 +249,7 @@ impl Config {
         };
         Ok(Self {
             table,
+            routing,
             rest_endpoint: rest_endpoint.flatten().unwrap_or_else(default_rest_endpoint),
             endpoint,
             delivery,
@@ -251,6 +270,69 @@ impl Config {
             log_filter,
         })
     }
+}
+
+/// `CREATE_TABLES`, `TABLE_SCHEMA_URL` and `MAX_TABLES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// `CREATE_TABLES=true`: the schema a missing routed table is created
+    /// with (`TABLE_SCHEMA_URL`); `None` when tables are not created.
+    pub create: Option<SchemaUrl>,
+    /// `MAX_TABLES`: tables one shard batch writes to (default 16); records
+    /// of further tables go back to Kinesis.
+    pub max_tables: usize,
+}
+
+impl Default for RouteSettings {
+    fn default() -> Self {
+        Self { create: None, max_tables: to_usize(DEFAULT_MAX_TABLES) }
+    }
+}
+
+/// Default `MAX_TABLES`.
+pub const DEFAULT_MAX_TABLES: u64 = 16;
+
+/// Reads the routing variables. `Some(None)` means a problem was recorded;
+/// `None` that `BIGQUERY_TABLE` itself failed (nothing to check against).
+fn read_routing<F: Fn(&str) -> Option<String>>(
+    r: &mut Reader<F>,
+    table: Option<&TableTarget>,
+) -> Option<Option<RouteSettings>> {
+    let field = table.and_then(TableTarget::template).map(|t| t.field().to_string());
+    let create = r.or_default("CREATE_TABLES", false, |s| match s.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("true or false".to_string()),
+    });
+    let schema_url = r.optional("TABLE_SCHEMA_URL", |s| SchemaUrl::parse(s, field.as_deref()));
+    // A connection, an encoder and a write stream per table: a thousand is
+    // already far past what one invocation's memory and deadline suit.
+    let max_tables = r.integer("MAX_TABLES", DEFAULT_MAX_TABLES, 1, 1000);
+    let table = table?;
+    let create = match (create?, schema_url?) {
+        (false, _) => None,
+        (true, Some(url)) if table.template().is_some() => Some(url),
+        (true, Some(_)) => {
+            r.problem(
+                "CREATE_TABLES",
+                Some("true"),
+                "false with a single table (tables are created only for a templated \
+                 BIGQUERY_TABLE, e.g. p.d.events_{event_type})",
+            );
+            return Some(None);
+        }
+        (true, None) => {
+            r.problem(
+                "TABLE_SCHEMA_URL",
+                None,
+                "s3://BUCKET/KEY or file:///PATH of a BigQuery JSON schema (required with \
+                 CREATE_TABLES=true)",
+            );
+            return Some(None);
+        }
+    };
+    let Some(max_tables) = max_tables else { return Some(None) };
+    Some(Some(RouteSettings { create, max_tables: to_usize(max_tables) }))
 }
 
 /// `CDC_CHANGE_TYPE_FIELD` and `CDC_SEQUENCE_FIELD`: dotted field paths

@@ -12,12 +12,14 @@ mod error;
 mod log_filter;
 mod read;
 #[cfg(test)]
+mod routing_tests;
+#[cfg(test)]
 mod tests;
 
 pub use delivery::Delivery;
 pub use env::{
-    Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, MAX_INFLIGHT_REQUESTS_LIMIT,
-    MAX_INVOCATION_MS,
+    Config, DEFAULT_BATCH_MAX_BYTES, DEFAULT_ENDPOINT, DEFAULT_MAX_TABLES,
+    MAX_INFLIGHT_REQUESTS_LIMIT, MAX_INVOCATION_MS, RouteSettings,
 };
 pub use error::{ConfigError, Problem};
 pub use log_filter::{LEVELS, LogFilter};

@@ -42,6 +42,13 @@ pub enum Reason {
     /// `WRITE_MODE=cdc`: the record's change type or sequence number cannot
     /// be read (`CDC_CHANGE_TYPE_FIELD`, `CDC_SEQUENCE_FIELD`).
     ChangeUnreadable,
+    /// A templated `BIGQUERY_TABLE`: the record's route field is missing,
+    /// not a string, or not a valid table-name part. The letter's `table` is
+    /// the template itself.
+    NoRoute,
+    /// A templated `BIGQUERY_TABLE`: the record's table does not exist (and
+    /// `CREATE_TABLES` is off, or creating it failed for good).
+    NoSuchTable,
 }
 
 /// One dead-lettered record.

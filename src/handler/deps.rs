@@ -15,9 +15,11 @@ use crate::delivery::{DeliveryDeps, DeliveryMode, EncoderCell, WriteMode};
 use crate::dlq::{self, DeadLetterSink, DlqError};
 use crate::metrics::LogOutput;
 use crate::pb::storage::TableSchema;
+use crate::route::RoutedTables;
 use crate::rows::{Encoder, EncoderOptions, SchemaError, UnknownFields};
 use crate::sink_url::SinkUrl;
 use crate::spill::{self, SpillError, SpillSink};
+use crate::table::TableName;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,10 @@ pub enum DepsError {
     Batch(#[from] BatchError),
     #[error("BigQuery did not answer within {0:?}")]
     Timeout(Duration),
+    /// `BIGQUERY_TABLE` is a template: no one table to connect to; each
+    /// routed table is opened when a record first names it.
+    #[error("BIGQUERY_TABLE {0} is a template: tables are opened as records name them")]
+    Routed(String),
 }
 
 impl DepsError {
@@ -62,13 +68,19 @@ impl DepsError {
 ///
 /// # Errors
 /// [`BatchError::NoRoomForRows`], naming `BATCH_MAX_BYTES`.
-pub fn batch_limits(config: &Config, encoder: &Encoder) -> Result<BatchLimits, BatchError> {
-    RequestBudget::new(&config.batch, encoder, &config.table).check()?;
+pub fn batch_limits(
+    config: &Config,
+    encoder: &Encoder,
+    table: &TableName,
+) -> Result<BatchLimits, BatchError> {
+    RequestBudget::new(&config.batch, encoder, table).check()?;
     Ok(config.batch)
 }
 
 /// The BigQuery side: a connected client, the live schema, its encoder.
 pub struct WriterSide {
+    /// The one table (`BIGQUERY_TABLE`).
+    pub table: TableName,
     pub client: WriteClient,
     /// The REST tables API, only with `UNKNOWN_FIELDS=add` (it patches the
     /// schema): other setups never load REST credentials.
@@ -84,12 +96,15 @@ impl WriterSide {
     /// table schema and builds the encoder.
     ///
     /// # Errors
-    /// [`DepsError::Connect`], [`DepsError::Schema`] or [`DepsError::Encoder`].
+    /// [`DepsError::Connect`], [`DepsError::Schema`] or [`DepsError::Encoder`];
+    /// [`DepsError::Routed`] for a templated `BIGQUERY_TABLE`.
     pub async fn connect(config: &Config) -> Result<Self, DepsError> {
+        let table =
+            config.table.fixed().ok_or_else(|| DepsError::Routed(config.table.to_string()))?;
         let client = WriteClient::connect(&config.endpoint.client_config())
             .await?
             .with_unary_retry(config.retry.clone());
-        let schema = client.table_schema(&config.table).await?;
+        let schema = client.table_schema(table).await?;
         let tables = match config.unknown_fields {
             UnknownFields::Add => Some(TablesClient::new(&config.rest_endpoint)?),
             _ => None,
@@ -100,7 +115,7 @@ impl WriterSide {
         if config.write_mode() == WriteMode::Cdc {
             encoder = encoder.with_cdc(config.cdc.clone())?;
         }
-        Ok(Self { client, tables, schema, encoder, options })
+        Ok(Self { table: table.clone(), client, tables, schema, encoder, options })
     }
 
     /// "7 columns: a STRING, ...": what `check` prints.
@@ -166,10 +181,14 @@ impl Sinks {
     }
 }
 
-async fn aws_config(config: &Config) -> aws_config::SdkConfig {
+/// The AWS configuration the sinks (and an `s3://` schema URL) need; a
+/// `file://`-only setup never loads it.
+pub async fn aws_config(config: &Config) -> aws_config::SdkConfig {
     let on_aws = |u: &SinkUrl| !matches!(u, SinkUrl::File { .. });
-    let needed =
-        config.state().is_some_and(on_aws) || on_aws(&config.spill) || on_aws(&config.dead_letter);
+    let needed = config.state().is_some_and(on_aws)
+        || on_aws(&config.spill)
+        || on_aws(&config.dead_letter)
+        || config.routing.create.as_ref().is_some_and(|u| u.is_s3());
     if needed {
         aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
     } else {
@@ -185,6 +204,9 @@ pub struct Deps {
     /// The BigQuery side with the sinks, once connected; the sinks alone
     /// serve invocations until then.
     pub writer: LazyWriter,
+    /// With a templated `BIGQUERY_TABLE`: one writer per table, opened as
+    /// records name them (`writer` then never connects).
+    pub routes: Option<RoutedTables>,
     /// Where EMF lines go (stdout under Lambda, stderr for the CLI).
     pub output: LogOutput,
     /// The time limit of an invocation without a Lambda deadline (`invoke`).
@@ -200,8 +222,9 @@ impl Deps {
     /// A sink that cannot be opened, or a configuration the table's schema
     /// refuses (its encoder, `BATCH_MAX_BYTES`).
     pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
-        let sinks = Sinks::open(config).await?;
-        Self::connect_once(config, output, sinks).await
+        let aws = aws_config(config).await;
+        let sinks = Sinks::open_with(config, &aws)?;
+        Self::connect_once(config, output, sinks, &aws).await
     }
 
     /// As [`Deps::build`], with an AWS configuration of the caller's (tests
@@ -215,20 +238,27 @@ impl Deps {
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, DepsError> {
         let sinks = Sinks::open_with(config, aws)?;
-        Self::connect_once(config, output, sinks).await
+        Self::connect_once(config, output, sinks, aws).await
     }
 
     async fn connect_once(
         config: &Config,
         output: LogOutput,
         sinks: Sinks,
+        aws: &aws_config::SdkConfig,
     ) -> Result<Self, DepsError> {
+        let routes = super::routed::routed_tables(config, &sinks, aws)?;
+        let routed = routes.is_some();
         let deps = Self {
             config: config.clone(),
             writer: LazyWriter::new(sinks),
+            routes,
             output,
             local_timeout: Duration::from_secs(900),
         };
+        if routed {
+            return Ok(deps);
+        }
         match deps.writer.get_or_connect(config, CONNECT_BUDGET_CAP).await {
             Ok(_) => {}
             Err(e) if e.is_unreachable() => tracing::warn!(

@@ -9,6 +9,7 @@ use super::shards::{ShardGroup, group_by_shard};
 use crate::check::error_chain;
 use crate::delivery::{self, DeliveryDeps, Landing, OfflineSinks, ShardBatch, ShardOutcome};
 use crate::metrics::{InvocationSummary, emf_line};
+use crate::route::{self, RoutedTables};
 use crate::source;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -62,20 +63,10 @@ pub async fn handle(
         let user_records = records.len();
         let shards = group_by_shard(records);
         let budget = connect_budget(deadline.saturating_duration_since(Instant::now()));
-        let writer = if shards.is_empty() {
-            Ok(None)
-        } else {
-            deps.writer.get_or_connect(&deps.config, budget).await.map(Some)
+        let (outcomes, outage) = match &deps.routes {
+            Some(routes) => (deliver_routed(&shards, routes, budget, deadline).await, None),
+            None => deliver_to_table(&shards, deps, budget, deadline).await,
         };
-        let outage = writer.as_ref().err().map(|e| error_chain(e));
-        if let Some(error) = &outage {
-            tracing::warn!(error = %error, "BigQuery is out of reach: the records are spilled raw (outage mode)");
-        }
-        let delivery = writer.ok().flatten();
-        let outcomes = futures::future::join_all(
-            shards.iter().map(|shard| deliver_shard(shard, deps, delivery, outage.as_deref(), deadline)),
-        )
-        .await;
         let first_not_landed =
             shards.iter().zip(&outcomes).map(|(shard, o)| first_not_landed(shard, o));
         let response = partial_batch_response(&event, first_not_landed)?;
@@ -113,6 +104,55 @@ fn first_not_landed(shard: &ShardGroup, outcome: &ShardOutcome) -> Option<usize>
     outcome.first_not_landed().map(|i| shard.event_index(i).or(shard.event_index(0)).unwrap_or(0))
 }
 
+/// Delivers every shard to the one table: connected first if no invocation
+/// has yet (within `budget`), or in outage mode; the outage's reason, if so.
+async fn deliver_to_table(
+    shards: &[ShardGroup],
+    deps: &Deps,
+    budget: Duration,
+    deadline: Instant,
+) -> (Vec<ShardOutcome>, Option<String>) {
+    let writer = if shards.is_empty() {
+        Ok(None)
+    } else {
+        deps.writer.get_or_connect(&deps.config, budget).await.map(Some)
+    };
+    let outage = writer.as_ref().err().map(|e| error_chain(e));
+    if let Some(error) = &outage {
+        tracing::warn!(error = %error, "BigQuery is out of reach: the records are spilled raw (outage mode)");
+    }
+    let delivery = writer.ok().flatten();
+    let outcomes = futures::future::join_all(
+        shards
+            .iter()
+            .map(|shard| deliver_shard(shard, deps, delivery, outage.as_deref(), deadline)),
+    )
+    .await;
+    (outcomes, outage)
+}
+
+/// Delivers every shard routed by record, shards concurrently.
+async fn deliver_routed(
+    shards: &[ShardGroup],
+    routes: &RoutedTables,
+    budget: Duration,
+    deadline: Instant,
+) -> Vec<ShardOutcome> {
+    futures::future::join_all(shards.iter().map(|shard| {
+        let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
+        route::deliver_routed(
+            &shard.records,
+            &shard.stream_arn,
+            &shard.shard_id,
+            routes,
+            budget,
+            deadline,
+        )
+        .instrument(span)
+    }))
+    .await
+}
+
 /// Delivers one shard through `delivery` when BigQuery is connected, or
 /// raw to the sinks when it is out of reach (`outage` says why).
 async fn deliver_shard(
@@ -123,8 +163,17 @@ async fn deliver_shard(
     deadline: Instant,
 ) -> ShardOutcome {
     let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
+    // A templated BIGQUERY_TABLE is delivered by `deliver_routed`; this is
+    // never reached without one table.
+    let Some(table) = deps.config.table.fixed() else {
+        return ShardOutcome {
+            records: vec![delivery::RecordOutcome::NotLanded; shard.records.len()],
+            gave_back: None,
+            stats: delivery::DeliveryStats::default(),
+        };
+    };
     let batch = ShardBatch {
-        table: &deps.config.table,
+        table,
         stream_arn: &shard.stream_arn,
         shard_id: &shard.shard_id,
         records: &shard.records,

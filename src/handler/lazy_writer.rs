@@ -74,7 +74,7 @@ impl LazyWriter {
                 let writer = tokio::time::timeout(budget, WriterSide::connect(config))
                     .await
                     .map_err(|_| DepsError::Timeout(budget))??;
-                batch_limits(config, &writer.encoder)?;
+                batch_limits(config, &writer.encoder, &writer.table)?;
                 Ok(delivery_deps(config, writer, self.sinks.clone()))
             })
             .await

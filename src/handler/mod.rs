@@ -11,10 +11,11 @@ mod error;
 mod invoke;
 mod lazy_writer;
 mod response;
+mod routed;
 mod shards;
 
 pub use deadline::working_deadline;
-pub use deps::{Deps, DepsError, Sinks, WriterSide, batch_limits};
+pub use deps::{Deps, DepsError, Sinks, WriterSide, aws_config, batch_limits};
 pub use error::HandlerError;
 pub use invoke::{handle, local_event};
 pub use lazy_writer::{CONNECT_BUDGET_CAP, LazyWriter, connect_budget};
