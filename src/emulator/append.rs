@@ -231,6 +231,10 @@ impl Connection {
         if let Err(status) = self.resolve_target(&req) {
             return Step::Close(status);
         }
+        let verdict = match (verdict, &self.target) {
+            (Verdict::Pass, Some(target)) => self.faults.check_table(&target.table),
+            (verdict, _) => verdict,
+        };
         if matches!(verdict, Verdict::Fail { .. }) {
             self.activity.record(|a| a.refused += 1);
         }

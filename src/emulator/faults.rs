@@ -37,6 +37,19 @@ pub enum FaultSpec {
         #[serde(default)]
         in_band: bool,
     },
+    /// Fail the next `times` AppendRows requests to streams of `table`
+    /// (`projects/p/datasets/d/tables/t` or `p.d.t`) with `code`, ending
+    /// the connection; requests to other tables pass. One table of several
+    /// failing while the rest write (routing by record).
+    FailTable {
+        table: String,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(with = "code_serde")]
+        code: Code,
+        #[serde(default)]
+        message: String,
+    },
     /// Delay every response of `method` by `ms` milliseconds.
     Delay {
         method: String,
@@ -192,6 +205,7 @@ impl Faults {
             _ => {
                 let left = match &spec {
                     FaultSpec::Fail { times, .. }
+                    | FaultSpec::FailTable { times, .. }
                     | FaultSpec::DropAfter { times, .. }
                     | FaultSpec::WriteThenDrop { times }
                     | FaultSpec::WriteThenExpire { times }
@@ -360,6 +374,34 @@ impl Faults {
         verdict
     }
 
+    /// Consulted once per AppendRows request that passed [`Faults::check`],
+    /// with the path of the table its stream belongs to.
+    pub fn check_table(&self, table: &str) -> Verdict {
+        let same = |a: &str| {
+            let parse = |s: &str| s.parse::<crate::table::TableName>().ok();
+            a == table || (parse(a).is_some() && parse(a) == parse(table))
+        };
+        let mut st = self.lock();
+        let mut verdict = Verdict::Pass;
+        for r in st.rules.iter_mut().filter(|r| r.left > 0) {
+            if let FaultSpec::FailTable { table: t, code, message, .. } = &r.spec
+                && same(t)
+            {
+                r.left -= 1;
+                verdict =
+                    Verdict::Fail { code: *code, message: msg_or(message, *code), in_band: false };
+                break;
+            }
+        }
+        st.rules.retain(|r| r.left > 0);
+        verdict
+    }
+
+    /// Fails the next `times` AppendRows requests to `table`'s streams.
+    pub fn fail_table(&self, table: &crate::table::TableName, times: u32, code: Code) {
+        self.add(FaultSpec::FailTable { table: table.path(), times, code, message: String::new() });
+    }
+
     /// For a new AppendRows connection: after how many responses to drop it.
     pub fn take_drop_after(&self) -> Option<u32> {
         let mut st = self.lock();
@@ -400,6 +442,25 @@ mod tests {
         assert_eq!(run(7), run(7));
         let fails = run(7).iter().filter(|x| **x).count();
         assert!((10..54).contains(&fails), "{fails}");
+    }
+
+    #[test]
+    fn a_table_fault_fails_only_that_tables_requests() {
+        let f = Faults::default();
+        f.add(
+            serde_json::from_str(
+                r#"{"kind":"fail_table","table":"p.d.b","code":"INTERNAL","times":2}"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(f.check("AppendRows"), Verdict::Pass);
+        assert_eq!(f.check_table("projects/p/datasets/d/tables/a"), Verdict::Pass);
+        assert!(matches!(
+            f.check_table("projects/p/datasets/d/tables/b"),
+            Verdict::Fail { code: Code::Internal, in_band: false, .. }
+        ));
+        assert!(matches!(f.check_table("projects/p/datasets/d/tables/b"), Verdict::Fail { .. }));
+        assert_eq!(f.check_table("projects/p/datasets/d/tables/b"), Verdict::Pass);
     }
 
     #[test]

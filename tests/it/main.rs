@@ -51,6 +51,7 @@ mod harness;
 mod lambda_runtime;
 mod redrive_dlq;
 mod retry_budget;
+mod routing;
 mod rows_props;
 mod rows_roundtrip;
 mod sinks_dlq;
