@@ -52,6 +52,7 @@ mod lambda_runtime;
 mod redrive_dlq;
 mod retry_budget;
 mod routing;
+mod routing_create;
 mod rows_props;
 mod rows_roundtrip;
 mod sinks_dlq;
