@@ -201,3 +201,48 @@ async fn tables_past_max_tables_go_back_to_kinesis_and_land_on_the_retry() -> an
     r.world.harness.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_bigquery_will_not_open_is_spilled_raw_and_backfilled_once() -> anyhow::Result<()> {
+    use kinesis_bigquery::delivery::store;
+    use kinesis_bigquery::sink_url::SinkUrl;
+    use kinesis_bigquery::spill::{self, SpillFilter};
+
+    let r = Routed::start().await?;
+    r.create("search")?;
+    r.create("browse")?;
+    let deps = r.deps(&[]).await?;
+    // A warm container: `search` is open, `browse` not yet.
+    let first = invoke(&deps, event(events::event(SHARD, &[rec(0, "search")]))?).await?;
+    assert_eq!(failures(&first), Vec::<String>::new());
+    // Then BigQuery stops answering schema reads: `browse` cannot be opened.
+    r.harness().emulator.faults().fail_next("GetWriteStream", 10_000, Code::Unavailable, "");
+    let recs = vec![rec(0, "search"), rec(1, "search"), rec(2, "browse"), rec(3, "search")];
+    let response = invoke(&deps, event(events::event(SHARD, &recs))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(r.rows("search")?, ["e0", "e1", "e3"]);
+    assert!(r.rows("browse")?.is_empty());
+
+    let aws = r.harness().moto.sdk_config();
+    let spill_url: SinkUrl = format!("s3://{}/spill", r.world.bucket).parse()?;
+    let sink = spill::open(&spill_url, &aws)?;
+    let keys = sink.list(&SpillFilter::default()).await?;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let batch = sink.read(&keys[0]).await?;
+    assert_eq!(batch.table, r.table("browse")?);
+    assert_eq!(batch.records.len(), 1);
+
+    // BigQuery is back: the backfill writes the spilled record to its table.
+    r.harness().emulator.faults().clear();
+    let state_url: SinkUrl = format!("s3://{}/state", r.world.bucket).parse()?;
+    let mut backfill =
+        crate::backfill_support::deps(&r.harness().emulator, sink.clone(), None).await;
+    backfill.state = Some(store::open(&state_url, &aws)?);
+    let summary =
+        crate::backfill_support::run(&backfill, &crate::backfill_support::options()).await;
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    assert_eq!(r.rows("browse")?, ["e2"]);
+    assert_eq!(r.rows("search")?, ["e0", "e1", "e3"]);
+    r.world.harness.shutdown().await;
+    Ok(())
+}
