@@ -34,10 +34,16 @@
 //!   log line (Deps built: channel, table schema, encoder, sinks) — target
 //!   ≤ 30 ms.
 //!
+//! `handler/routing` (issue 14): the same records spread over 1, 4 and 16
+//! tables by a templated `BIGQUERY_TABLE`, and to one fixed table, in one
+//! run with ratios (`benches/routing/mod.rs`).
+//!
 //! Run: `cargo bench --bench handler` (release profile).
 
 #[path = "../tests/it/events.rs"]
 mod events;
+#[path = "routing/mod.rs"]
+mod routing;
 #[path = "shapes/mod.rs"]
 mod shapes;
 
@@ -381,6 +387,9 @@ fn main() -> anyhow::Result<()> {
         if wanted(&format!("handler/{}", table.shape)) {
             bench_handler(&mut criterion, &world, table)?;
         }
+    }
+    if wanted("handler/routing") {
+        routing::bench(&mut criterion)?;
     }
     if let Some(plain) = world.tables.first()
         && wanted("process")

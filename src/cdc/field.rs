@@ -33,11 +33,6 @@ impl fmt::Display for FieldPath {
 }
 
 impl FieldPath {
-    /// A path of `keys` as given (not split on '.'); empty keys never match.
-    pub fn from_keys(keys: Vec<String>) -> Self {
-        Self(keys)
-    }
-
     /// The top-level key: the table column the field's value travels in
     /// when the record becomes a row.
     pub fn top_level(&self) -> &str {
@@ -65,6 +60,22 @@ impl FieldPath {
         }
         Ok(Some(current))
     }
+}
+
+/// The value of the top-level `key` of the JSON object `json`, in one pass
+/// over the bytes (the other values are checked and skipped, not built).
+///
+/// # Errors
+/// The bytes are not JSON ([`serde_json::error::Category::Syntax`] or
+/// `Eof`), or not an object (`Data`).
+pub fn find_top_level<'a>(
+    json: &'a [u8],
+    key: &str,
+) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let found = Lookup { key }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(found)
 }
 
 /// Walks one object, skipping every value but `key`'s.

@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 
 use super::template::TableTemplate;
-use crate::cdc::FieldPath;
+use crate::cdc::field::find_top_level;
 use crate::dlq::Reason;
 use crate::table::TableName;
 
@@ -22,14 +22,11 @@ pub struct Unroutable {
 #[derive(Clone, Debug)]
 pub struct Router {
     template: TableTemplate,
-    path: FieldPath,
 }
 
 impl Router {
     pub fn new(template: TableTemplate) -> Self {
-        // A placeholder is ASCII letters, digits, '_' and '-': one key.
-        let path = FieldPath::from_keys(vec![template.field().to_string()]);
-        Self { template, path }
+        Self { template }
     }
 
     pub fn template(&self) -> &TableTemplate {
@@ -43,10 +40,18 @@ impl Router {
     pub fn route(&self, data: &[u8]) -> Result<TableName, Unroutable> {
         let field = self.template.field();
         let no_route = |error: String| Unroutable { reason: Reason::NoRoute, error };
-        let raw = match self.path.find(data) {
+        let raw = match find_top_level(data, field) {
             Ok(Some(raw)) => raw,
             Ok(None) => return Err(no_route(format!("route field {field:?} is missing"))),
-            Err(error) => return Err(Unroutable { reason: Reason::InvalidJson, error }),
+            Err(e) if e.is_data() => {
+                return Err(no_route(format!("the record is not a JSON object ({e})")));
+            }
+            Err(e) => {
+                return Err(Unroutable {
+                    reason: Reason::InvalidJson,
+                    error: format!("not JSON: {e}"),
+                });
+            }
         };
         let value = string_value(raw).ok_or_else(|| {
             no_route(format!("route field {field:?} is {}, not a string", kind(raw)))
@@ -107,6 +112,8 @@ mod tests {
     #[test]
     fn bytes_that_are_not_json_are_invalid_json() {
         let e = router().route(br#"{"event_type":"click""#).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidJson);
+        let e = router().route(br#"{"event_type":"click"} x"#).unwrap_err();
         assert_eq!(e.reason, Reason::InvalidJson);
         let e = router().route(b"[1,2]").unwrap_err();
         assert_eq!(e.reason, Reason::NoRoute, "{}", e.error);
