@@ -115,10 +115,13 @@ fn event_id(event: &Value) -> String {
     event["event_id"].as_str().unwrap_or_default().to_string()
 }
 
+/// The click types the generator draws from (`demo --routing` makes one
+/// table of each).
+pub const TYPES: [&str; 4] = ["view", "click", "add_to_cart", "purchase"];
+
 /// One click-stream event, shaped like the table's columns.
 fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
     *next_id += 1;
-    const TYPES: [&str; 4] = ["view", "click", "add_to_cart", "purchase"];
     const TAGS: [&str; 6] = ["mobile", "web", "promo", "returning", "eu", "us"];
     let kind = TYPES.get(rng.random_range(0..TYPES.len())).copied().unwrap_or("view");
     let tags: Vec<&str> = TAGS.iter().copied().filter(|_| rng.random_bool(0.3)).collect();

@@ -58,6 +58,8 @@ pub struct DemoReport {
     /// `--mode cdc`: the table against the last change of each key (the
     /// exactly-once fields above stay empty).
     pub cdc: Option<Convergence>,
+    /// `--routing`: rows per routed table.
+    pub routed: Vec<(String, u64)>,
     /// The working directory, when kept (`--keep`).
     pub dir: Option<PathBuf>,
     pub elapsed: Duration,
@@ -198,7 +200,14 @@ impl fmt::Display for DemoReport {
         line(f, "  at least once (in doubt on a lost stream)", b.at_least_once.to_string())?;
         line(f, "  orphan objects removed", b.orphaned.to_string())?;
         line(f, "  orphan objects quarantined", b.quarantined.to_string())?;
-        line(f, "rows in table", self.rows_in_table.to_string())?;
+        if self.routed.is_empty() {
+            line(f, "rows in table", self.rows_in_table.to_string())?;
+        } else {
+            line(f, "rows in the routed tables", self.rows_in_table.to_string())?;
+            for (table, rows) in &self.routed {
+                line(f, &format!("  {table}"), rows.to_string())?;
+            }
+        }
         let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
         if let Some(c) = &self.cdc {
             write_convergence(f, c, line)?;

@@ -86,6 +86,11 @@ pub struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Route each click to the table of its type
+    /// (`BIGQUERY_TABLE=demo.analytics.clicks_{type}`: four tables, each with
+    /// its own write stream and state); exactly-once mode only.
+    #[arg(long)]
+    pub routing: bool,
 }
 
 fn parse_format(s: &str) -> Result<RowFormat, String> {
@@ -120,6 +125,8 @@ pub enum DemoError {
     DeadLetters(#[from] serde_json::Error),
     #[error("reading the discarded Kinesis records")]
     Discarded(#[from] SourceError),
+    #[error("--routing runs with --mode exactly-once only")]
+    RoutingNeedsExactlyOnce,
 }
 
 /// Runs the demo and returns its report; [`DemoReport::passed`] says
@@ -132,8 +139,21 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let workdir = tempfile::Builder::new().prefix("kinesis-bigquery-demo-").tempdir()?;
     let dir = workdir.path().to_path_buf();
+    if args.routing && args.mode != DemoMode::ExactlyOnce {
+        return Err(DemoError::RoutingNeedsExactlyOnce);
+    }
     let emulator = emulator::start(EmulatorConfig::default()).await?;
+    // With --routing: the template, and the tables rows are read from.
+    let routed = if args.routing { table::routed()? } else { Vec::new() };
+    for t in &routed {
+        emulator.create_table(t, table::schema()?)?;
+    }
     let table = match args.mode {
+        // The lost-stream faults aim at the first routed table's stream.
+        DemoMode::ExactlyOnce if args.routing => match routed.first() {
+            Some(first) => first.clone(),
+            None => table::name()?,
+        },
         DemoMode::ExactlyOnce => {
             let table = table::name()?;
             emulator.create_table(&table, table::schema()?)?;
@@ -149,7 +169,10 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
 
     let file_url = |name: &str| format!("file://{}", dir.join(name).display());
     let mut vars: HashMap<&str, String> = HashMap::from([
-        ("BIGQUERY_TABLE", table.to_string()),
+        (
+            "BIGQUERY_TABLE",
+            if args.routing { table::ROUTED_TEMPLATE.to_string() } else { table.to_string() },
+        ),
         ("BIGQUERY_ENDPOINT", emulator.grpc_endpoint()),
         ("WRITE_MODE", args.mode.write_mode().to_string()),
         ("ROW_FORMAT", format_name(args.format).to_string()),
@@ -256,7 +279,14 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     .await?;
     bar.finish_and_clear();
 
-    let rows = emulator.read_rows(&table)?;
+    let mut rows = Vec::new();
+    for t in if routed.is_empty() { std::slice::from_ref(&table) } else { &routed[..] } {
+        let these = emulator.read_rows(t)?;
+        if args.routing {
+            report.routed.push((t.table().to_string(), these.len() as u64));
+        }
+        rows.extend(these);
+    }
     match expected {
         None => {
             let in_table: Vec<String> = rows

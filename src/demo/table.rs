@@ -14,6 +14,20 @@ pub fn name() -> Result<TableName, TableNameError> {
     TableName::new("demo", "analytics", "clicks")
 }
 
+/// `demo --routing`: `BIGQUERY_TABLE`, one table per click type.
+pub const ROUTED_TEMPLATE: &str = "demo.analytics.clicks_{type}";
+
+/// The routed tables, one per [`super::generate::TYPES`] entry.
+///
+/// # Errors
+/// Only if the constants were invalid (a unit test proves they are not).
+pub fn routed() -> Result<Vec<TableName>, TableNameError> {
+    super::generate::TYPES
+        .iter()
+        .map(|kind| TableName::new("demo", "analytics", &format!("clicks_{kind}")))
+        .collect()
+}
+
 /// The schema in the `bq` CLI's JSON form.
 pub const SCHEMA_JSON: &str = r#"[
   {"name": "event_id", "type": "STRING", "mode": "REQUIRED"},
@@ -47,5 +61,9 @@ mod tests {
     fn schema_parses() {
         assert_eq!(super::schema().unwrap().fields.len(), 14);
         assert_eq!(super::name().unwrap().to_string(), "demo.analytics.clicks");
+        let routed = super::routed().unwrap();
+        assert_eq!(routed[0].to_string(), "demo.analytics.clicks_view");
+        let template: crate::route::TableTemplate = super::ROUTED_TEMPLATE.parse().unwrap();
+        assert_eq!(template.table_for("view").unwrap(), routed[0]);
     }
 }

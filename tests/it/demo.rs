@@ -19,6 +19,7 @@ fn args(format: RowFormat) -> DemoArgs {
         seed: 11,
         keep: false,
         quiet: true,
+        routing: false,
     }
 }
 

@@ -246,3 +246,27 @@ async fn a_table_bigquery_will_not_open_is_spilled_raw_and_backfilled_once() -> 
     r.world.harness.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_routes_clicks_by_type_exactly_once_under_every_fault() -> anyhow::Result<()> {
+    use kinesis_bigquery::demo::{self, DemoArgs, DemoMode, FaultSet};
+    let args = DemoArgs {
+        mode: DemoMode::ExactlyOnce,
+        records: 800,
+        shards: 2,
+        batch_size: 250,
+        format: kinesis_bigquery::rows::RowFormat::Proto,
+        faults: "all".parse::<FaultSet>().map_err(anyhow::Error::msg)?,
+        seed: 11,
+        keep: false,
+        quiet: true,
+        routing: true,
+    };
+    let report = demo::run(&args).await?;
+    assert!(report.passed(), "{report}");
+    let tables: Vec<&str> = report.routed.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tables, ["clicks_view", "clicks_click", "clicks_add_to_cart", "clicks_purchase"]);
+    assert!(report.routed.iter().all(|(_, rows)| *rows > 0), "{report}");
+    assert_eq!(report.routed.iter().map(|(_, rows)| rows).sum::<u64>(), report.rows_in_table);
+    Ok(())
+}
