@@ -7,30 +7,34 @@
 //! - Records the source could not read (corrupt KPL aggregates) are dead
 //!   letters, as on the connected path.
 //! - At-least-once and CDC: one raw spill object, no state.
-//! - Exactly-once: the spill fits the invariants only where nothing is in
-//!   doubt. With the shard's claim [`Claim::Clean`] no earlier writer can
-//!   put a row at or after `next_offset`, so the spilled records take no
-//!   offset and one compare-and-swap moves `last_position` past them and
-//!   lists the object (`next_offset` stays: the stream holds none of them).
-//!   Records the intent excludes are dead-lettered as the mapping says.
-//!   With any other claim an earlier attempt's appends may still be in
-//!   flight on a stream nobody can reach: which of these records are in the
-//!   table can only be learned from BigQuery, and an in-doubt record may be
-//!   spilled only with what resolves it (DESIGN.md, invariant 6) — which
-//!   takes the mapping, which takes the schema. The batch goes back to
-//!   Kinesis ([`GaveBack::InDoubtUnreachable`]); the first invocation that
-//!   reaches BigQuery resolves it.
+//! - Exactly-once: the spill fits the invariants only as far as the shard's
+//!   claim allows. With [`Claim::Clean`] no earlier writer can put a row at
+//!   or after `next_offset`, so the spilled records take no offset and one
+//!   compare-and-swap moves `last_position` past them and lists the object
+//!   (`next_offset` stays: the stream holds none of them). With a claim of
+//!   rows that this batch continues, an earlier attempt of it may still be
+//!   writing: the mapping needs no schema (only bytes that are not a JSON
+//!   object, and the intent, take no offset), so each record is spilled
+//!   `in_doubt` with its offset in the claimed stream, as the connected path
+//!   does when its finalize gets no answer (DESIGN.md, invariant 6); the
+//!   backfill finalizes the stream and skips what is below its row count.
+//!   Any other claim (a batch after a discarded one, a finalized stream, a
+//!   claim of an older format) needs a fence to say what landed: the batch
+//!   goes back to Kinesis ([`GaveBack::InDoubtUnreachable`]).
+//! - Records the mapping gives no row are dead-lettered first, up to the
+//!   first the queue refuses; nothing past that is spilled or listed.
 
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Input, Item};
 use super::spill_manifest::{SPILL_LIST_CAP, SpillManifest};
-use super::state::{Claim, ShardState, state_key};
+use super::state::{Claim, ClaimedRows, ShardState, fingerprint, state_key};
 use super::store::{StateStore, StoreError, Version};
 use super::{DeliveryMode, ShardBatch};
-use crate::dlq::{DeadLetter, DeadLetterSink, DlqError};
+use crate::dlq::{DeadLetter, DeadLetterSink, DlqError, Reason};
 use crate::source::Position;
 use crate::spill::{SpillReason, SpillSink, SpilledBatch, SpilledRecord};
+use crate::table::TableName;
 
 /// What delivery can use without BigQuery.
 #[derive(Clone, Copy)]
@@ -115,19 +119,90 @@ impl Offline<'_, '_> {
                 *landing = Some(Landing::Earlier);
             }
         }
-        if state.claim != Claim::Clean && self.landing.iter().any(Option::is_none) {
-            tracing::warn!(
-                shard_id = self.batch.shard_id,
-                write_stream = %state.write_stream,
-                "BigQuery is out of reach and an earlier attempt's appends may be in flight: the batch goes back to Kinesis"
-            );
-            return Err(GaveBack::InDoubtUnreachable(error.to_string()));
+        if self.landing.iter().all(Option::is_some) {
+            return Ok(());
         }
-        let spilled = self.settle(Some(&state), error).await;
-        self.commit(store, &key, state, version, spilled).await
+        // Kinds from the bytes alone: a record that is not a JSON object
+        // takes no offset under any schema; every other one takes the next.
+        let kinds: Vec<(&Position, Kind)> =
+            self.items.iter().map(|it| (&it.position, kind_of(it))).collect();
+        let slots = plan::map(&state, &kinds);
+        match &state.claim {
+            Claim::Clean => {
+                let spilled = self.settle(Some(&state), error).await;
+                // None of these records takes an offset: the stream holds none of them.
+                let no_rows = vec![Slot::Excluded; slots.len()];
+                self.commit(store, &key, (state, version), &no_rows, spilled).await
+            }
+            Claim::Rows(rows)
+                if state.stream_end.is_none() && self.continues(&slots, &state, rows) =>
+            {
+                let spilled = self.spill_in_doubt(&state, &slots, error).await;
+                self.commit(store, &key, (state, version), &slots, spilled).await
+            }
+            _ => {
+                tracing::warn!(
+                    shard_id = self.batch.shard_id,
+                    write_stream = %state.write_stream,
+                    "BigQuery is out of reach and an earlier attempt's appends may be in flight: the batch goes back to Kinesis"
+                );
+                Err(GaveBack::InDoubtUnreachable(error.to_string()))
+            }
+        }
     }
 
-    /// Dead-letters what gets no row, then spills the rest raw, up to the
+    /// Whether the record this batch maps at `next_offset` is the first the
+    /// claim holds: the claimed rows are this batch's, at the offsets the
+    /// mapping gives them (a batch that starts elsewhere follows a discarded
+    /// one; only a fence can say what of that one landed).
+    fn continues(&self, slots: &[Slot], state: &ShardState, rows: &ClaimedRows) -> bool {
+        let first =
+            slots.iter().zip(&self.items).find(|(s, _)| s.offset() == Some(state.next_offset));
+        first.is_some_and(|(_, item)| rows.get(0) == Some(&fingerprint(&item.position)))
+    }
+
+    /// An earlier attempt of this batch claimed its rows and may still be
+    /// writing them: each record is spilled with its offset in the claimed
+    /// stream (`in_doubt`), so the backfill finalizes the stream and skips
+    /// those below its row count (DESIGN.md, invariant 6) — what the
+    /// connected path does when BigQuery cannot answer its finalize. Records
+    /// that take no offset are dead letters first.
+    async fn spill_in_doubt(
+        &mut self,
+        state: &ShardState,
+        slots: &[Slot],
+        error: &str,
+    ) -> Option<String> {
+        let mut which = Vec::new();
+        let mut letters = Vec::new();
+        for (i, (slot, item)) in slots.iter().zip(&self.items).enumerate() {
+            let pending = self.landing.get(i).is_some_and(Option::is_none);
+            if *slot != Slot::Excluded || !pending {
+                continue;
+            }
+            if let Some(l) = letter(item, Some(state), self.batch.table) {
+                which.push(i);
+                letters.push(l);
+            }
+        }
+        let limit = self.send_letters(&which, &letters).await;
+        let records: Vec<(usize, SpilledRecord)> = slots
+            .iter()
+            .zip(&self.items)
+            .enumerate()
+            .take(limit)
+            .filter(|(i, _)| self.landing.get(*i).is_some_and(Option::is_none))
+            .filter_map(|(i, (slot, it))| {
+                let record = it.record?;
+                Some((i, SpilledRecord::from_source(record, Some(slot.offset()?))))
+            })
+            .collect();
+        let stream = Some(state.write_stream.clone());
+        self.spill(records, SpillReason::InDoubt, stream, error).await
+    }
+
+    /// Dead-letters what gets no row (under any schema, or by the intent),
+    /// then spills the rest raw, up to the
     /// first letter the queue refused (what follows it goes back to Kinesis,
     /// so exactly-once never lists a spilled record past the landed prefix).
     /// Returns the spill object's path.
@@ -138,13 +213,7 @@ impl Offline<'_, '_> {
             if self.landing.get(i).is_some_and(Option::is_some) {
                 continue;
             }
-            let excluded = state.and_then(|s| s.excluded(&item.position));
-            let letter = match (&item.letter, excluded) {
-                (Some(l), _) => Some(l.clone()),
-                (None, Some(e)) => prepare::letter_for_excluded(item, Some(e), self.batch.table),
-                (None, None) => None,
-            };
-            if let Some(l) = letter {
+            if let Some(l) = letter(item, state, self.batch.table) {
                 which.push(i);
                 letters.push(l);
             }
@@ -158,7 +227,7 @@ impl Offline<'_, '_> {
             .filter(|(i, _)| self.landing.get(*i).is_some_and(Option::is_none))
             .filter_map(|(i, it)| it.record.map(|r| (i, SpilledRecord::from_source(r, None))))
             .collect();
-        self.spill(records, error).await
+        self.spill(records, SpillReason::RetriesExhausted, None, error).await
     }
 
     /// Sends `letters` (for items `which`); returns the index of the first
@@ -186,16 +255,25 @@ impl Offline<'_, '_> {
         failed.iter().filter_map(|&k| which.get(k)).min().copied().unwrap_or(self.items.len())
     }
 
-    async fn spill(&mut self, records: Vec<(usize, SpilledRecord)>, error: &str) -> Option<String> {
+    /// One object of `records` (batch index, record); `write_stream` when
+    /// they carry offsets in it.
+    async fn spill(
+        &mut self,
+        records: Vec<(usize, SpilledRecord)>,
+        reason: SpillReason,
+        write_stream: Option<String>,
+        error: &str,
+    ) -> Option<String> {
         if records.is_empty() {
             return None;
         }
         let mut spilled = SpilledBatch::new(
             self.batch.table.clone(),
-            SpillReason::RetriesExhausted,
+            reason,
             format!("BigQuery out of reach: {error}"),
             &[],
         );
+        spilled.write_stream = write_stream;
         spilled.stream_arn = self.batch.stream_arn.to_string();
         spilled.shard_id = self.batch.shard_id.to_string();
         spilled.write_mode = Some(self.sinks.mode.write_mode());
@@ -221,21 +299,25 @@ impl Offline<'_, '_> {
     }
 
     /// One compare-and-swap: `last_position` moves to the end of the landed
-    /// prefix, the object is listed. Until it succeeds only what an earlier
-    /// invocation delivered counts as landed.
+    /// prefix, `next_offset` past the rows `slots` give it, the object is
+    /// listed, and a claim keeps only its rows past the new `next_offset`.
+    /// Until it succeeds only what an earlier invocation delivered counts
+    /// as landed.
     async fn commit(
         &mut self,
         store: &dyn StateStore,
         key: &str,
-        state: ShardState,
-        version: Option<Version>,
+        (state, version): (ShardState, Option<Version>),
+        slots: &[Slot],
         spilled: Option<String>,
     ) -> Result<(), GaveBack> {
         let landed = self.landing.iter().take_while(|l| l.is_some()).count();
-        // None of these records takes an offset: the stream holds none of them.
-        let slots: Vec<Slot> = self.items.iter().map(|_| Slot::Excluded).collect();
         let positions: Vec<&Position> = self.items.iter().map(|i| &i.position).collect();
-        let mut next = plan::advance(&state, &positions, &slots, landed);
+        let mut next = plan::advance(&state, &positions, slots, landed);
+        if let Claim::Rows(rows) = &state.claim {
+            let skip = usize::try_from(next.next_offset - state.next_offset).unwrap_or(0);
+            next.claim = Claim::of_rows(rows.slice(skip, usize::MAX));
+        }
         if let Some(path) = spilled {
             next.spills.push(path.clone());
             compact(store, key, &mut next, &path).await.map_err(store_error)?;
@@ -304,6 +386,30 @@ async fn compact(
     let manifest = SpillManifest { previous: next.spill_manifest.clone(), spills: older };
     next.spill_manifest = Some(manifest.write(store, key).await?);
     Ok(())
+}
+
+/// What the mapping makes of an item without a schema.
+fn kind_of(item: &Item<'_>) -> Kind {
+    match item.record {
+        Some(r) if !prepare::bad_by_bytes(&r.data) => Kind::Good,
+        _ => Kind::PureBad,
+    }
+}
+
+/// The dead letter of an item the mapping gives no row: its own (a corrupt
+/// aggregate), one for bytes that are not a JSON object, or the intent's
+/// (exactly-once); `None` for a record that may become a row.
+fn letter(item: &Item<'_>, state: Option<&ShardState>, table: &TableName) -> Option<DeadLetter> {
+    if let Some(l) = &item.letter {
+        return Some(l.clone());
+    }
+    let record = item.record?;
+    if prepare::bad_by_bytes(&record.data) {
+        let why = "the record is not a JSON object";
+        return Some(DeadLetter::new(record, table, Reason::InvalidJson, why));
+    }
+    let exclusion = state?.excluded(&item.position)?;
+    prepare::letter_for_excluded(item, Some(exclusion), table)
 }
 
 fn store_error(e: StoreError) -> GaveBack {

@@ -98,6 +98,17 @@ mod tests {
         assert_eq!(v["FunctionName"], "fn");
     }
 
+    /// Operators alarm on invocations that ran without BigQuery.
+    #[test]
+    fn an_outage_invocation_counts_one() {
+        let line = |outage| {
+            let s = InvocationSummary { outage, ..Default::default() };
+            serde_json::from_str::<Value>(&emf_line(&s, "p.d.t", "", 1)).unwrap()
+        };
+        assert_eq!(line(true)["OutageInvocations"], 1);
+        assert_eq!(line(false)["OutageInvocations"], 0);
+    }
+
     #[test]
     fn no_age_metric_without_arrival_times() {
         let v: Value =

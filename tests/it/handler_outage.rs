@@ -11,11 +11,11 @@ use anyhow::Context as _;
 use kinesis_bigquery::backfill::BackfillDeps;
 use kinesis_bigquery::delivery::state::{Claim, ClaimedRows, fingerprint};
 use kinesis_bigquery::delivery::store::{self, StateStore};
-use kinesis_bigquery::delivery::{ShardState, WriteMode, state_key};
+use kinesis_bigquery::delivery::{Boundary, CrashPoints, ShardState, WriteMode, state_key};
 use kinesis_bigquery::handler;
 use kinesis_bigquery::sink_url::SinkUrl;
 use kinesis_bigquery::source::{Position, SequenceNumber};
-use kinesis_bigquery::spill::{self, SpillFilter, SpillSink, SpilledBatch};
+use kinesis_bigquery::spill::{self, SpillFilter, SpillReason, SpillSink, SpilledBatch};
 
 use crate::backfill_support;
 use crate::events;
@@ -151,16 +151,66 @@ async fn at_least_once_cold_start_in_an_outage_spills_raw_and_the_backfill_write
     outage_then_recovery(WriteMode::AtLeastOnce).await
 }
 
-/// An earlier attempt died with appends possibly in flight (its claim is
-/// in the state): during the outage nothing can tell which of its records
-/// landed, so nothing is spilled without what resolves it — the batch goes
-/// back to Kinesis, and lands exactly once when BigQuery answers.
+/// An attempt died right after its appends (its claim is in the state, its
+/// rows in the stream, its commit never made); then BigQuery went away and
+/// a new container gets the retried batch. Which claimed records landed is
+/// only known to BigQuery, so each is spilled with its offset in the
+/// claimed stream and Kinesis is told they landed; the backfill finalizes
+/// the stream and writes only the records it does not hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_in_doubt_during_an_outage_gives_the_batch_back() -> anyhow::Result<()> {
+async fn an_attempt_in_doubt_before_the_outage_is_spilled_with_its_offsets() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let records = events::plain_records(0, 8, 200);
+    let connected = world.deps(&[]).await?;
+    let response = invoke(&connected, event(events::event(SHARD, &records[..2]))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let mut crashing = world.deps(&[]).await?;
+    crashing.delivery_mut().context("connected")?.crash =
+        Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
+    let response = invoke(&crashing, event(events::event(SHARD, &records[2..4]))?).await?;
+    assert_eq!(failures(&response), vec![events::seq(2)]);
+    let store = state_store(&world)?;
+    let before = shard_state(&world, store.as_ref()).await?;
+    assert!(matches!(&before.claim, Claim::Rows(rows) if rows.len() == 2), "{before:?}");
+
+    world.harness.emulator.faults().set_down(true);
+    let cold = world.deps(&[]).await?;
+    let response = invoke(&cold, event(events::event(SHARD, &records[2..6]))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let objects = spilled(spill_sink(&world)?.as_ref()).await?;
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(objects[0].reason, SpillReason::InDoubt);
+    assert_eq!(objects[0].write_stream.as_deref(), Some(before.write_stream.as_str()));
+    let offsets: Vec<Option<i64>> = objects[0].records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [Some(2), Some(3), Some(4), Some(5)]);
+    let after = shard_state(&world, store.as_ref()).await?;
+    assert_eq!(after.last_position, Some(position(5)?));
+    assert_eq!((after.next_offset, &after.claim), (6, &Claim::Clean));
+    assert_eq!(after.spills.len(), 1);
+
+    world.harness.emulator.faults().set_down(false);
+    backfill(&world, Some(store)).await?;
+    let mut rows = world.row_ids()?;
+    rows.sort();
+    assert_eq!(rows, ids(0, 6), "the claimed rows once, the rest replayed");
+    let response = invoke(&cold, event(events::event(SHARD, &records[6..]))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let mut rows = world.row_ids()?;
+    rows.sort();
+    assert_eq!(rows, ids(0, 8));
+    world.harness.shutdown().await;
+    Ok(())
+}
+
+/// A claim this batch does not continue (the event source mapping
+/// discarded the batch that made it): only a fence can say what of that
+/// batch landed, so during the outage the batch goes back to Kinesis,
+/// nothing is spilled, and it lands once BigQuery answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_a_discarded_batch_during_an_outage_gives_the_batch_back() -> anyhow::Result<()>
+{
     let world = World::start().await?;
     let records = events::plain_records(0, 4, 200);
-    // The first two records landed; the next two were claimed by an attempt
-    // that died before its commit.
     let connected = world.deps(&[]).await?;
     let response = invoke(&connected, event(events::event(SHARD, &records[..2]))?).await?;
     assert_eq!(failures(&response), Vec::<String>::new());
@@ -168,14 +218,13 @@ async fn a_claim_in_doubt_during_an_outage_gives_the_batch_back() -> anyhow::Res
     let key = state_key(&world.table, events::STREAM_ARN, SHARD);
     let (bytes, version) = store.load(&key).await?.context("state written")?;
     let mut shard = ShardState::from_json(&bytes)?;
-    shard.claim =
-        Claim::Rows(ClaimedRows::new(vec![fingerprint(&position(2)?), fingerprint(&position(3)?)]));
+    // Claimed by an attempt of a batch whose records are not these.
+    shard.claim = Claim::Rows(ClaimedRows::new(vec![fingerprint(&position(90)?)]));
     store.replace(&key, &shard.to_json(), &version).await?;
 
     world.harness.emulator.faults().set_down(true);
     let cold = world.deps(&[]).await?;
     let response = invoke(&cold, event(events::event(SHARD, &records))?).await?;
-    // Kinesis retries from the first record not landed; nothing spilled.
     assert_eq!(failures(&response), vec![events::seq(2)]);
     assert!(spilled(spill_sink(&world)?.as_ref()).await?.is_empty());
     assert_eq!(shard_state(&world, store.as_ref()).await?, shard);
