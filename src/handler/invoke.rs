@@ -64,7 +64,7 @@ pub async fn handle(
         let shards = group_by_shard(records);
         let budget = connect_budget(deadline.saturating_duration_since(Instant::now()));
         let (outcomes, outage) = match &deps.routes {
-            Some(routes) => (deliver_routed(&shards, routes, budget, deadline).await, None),
+            Some(routes) => deliver_routed(&shards, routes, budget, deadline).await,
             None => deliver_to_table(&shards, deps, budget, deadline).await,
         };
         let first_not_landed =
@@ -131,14 +131,15 @@ async fn deliver_to_table(
     (outcomes, outage)
 }
 
-/// Delivers every shard routed by record, shards concurrently.
+/// Delivers every shard routed by record, shards concurrently; an outage
+/// reason when some table's records were spilled raw.
 async fn deliver_routed(
     shards: &[ShardGroup],
     routes: &RoutedTables,
     budget: Duration,
     deadline: Instant,
-) -> Vec<ShardOutcome> {
-    futures::future::join_all(shards.iter().map(|shard| {
+) -> (Vec<ShardOutcome>, Option<String>) {
+    let routed = futures::future::join_all(shards.iter().map(|shard| {
         let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
         route::deliver_routed(
             &shard.records,
@@ -150,7 +151,10 @@ async fn deliver_routed(
         )
         .instrument(span)
     }))
-    .await
+    .await;
+    let offline: usize = routed.iter().map(|r| r.offline_tables).sum();
+    let outage = (offline > 0).then(|| format!("{offline} routed table(s) out of reach"));
+    (routed.into_iter().map(|r| r.outcome).collect(), outage)
 }
 
 /// Delivers one shard through `delivery` when BigQuery is connected, or

@@ -20,7 +20,7 @@ use crate::source::SourceRecord;
 /// table, and each table's state skips what it already holds on the retry).
 /// A table whose writer cannot be opened within `budget` (BigQuery out of
 /// reach) has its records spilled raw, as a one-table setup does in an
-/// outage ([`delivery::deliver_offline`]).
+/// outage ([`delivery::deliver_offline`]); the outcome counts them.
 pub async fn deliver_routed(
     records: &[Item],
     stream_arn: &str,
@@ -28,7 +28,7 @@ pub async fn deliver_routed(
     routes: &RoutedTables,
     budget: Duration,
     deadline: Instant,
-) -> ShardOutcome {
+) -> RoutedOutcome {
     let mut plan = plan(&routes.router, records, routes.max_tables);
     if plan.tables_over_bound > 0 {
         tracing::warn!(
@@ -86,7 +86,17 @@ pub async fn deliver_routed(
         },
     ));
     let (tables, letters) = tokio::join!(tables, send_letters(&plan, routes));
-    plan.merge(tables, &letters)
+    let offline_tables = writers.iter().filter(|w| matches!(w, Writer::Offline(_))).count();
+    RoutedOutcome { outcome: plan.merge(tables, &letters), offline_tables }
+}
+
+/// One shard's routed delivery.
+#[derive(Debug)]
+pub struct RoutedOutcome {
+    pub outcome: ShardOutcome,
+    /// Tables whose records were spilled raw because BigQuery did not open
+    /// them in time (outage mode).
+    pub offline_tables: usize,
 }
 
 /// What a table of the batch is written with.

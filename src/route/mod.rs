@@ -18,7 +18,7 @@ pub mod template;
 pub mod writers;
 
 pub use create::{CreateError, SchemaUrl, TableCreator};
-pub use deliver::deliver_routed;
+pub use deliver::{RoutedOutcome, deliver_routed};
 pub use extract::{Router, Unroutable};
 pub use template::{TableTarget, TableTemplate};
 pub use writers::{OpenError, RoutedTables, SharedParts};
