@@ -62,22 +62,6 @@ impl FieldPath {
     }
 }
 
-/// The value of the top-level `key` of the JSON object `json`, in one pass
-/// over the bytes (the other values are checked and skipped, not built).
-///
-/// # Errors
-/// The bytes are not JSON ([`serde_json::error::Category::Syntax`] or
-/// `Eof`), or not an object (`Data`).
-pub fn find_top_level<'a>(
-    json: &'a [u8],
-    key: &str,
-) -> Result<Option<&'a RawValue>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let found = Lookup { key }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(found)
-}
-
 /// Walks one object, skipping every value but `key`'s.
 struct Lookup<'k> {
     key: &'k str,

@@ -2,7 +2,8 @@
 //! each record goes to the table one of its top-level fields names.
 //!
 //! - [`template`]: the templated table name, checked at cold start;
-//! - [`extract`]: a record's table from its bytes (or why it has none);
+//! - [`extract`]: a record's table from its bytes (or why it has none),
+//!   read up to the route field only ([`field`]);
 //! - [`plan`]: a shard batch split by table, bounded by `MAX_TABLES`, and
 //!   the outcomes merged back (pure);
 //! - [`writers`]: one writer side per table (schema, encoder, connections,
@@ -13,6 +14,7 @@
 pub mod create;
 pub mod deliver;
 pub mod extract;
+pub mod field;
 pub mod plan;
 pub mod template;
 pub mod writers;
