@@ -270,3 +270,22 @@ async fn the_demo_routes_clicks_by_type_exactly_once_under_every_fault() -> anyh
     assert_eq!(report.routed.iter().map(|(_, rows)| rows).sum::<u64>(), report.rows_in_table);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_routes_to_each_tables_default_stream() -> anyhow::Result<()> {
+    let r = Routed::start().await?;
+    r.create("search")?;
+    r.create("browse")?;
+    let deps = r.deps(&[("WRITE_MODE", "at_least_once".into())]).await?;
+    let recs = vec![rec(0, "browse"), rec(1, "search"), rec(2, "browse"), rec(3, "nope")];
+    let response = invoke(&deps, event(events::event(SHARD, &recs))?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(r.rows("browse")?, ["e0", "e2"]);
+    assert_eq!(r.rows("search")?, ["e1"]);
+    let letters = r.world.dead_letters().await?;
+    assert_eq!(letter_reasons(&letters), [(events::seq(3), "no_such_table".to_string())]);
+    // No state in this mode.
+    assert!(r.world.objects("state/").await?.is_empty());
+    r.world.harness.shutdown().await;
+    Ok(())
+}
