@@ -289,3 +289,33 @@ async fn at_least_once_routes_to_each_tables_default_stream() -> anyhow::Result<
     r.world.harness.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_to_the_same_tables_keep_a_state_per_shard_and_table() -> anyhow::Result<()> {
+    let r = Routed::start().await?;
+    r.create("search")?;
+    r.create("browse")?;
+    let deps = r.deps(&[]).await?;
+    let other = "shardId-000000000009";
+    let mut json = events::event(SHARD, &[rec(0, "search"), rec(1, "browse")]);
+    let second = events::event(other, &[rec(2, "browse"), rec(3, "search")]);
+    if let (Some(a), Some(b)) = (json["Records"].as_array_mut(), second["Records"].as_array()) {
+        a.extend(b.iter().cloned());
+    }
+    // Both shards open the same two tables at once (first open wins).
+    let response = invoke(&deps, event(json.clone())?).await?;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let mut search = r.rows("search")?;
+    let mut browse = r.rows("browse")?;
+    search.sort();
+    browse.sort();
+    assert_eq!(search, ["e0", "e3"]);
+    assert_eq!(browse, ["e1", "e2"]);
+    assert_eq!(r.world.objects("state/").await?.len(), 4);
+    // The same event again: every (shard, table) state skips it.
+    let again = invoke(&deps, event(json)?).await?;
+    assert_eq!(failures(&again), Vec::<String>::new());
+    assert_eq!(r.rows("search")?.len() + r.rows("browse")?.len(), 4);
+    r.world.harness.shutdown().await;
+    Ok(())
+}
