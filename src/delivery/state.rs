@@ -206,6 +206,12 @@ pub enum ExclusionReason {
     RowTooLarge,
     /// BigQuery answered `row_errors` for it.
     RejectedByBigquery,
+    /// `UNKNOWN_FIELDS=add`: it needs columns the writers did not see before
+    /// the invocation's wait ended. It is spilled, not dead-lettered, and the
+    /// backfill writes it once they are visible (`src/evolve/step.rs`). A
+    /// build without this reason refuses such a state as unreadable rather
+    /// than guess.
+    AwaitingColumns,
 }
 
 #[derive(Debug, thiserror::Error)]
