@@ -116,7 +116,7 @@ fn event_id(event: &Value) -> String {
 }
 
 /// One click-stream event, shaped like the table's columns.
-fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
+pub(super) fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
     *next_id += 1;
     const TYPES: [&str; 4] = ["view", "click", "add_to_cart", "purchase"];
     const TAGS: [&str; 6] = ["mobile", "web", "promo", "returning", "eu", "us"];
