@@ -22,6 +22,7 @@
 #[path = "../tests/it/events.rs"]
 mod events;
 
+use anyhow::Context as _;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use kinesis_bigquery::config::Config;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
@@ -75,7 +76,7 @@ async fn deps(endpoint: &str, dir: &std::path::Path, window: Option<&str>) -> an
     let env = env(endpoint, dir, window);
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let mut deps = Deps::build(&config, LogOutput::Stderr).await?;
-    deps.delivery.encode_first = window.is_none();
+    deps.delivery_mut().context("BigQuery did not answer")?.encode_first = window.is_none();
     Ok(deps)
 }
 

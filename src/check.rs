@@ -142,8 +142,9 @@ async fn probe<T>(f: impl Future<Output = Result<T, DepsError>>) -> Result<T, St
     }
 }
 
-/// The error and its sources on one line, so the cause is not lost.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The error and its sources on one line, so the cause is not lost (also
+/// the handler's outage log line).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

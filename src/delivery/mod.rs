@@ -7,12 +7,14 @@
 //! - [`state`]: what is persisted per (table, Kinesis stream, shard);
 //! - `exactly_once` / `at_least_once`: the drivers for the two `WRITE_MODE`s;
 //! - `send`: cutting rows into requests and judging the answers;
+//! - `outage`: raw spill while BigQuery is out of reach (no schema);
 //! - [`outcome`]: per-record results; [`crash`]: the crash-point test hook.
 
 mod at_least_once;
 pub mod crash;
 mod deps;
 mod exactly_once;
+mod outage;
 pub mod outcome;
 pub mod plan;
 mod prepare;
@@ -24,6 +26,7 @@ mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
 pub use deps::{DeliveryDeps, DeliveryMode, EncoderCell, SPILL_RESERVE};
+pub use outage::{OfflineSinks, deliver_offline};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 

@@ -46,6 +46,10 @@ pub enum GaveBack {
     /// `UNKNOWN_FIELDS=add`: records need columns the writers do not see
     /// yet (or adding them failed); Kinesis retries the batch.
     SchemaPending(String),
+    /// BigQuery is out of reach and the shard's claim is not clean: an
+    /// earlier attempt's appends may still land, and only BigQuery can say
+    /// which records they hold (`delivery::outage`).
+    InDoubtUnreachable(String),
 }
 
 /// The result of [`deliver`](super::deliver) for one shard.

@@ -222,7 +222,7 @@ fn encode_one<'a>(
 /// Whether the bytes alone rule the record out under every schema: not JSON,
 /// or JSON that is not an object. Checked apart from the encoder, which may
 /// stop at a schema error before it reaches a syntax error.
-fn bad_by_bytes(data: &Bytes) -> bool {
+pub(crate) fn bad_by_bytes(data: &Bytes) -> bool {
     match serde_json::from_slice::<serde::de::IgnoredAny>(data) {
         Err(_) => true,
         Ok(_) => data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{'),

@@ -300,7 +300,8 @@ fn carries(record: &Value) -> bool {
 
 /// Whether the Storage Write API shows the new column to writers now.
 async fn writers_see(deps: &Deps, table: &TableName) -> bool {
-    deps.delivery
+    let Some(delivery) = deps.delivery() else { return false };
+    delivery
         .client
         .table_schema(table)
         .await

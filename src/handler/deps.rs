@@ -1,6 +1,9 @@
-//! [`Deps`]: everything an invocation uses, built ONCE per container at cold
-//! start and reused by every invocation — the gRPC channel, the table schema
-//! and its encoder, the AWS clients behind the sinks.
+//! [`Deps`]: everything an invocation uses, kept per container and reused by
+//! every invocation — the AWS clients behind the sinks (opened at cold
+//! start), and the BigQuery side (gRPC channel, table schema, encoder) in a
+//! [`LazyWriter`] that a cold start tries once and every invocation retries
+//! until it is built, so an outage never fails an invocation (issue 12,
+//! scenario 4).
 
 use crate::batch::{BatchError, BatchLimits, RequestBudget};
 use crate::bigquery::{
@@ -17,6 +20,8 @@ use crate::sink_url::SinkUrl;
 use crate::spill::{self, SpillError, SpillSink};
 use std::sync::Arc;
 use std::time::Duration;
+
+use super::lazy_writer::{CONNECT_BUDGET_CAP, LazyWriter};
 
 /// Why the process cannot start serving.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,18 @@ pub enum DepsError {
     DeadLetter(#[from] DlqError),
     #[error("request size")]
     Batch(#[from] BatchError),
+    #[error("BigQuery did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl DepsError {
+    /// Whether the failure is BigQuery (or its credentials) being out of
+    /// reach — an outage the invocation rides out by spilling — rather than
+    /// a configuration no retry can fix (the table's schema cannot be
+    /// encoded for, `BATCH_MAX_BYTES` leaves no room for rows, a sink URL).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::Schema(_) | Self::Tables(_) | Self::Timeout(_))
+    }
 }
 
 /// The batch limits of `config`, checked against the table's own request
@@ -104,6 +121,7 @@ impl WriterSide {
 }
 
 /// The three seams, opened from their URLs (STYLE.md §5).
+#[derive(Clone)]
 pub struct Sinks {
     /// The write mode with its opened state store (exactly-once only).
     pub mode: DeliveryMode,
@@ -164,7 +182,9 @@ async fn aws_config(config: &Config) -> aws_config::SdkConfig {
 /// Everything one invocation needs.
 pub struct Deps {
     pub config: Config,
-    pub delivery: DeliveryDeps,
+    /// The BigQuery side with the sinks, once connected; the sinks alone
+    /// serve invocations until then.
+    pub writer: LazyWriter,
     /// Where EMF lines go (stdout under Lambda, stderr for the CLI).
     pub output: LogOutput,
     /// The time limit of an invocation without a Lambda deadline (`invoke`).
@@ -172,47 +192,80 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Builds the writer side and the sinks, once per container.
+    /// Opens the sinks and tries once (within [`CONNECT_BUDGET_CAP`]) to
+    /// build the writer side. BigQuery out of reach is not an error: the
+    /// invocations spill raw and retry the connection.
     ///
     /// # Errors
-    /// [`DepsError`] naming the part that failed.
+    /// A sink that cannot be opened, or a configuration the table's schema
+    /// refuses (its encoder, `BATCH_MAX_BYTES`).
     pub async fn build(config: &Config, output: LogOutput) -> Result<Self, DepsError> {
-        let (writer, sinks) = tokio::try_join!(WriterSide::connect(config), Sinks::open(config))?;
-        batch_limits(config, &writer.encoder)?;
-        Ok(Self::assemble(config, output, writer, sinks))
+        let sinks = Sinks::open(config).await?;
+        Self::connect_once(config, output, sinks).await
     }
 
     /// As [`Deps::build`], with an AWS configuration of the caller's (tests
     /// and benchmarks pointing at a local S3/SQS).
     ///
     /// # Errors
-    /// [`DepsError`] naming the part that failed.
+    /// As [`Deps::build`].
     pub async fn build_with_aws(
         config: &Config,
         output: LogOutput,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, DepsError> {
-        let writer = WriterSide::connect(config).await?;
-        batch_limits(config, &writer.encoder)?;
         let sinks = Sinks::open_with(config, aws)?;
-        Ok(Self::assemble(config, output, writer, sinks))
+        Self::connect_once(config, output, sinks).await
     }
 
-    fn assemble(config: &Config, output: LogOutput, writer: WriterSide, sinks: Sinks) -> Self {
-        let mut delivery = DeliveryDeps::new(
-            writer.client,
-            EncoderCell::new(writer.encoder, writer.options),
-            sinks.mode,
-            sinks.spill,
-            sinks.dead_letter,
-        );
-        delivery.evolve = writer.tables.map(crate::evolve::Evolver::new);
-        delivery.limits = config.batch;
-        delivery.appender = AppenderOptions {
-            max_inflight_requests: config.max_inflight_requests,
-            max_inflight_bytes: config.max_inflight_bytes,
-            retry: config.retry.clone(),
+    async fn connect_once(
+        config: &Config,
+        output: LogOutput,
+        sinks: Sinks,
+    ) -> Result<Self, DepsError> {
+        let deps = Self {
+            config: config.clone(),
+            writer: LazyWriter::new(sinks),
+            output,
+            local_timeout: Duration::from_secs(900),
         };
-        Self { config: config.clone(), delivery, output, local_timeout: Duration::from_secs(900) }
+        match deps.writer.get_or_connect(config, CONNECT_BUDGET_CAP).await {
+            Ok(_) => {}
+            Err(e) if e.is_unreachable() => tracing::warn!(
+                error = %crate::check::error_chain(&e),
+                "BigQuery is out of reach at cold start: invocations spill raw until it answers"
+            ),
+            Err(e) => return Err(e),
+        }
+        Ok(deps)
     }
+
+    /// The connected delivery, if BigQuery has been reached.
+    pub fn delivery(&self) -> Option<&DeliveryDeps> {
+        self.writer.get()
+    }
+
+    /// As [`Deps::delivery`], to adjust settings (tests, benchmarks).
+    pub fn delivery_mut(&mut self) -> Option<&mut DeliveryDeps> {
+        self.writer.get_mut()
+    }
+}
+
+/// The delivery of a connected writer side over `sinks`, tuned by `config`.
+pub(crate) fn delivery_deps(config: &Config, writer: WriterSide, sinks: Sinks) -> DeliveryDeps {
+    let mut delivery = DeliveryDeps::new(
+        writer.client,
+        EncoderCell::new(writer.encoder, writer.options),
+        sinks.mode,
+        sinks.spill,
+        sinks.dead_letter,
+    );
+    delivery.evolve = writer.tables.map(crate::evolve::Evolver::new);
+    delivery.limits = config.batch;
+    delivery.appender = AppenderOptions {
+        max_inflight_requests: config.max_inflight_requests,
+        max_inflight_bytes: config.max_inflight_bytes,
+        retry: config.retry.clone(),
+    };
+    delivery
 }

@@ -3,9 +3,11 @@
 use super::deadline::working_deadline;
 use super::deps::Deps;
 use super::error::HandlerError;
+use super::lazy_writer::connect_budget;
 use super::response::partial_batch_response;
 use super::shards::{ShardGroup, group_by_shard};
-use crate::delivery::{self, Landing, ShardBatch, ShardOutcome};
+use crate::check::error_chain;
+use crate::delivery::{self, DeliveryDeps, Landing, OfflineSinks, ShardBatch, ShardOutcome};
 use crate::metrics::{InvocationSummary, emf_line};
 use crate::source;
 use aws_lambda_events::event::kinesis::KinesisEvent;
@@ -24,6 +26,11 @@ use tracing::Instrument as _;
 /// Shards are delivered concurrently: they share nothing but the clients.
 /// (An event source mapping sends one shard per event; several appear only
 /// in hand-made events.)
+///
+/// The BigQuery side is connected first if no invocation has yet, within
+/// [`connect_budget`]; when that fails the invocation runs in outage mode
+/// ([`delivery::deliver_offline`]: raw spill, no schema) and the next one
+/// tries again.
 ///
 /// # Errors
 /// [`HandlerError`] only when no truthful partial response exists — the
@@ -54,8 +61,19 @@ pub async fn handle(
         let records = source::records(&mut event)?;
         let user_records = records.len();
         let shards = group_by_shard(records);
+        let budget = connect_budget(deadline.saturating_duration_since(Instant::now()));
+        let writer = if shards.is_empty() {
+            Ok(None)
+        } else {
+            deps.writer.get_or_connect(&deps.config, budget).await.map(Some)
+        };
+        let outage = writer.as_ref().err().map(|e| error_chain(e));
+        if let Some(error) = &outage {
+            tracing::warn!(error = %error, "BigQuery is out of reach: the records are spilled raw (outage mode)");
+        }
+        let delivery = writer.ok().flatten();
         let outcomes = futures::future::join_all(
-            shards.iter().map(|shard| deliver_shard(shard, deps, deadline)),
+            shards.iter().map(|shard| deliver_shard(shard, deps, delivery, outage.as_deref(), deadline)),
         )
         .await;
         let first_not_landed =
@@ -64,6 +82,7 @@ pub async fn handle(
 
         let mut summary = summarize(&event, &outcomes, data_bytes, started.elapsed());
         summary.user_records = user_records as u64;
+        summary.outage = outage.is_some();
         summary.log();
         deps.output.write_line(&emf_line(
             &summary,
@@ -94,7 +113,15 @@ fn first_not_landed(shard: &ShardGroup, outcome: &ShardOutcome) -> Option<usize>
     outcome.first_not_landed().map(|i| shard.event_index(i).or(shard.event_index(0)).unwrap_or(0))
 }
 
-async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> ShardOutcome {
+/// Delivers one shard through `delivery` when BigQuery is connected, or
+/// raw to the sinks when it is out of reach (`outage` says why).
+async fn deliver_shard(
+    shard: &ShardGroup,
+    deps: &Deps,
+    delivery: Option<&DeliveryDeps>,
+    outage: Option<&str>,
+    deadline: Instant,
+) -> ShardOutcome {
     let span = tracing::info_span!("batch", first_seq = %shard.first_sequence_number());
     let batch = ShardBatch {
         table: &deps.config.table,
@@ -102,7 +129,19 @@ async fn deliver_shard(shard: &ShardGroup, deps: &Deps, deadline: Instant) -> Sh
         shard_id: &shard.shard_id,
         records: &shard.records,
     };
-    let outcome = delivery::deliver(batch, &deps.delivery, deadline).instrument(span).await;
+    let outcome = match delivery {
+        Some(delivery) => delivery::deliver(batch, delivery, deadline).instrument(span).await,
+        None => {
+            let sinks = deps.writer.sinks();
+            let offline = OfflineSinks {
+                mode: &sinks.mode,
+                spill: sinks.spill.as_ref(),
+                dlq: sinks.dead_letter.as_ref(),
+            };
+            let error = outage.unwrap_or("BigQuery out of reach");
+            delivery::deliver_offline(batch, offline, error).instrument(span).await
+        }
+    };
     tracing::debug!(
         shard_id = %shard.shard_id,
         records = shard.records.len(),

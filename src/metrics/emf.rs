@@ -30,6 +30,7 @@ pub fn emf_line(
         ("NotLanded", "Count", summary.not_landed),
         ("DiscardedLanded", "Count", summary.discarded_landed),
         ("AtLeastOnce", "Count", summary.at_least_once),
+        ("OutageInvocations", "Count", u64::from(summary.outage)),
         ("Bytes", "Bytes", summary.bytes),
         ("Duration", "Milliseconds", ms),
     ];
@@ -95,6 +96,17 @@ mod tests {
         assert_eq!(v["Duration"], 42);
         assert_eq!(v["MaxRecordAge"], 10);
         assert_eq!(v["FunctionName"], "fn");
+    }
+
+    /// Operators alarm on invocations that ran without BigQuery.
+    #[test]
+    fn an_outage_invocation_counts_one() {
+        let line = |outage| {
+            let s = InvocationSummary { outage, ..Default::default() };
+            serde_json::from_str::<Value>(&emf_line(&s, "p.d.t", "", 1)).unwrap()
+        };
+        assert_eq!(line(true)["OutageInvocations"], 1);
+        assert_eq!(line(false)["OutageInvocations"], 0);
     }
 
     #[test]

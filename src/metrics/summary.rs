@@ -29,6 +29,9 @@ pub struct InvocationSummary {
     /// Records spilled in doubt on a lost write stream: the backfill replays
     /// them at least once (some may be in the table already).
     pub at_least_once: u64,
+    /// BigQuery was out of reach (connect, credentials or schema read), so
+    /// the invocation spilled its records raw (outage mode).
+    pub outage: bool,
     /// Raw record bytes (after base64, before de-aggregation).
     pub bytes: u64,
     /// Handler wall time.
@@ -58,6 +61,7 @@ impl InvocationSummary {
             not_landed = self.not_landed,
             discarded_landed = self.discarded_landed,
             at_least_once = self.at_least_once,
+            outage = self.outage,
             bytes = self.bytes,
             ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             max_record_age_ms = self.max_record_age_ms,

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -71,14 +73,17 @@ async fn chaos(seed: u64) -> anyhow::Result<()> {
             }
             1 => emulator.faults().fail_next("AppendRows", 2, tonic::Code::Unavailable, "chaos"),
             2 => emulator.faults().write_then_drop(1),
-            3 => deps.delivery.crash = Some(Arc::new(CrashPoints::at(rng.random_range(0..3)))),
+            3 => {
+                deps.delivery_mut().context("connected")?.crash =
+                    Some(Arc::new(CrashPoints::at(rng.random_range(0..3))))
+            }
             _ => {}
         }
         let batch = recs.get(start..end).unwrap_or_default();
         let response = invoke(&deps, event(events::event("shardId-000000000000", batch))?).await?;
         emulator.faults().set_down(false);
         emulator.faults().clear();
-        deps.delivery.crash = None;
+        deps.delivery_mut().context("connected")?.crash = None;
         let next = match failures(&response).first() {
             None => end,
             // Kinesis retries from the first record not landed.

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::common::{Harness, col};
 use crate::events::{self, Rec, seq};
 use crate::handler_support::{World, event, failures, invoke};
@@ -134,7 +136,7 @@ async fn boundaries() -> anyhow::Result<usize> {
     let world = World::start().await?;
     let mut deps = world.deps(&env(&world)).await?;
     let counting = Arc::new(CrashPoints::counting());
-    deps.delivery.crash = Some(Arc::clone(&counting));
+    deps.delivery_mut().context("connected")?.crash = Some(Arc::clone(&counting));
     invoke(&deps, mixed_batch("shardId-000000000000")?).await?;
     let log = counting.log();
     assert_eq!(
@@ -151,7 +153,7 @@ async fn a_crash_at_every_step_of_the_change_still_lands_each_record_once() -> a
     for at in 0..steps {
         let world = World::start().await?;
         let mut crashing = world.deps(&env(&world)).await?;
-        crashing.delivery.crash = Some(Arc::new(CrashPoints::at(at)));
+        crashing.delivery_mut().context("connected")?.crash = Some(Arc::new(CrashPoints::at(at)));
         invoke(&crashing, mixed_batch("shardId-000000000000")?).await?;
         // The container died with it: a fresh one retries the batch.
         let fresh = world.deps(&env(&world)).await?;

@@ -6,6 +6,8 @@
 //! at every step of it still lands each record exactly once.
 
 use std::sync::Arc;
+
+use anyhow::Context as _;
 use std::time::Duration;
 
 use crate::backfill_support;
@@ -56,7 +58,7 @@ async fn deps(world: &World) -> anyhow::Result<Deps> {
             ("DEADLINE_MARGIN_MS", "0".into()),
         ])
         .await?;
-    deps.delivery.spill_reserve = Duration::ZERO;
+    deps.delivery_mut().context("connected")?.spill_reserve = Duration::ZERO;
     Ok(deps)
 }
 
@@ -179,7 +181,7 @@ async fn spill_boundaries() -> anyhow::Result<usize> {
     let world = slow_world().await?;
     let mut deps = deps(&world).await?;
     let counting = Arc::new(CrashPoints::counting());
-    deps.delivery.crash = Some(Arc::clone(&counting));
+    deps.delivery_mut().context("connected")?.crash = Some(Arc::clone(&counting));
     invoke(&deps, mixed_batch(SHARD)?, Duration::from_millis(600)).await?;
     let log: Vec<String> = counting.log().iter().map(|b| format!("{b:?}")).collect();
     assert_eq!(log[..2], ["BeforeSchemaPatch", "AfterSchemaPatch"]);
@@ -195,7 +197,7 @@ async fn a_crash_at_every_step_of_the_spill_path_still_lands_each_record_once() 
     for at in 0..steps {
         let world = slow_world().await?;
         let mut crashing = deps(&world).await?;
-        crashing.delivery.crash = Some(Arc::new(CrashPoints::at(at)));
+        crashing.delivery_mut().context("connected")?.crash = Some(Arc::new(CrashPoints::at(at)));
         invoke(&crashing, mixed_batch(SHARD)?, Duration::from_millis(600)).await?;
         // Half the retries find the columns visible by then: an exclusion
         // already persisted still sends its record to the spillover.

@@ -45,6 +45,7 @@ mod evolve_emulator;
 mod evolve_spill;
 mod handler_cli;
 mod handler_failures;
+mod handler_outage;
 mod handler_sample;
 mod handler_sizes;
 mod harness;
