@@ -340,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn an_exclusion_awaiting_columns_is_stored_by_its_stable_name() {
+        let mut s = ShardState::new("w".into());
+        let waiting = Exclusion {
+            position: pos("101", 0),
+            reason: ExclusionReason::AwaitingColumns,
+            message: "plan: the table has no such column".into(),
+        };
+        s.intent = Some(Intent { excluded: vec![waiting] });
+        let json: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+        assert_eq!(json["intent"]["excluded"][0]["reason"], "awaiting_columns");
+        assert_eq!(ShardState::from_json(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
     fn round_trips_json() {
         let mut s = ShardState::new("projects/p/datasets/d/tables/t/streams/s1".into());
         s.next_offset = 7;

@@ -245,3 +245,18 @@ async fn swap_encoder(deps: &DeliveryDeps, schema: &TableSchema) -> Result<(), E
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_takes_half_the_time_left_after_the_reserve() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(wait_ends(now, now + s(10), s(2)), now + s(4));
+        assert_eq!(wait_ends(now, now + s(10), Duration::ZERO), now + s(5));
+        // No time left: give up at once, never before now.
+        assert_eq!(wait_ends(now, now + s(1), s(2)), now);
+    }
+}
