@@ -61,6 +61,12 @@ pub enum BackfillError {
         "the Lambda has not committed this spillover object yet (or died before it did); rerun later"
     )]
     NotYetCommitted,
+    /// `awaiting_columns` object (`UNKNOWN_FIELDS=add`): records still need
+    /// columns the writers do not see; a later run writes them.
+    #[error(
+        "{records} records still need columns the table's writers do not see yet ({first}); rerun once they are visible"
+    )]
+    ColumnsNotVisible { records: usize, first: String },
     /// Another run holds the backfill lease on this spillover root.
     #[error(
         "another backfill holds the lease on this spillover ({location}): {holder}, until {expires_at}; wait for it, or for the lease to expire"

@@ -132,6 +132,9 @@ async fn fresh(
     let records = batch.source_records();
     let (fates, in_doubt, at_least_once) = resolve(ctx, key, batch).await?;
     let encoder = ctx.encoder(table).await?;
+    if batch.reason == SpillReason::AwaitingColumns {
+        wait_for_columns(&encoder, &records)?;
+    }
     let mut report = ObjectReport {
         key: key.to_string(),
         status: ObjectStatus::Replayed,
@@ -210,6 +213,31 @@ async fn fresh(
         }
     }
     Err(BackfillError::RowErrorsPersist(MAX_ATTEMPTS))
+}
+
+/// Records spilled while their new columns propagated are written only
+/// once the table's writers see those columns: a record still refused for
+/// an unknown field leaves the object in place (never a dead letter), and a
+/// later run writes it. The encoder is the run's, built from the writers'
+/// schema of now.
+///
+/// # Errors
+/// [`BackfillError::ColumnsNotVisible`] naming the first field missing.
+fn wait_for_columns(
+    encoder: &Encoder,
+    records: &[crate::source::SourceRecord],
+) -> Result<(), BackfillError> {
+    let mut scratch = Vec::new();
+    let mut missing = records.iter().filter_map(|record| {
+        scratch.clear();
+        let meta = crate::rows::RecordMeta::from(record);
+        match encoder.encode(&record.data, &meta, &mut scratch) {
+            Err(e) if e.kind == crate::rows::RowErrorKind::UnknownField => Some(e.to_string()),
+            _ => None,
+        }
+    });
+    let Some(first) = missing.next() else { return Ok(()) };
+    Err(BackfillError::ColumnsNotVisible { records: 1 + missing.count(), first })
 }
 
 /// What the encoding of an attempt says of the object.

@@ -87,23 +87,34 @@ pub async fn deliver(
     let span =
         tracing::info_span!("shard", shard_id = batch.shard_id, records = batch.records.len());
     crate::retry::within_invocation(deps.appender.retry.budget, async {
-        if let Some(evolver) = &deps.evolve
-            && let Err(e) = evolver.prepare(&batch, deps, deadline).await
-        {
-            tracing::warn!(error = %e, "schema step failed; the batch goes back to Kinesis");
-            let why = match e {
-                crate::evolve::EvolveError::Crashed(c) => GaveBack::Crashed(c),
-                other => GaveBack::SchemaPending(other.to_string()),
+        // Batch indexes of records that wait for columns not visible in time.
+        let mut awaiting = Vec::new();
+        if let Some(evolver) = &deps.evolve {
+            let gave_back = match evolver.prepare(&batch, deps, deadline).await {
+                Ok(report) => {
+                    awaiting = report.awaiting;
+                    // Only exactly-once can take them out of the mapping and
+                    // spill them (`exactly_once/settle.rs`).
+                    let stateless = !matches!(deps.mode, DeliveryMode::ExactlyOnce { .. });
+                    (stateless && !awaiting.is_empty()).then(|| {
+                        GaveBack::SchemaPending(crate::evolve::EvolveError::NotVisible.to_string())
+                    })
+                }
+                Err(crate::evolve::EvolveError::Crashed(c)) => Some(GaveBack::Crashed(c)),
+                Err(other) => Some(GaveBack::SchemaPending(other.to_string())),
             };
-            return ShardOutcome {
-                records: vec![RecordOutcome::NotLanded; batch.records.len()],
-                gave_back: Some(why),
-                stats: DeliveryStats::default(),
-            };
+            if let Some(why) = gave_back {
+                tracing::warn!(reason = ?why, "schema step failed; the batch goes back to Kinesis");
+                return ShardOutcome {
+                    records: vec![RecordOutcome::NotLanded; batch.records.len()],
+                    gave_back: Some(why),
+                    stats: DeliveryStats::default(),
+                };
+            }
         }
         match &deps.mode {
             DeliveryMode::ExactlyOnce { state } => {
-                exactly_once::deliver(&batch, deps, state.as_ref(), deadline).await
+                exactly_once::deliver(&batch, deps, state.as_ref(), deadline, &awaiting).await
             }
             // CDC rows differ only in their encoder (it adds the change
             // pseudo-columns); they travel the at-least-once `_default` path.

@@ -83,6 +83,7 @@ fn item(index: usize, input: Input<'_>) -> Item<'_> {
             kind: Kind::Good,
             row: bytes::Bytes::new(),
             letter: None,
+            waits: false,
         },
         Input::Bad { position, letter } => Item {
             index,
@@ -91,6 +92,7 @@ fn item(index: usize, input: Input<'_>) -> Item<'_> {
             kind: Kind::PureBad,
             row: bytes::Bytes::new(),
             letter: Some(*letter),
+            waits: false,
         },
     }
 }

@@ -28,6 +28,11 @@ pub(crate) struct Item<'a> {
     pub row: Bytes,
     /// The dead letter for a bad record (`PureBad`, `SchemaBad`).
     pub letter: Option<DeadLetter>,
+    /// `UNKNOWN_FIELDS=add`: a `SchemaBad` record refused only for columns
+    /// the writers do not see yet. It leaves the mapping like any refused
+    /// record, but its exclusion says so and it is spilled, not
+    /// dead-lettered ([`schema_exclusion`]).
+    pub waits: bool,
 }
 
 /// One input record before encoding.
@@ -165,6 +170,7 @@ fn encode_input<'a>(
                 kind: Kind::PureBad,
                 row: Bytes::new(),
                 letter: Some(*letter),
+                waits: false,
             };
             (item, 0..0)
         }
@@ -208,6 +214,7 @@ fn encode_one<'a>(
         kind,
         row: Bytes::new(),
         letter,
+        waits: false,
     };
     (item, start..buffer.len())
 }
@@ -250,6 +257,7 @@ pub(crate) fn exclusion_for(
 /// The intent entry for a `SchemaBad` item.
 pub(crate) fn schema_exclusion(item: &Item<'_>) -> Exclusion {
     let (reason, message) = match &item.letter {
+        Some(l) if item.waits => (ExclusionReason::AwaitingColumns, l.error.clone()),
         Some(l) if l.reason == Reason::RowTooLarge => {
             (ExclusionReason::RowTooLarge, l.error.clone())
         }
@@ -280,6 +288,8 @@ pub(crate) fn letter_for_excluded(
                 ExclusionReason::SchemaMismatch => Reason::SchemaMismatch,
                 ExclusionReason::RowTooLarge => Reason::RowTooLarge,
                 ExclusionReason::RejectedByBigquery => Reason::RejectedByBigquery,
+                // Spilled, never lettered (`settle.rs`); named for completeness.
+                ExclusionReason::AwaitingColumns => Reason::UnknownField,
             },
             e.message.clone(),
         ),

@@ -206,6 +206,12 @@ pub enum ExclusionReason {
     RowTooLarge,
     /// BigQuery answered `row_errors` for it.
     RejectedByBigquery,
+    /// `UNKNOWN_FIELDS=add`: it needs columns the writers did not see before
+    /// the invocation's wait ended. It is spilled, not dead-lettered, and the
+    /// backfill writes it once they are visible (`src/evolve/step.rs`). A
+    /// build without this reason refuses such a state as unreadable rather
+    /// than guess.
+    AwaitingColumns,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +337,20 @@ mod tests {
 
     fn pos(seq: &str, sub: u64) -> Position {
         Position { sequence_number: SequenceNumber::new(seq).unwrap(), sub_sequence_number: sub }
+    }
+
+    #[test]
+    fn an_exclusion_awaiting_columns_is_stored_by_its_stable_name() {
+        let mut s = ShardState::new("w".into());
+        let waiting = Exclusion {
+            position: pos("101", 0),
+            reason: ExclusionReason::AwaitingColumns,
+            message: "plan: the table has no such column".into(),
+        };
+        s.intent = Some(Intent { excluded: vec![waiting] });
+        let json: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+        assert_eq!(json["intent"]["excluded"][0]["reason"], "awaiting_columns");
+        assert_eq!(ShardState::from_json(&s.to_json()).unwrap(), s);
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn event_id(event: &Value) -> String {
 pub const TYPES: [&str; 4] = ["view", "click", "add_to_cart", "purchase"];
 
 /// One click-stream event, shaped like the table's columns.
-fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
+pub(super) fn event_json(rng: &mut StdRng, next_id: &mut u64, arrival_ms: i64) -> Value {
     *next_id += 1;
     const TAGS: [&str; 6] = ["mobile", "web", "promo", "returning", "eu", "us"];
     let kind = TYPES.get(rng.random_range(0..TYPES.len())).copied().unwrap_or("view");

@@ -6,12 +6,14 @@
 //! spillover, and a summary shows that every good record is in the table
 //! exactly once. `--mode cdc` does the same with change data capture:
 //! creates, updates and deletes by primary key, and a check that the table
-//! equals the last change of each key.
+//! equals the last change of each key. `--new-field` adds a run where a
+//! field the table lacks appears mid-stream (`UNKNOWN_FIELDS=add`).
 
 mod cdc;
 mod faults;
 pub mod generate;
 mod kinesis;
+pub mod new_field;
 mod report;
 mod run;
 mod table;

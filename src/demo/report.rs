@@ -60,6 +60,8 @@ pub struct DemoReport {
     pub cdc: Option<Convergence>,
     /// `--routing`: rows per routed table.
     pub routed: Vec<(String, u64)>,
+    /// `--new-field`: the schema-evolution run.
+    pub new_field: Option<super::new_field::NewFieldReport>,
     /// The working directory, when kept (`--keep`).
     pub dir: Option<PathBuf>,
     pub elapsed: Duration,
@@ -140,7 +142,10 @@ impl DemoReport {
     }
 
     pub fn passed(&self) -> bool {
-        self.table_holds() && self.corrupt_dead_lettered() && self.backfill.failed == 0
+        self.table_holds()
+            && self.corrupt_dead_lettered()
+            && self.backfill.failed == 0
+            && self.new_field.as_ref().is_none_or(|n| n.passed())
     }
 }
 
@@ -256,6 +261,14 @@ impl fmt::Display for DemoReport {
             verdict(self.corrupt_dead_lettered()).to_string(),
         )?;
         line(f, "time", format!("{:.1} s", self.elapsed.as_secs_f64()))?;
+        if let Some(n) = &self.new_field {
+            write!(f, "{n}")?;
+            line(
+                f,
+                "new field: every record once, none lettered",
+                verdict(n.passed()).to_string(),
+            )?;
+        }
         if let Some(dir) = &self.dir {
             writeln!(f, "  state, spillover and dead letters kept in {}", dir.display())?;
         }

@@ -91,6 +91,11 @@ pub struct DemoArgs {
     /// its own write stream and state); exactly-once mode only.
     #[arg(long)]
     pub routing: bool,
+    /// Also run the schema-evolution step: over 4 shards a field the table
+    /// lacks appears halfway (`UNKNOWN_FIELDS=add`); reports the records
+    /// that waited for the column and the time to its first use.
+    #[arg(long)]
+    pub new_field: bool,
 }
 
 fn parse_format(s: &str) -> Result<RowFormat, String> {
@@ -312,6 +317,10 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
             .or_default() += 1;
     }
     emulator.shutdown().await;
+    if args.new_field {
+        bar.set_message("new field");
+        report.new_field = Some(super::new_field::run(args.records, args.seed).await?);
+    }
     if args.keep {
         report.dir = Some(workdir.keep());
     }

@@ -33,6 +33,11 @@ pub enum SpillReason {
     /// can tell which landed, so the backfill replays them all — at least
     /// once for these records only, counted and logged (docs/operations.md).
     StreamLost,
+    /// `UNKNOWN_FIELDS=add`: the records need columns the table gained but
+    /// the Storage Write API did not show before the invocation's wait
+    /// ended. The backfill writes them once the columns are visible and
+    /// leaves the object in place until then.
+    AwaitingColumns,
 }
 
 /// One spilled batch: the records of one shard bound for one table, in

@@ -20,7 +20,30 @@ fn args(format: RowFormat) -> DemoArgs {
         keep: false,
         quiet: true,
         routing: false,
+        new_field: false,
     }
+}
+
+/// Issue 14, "Measured": a field the table lacks appears halfway through
+/// four shards; the records that need it wait for the column, and nothing
+/// is lost, duplicated or dead-lettered.
+#[tokio::test]
+async fn a_new_field_mid_run_is_added_with_no_row_lost_and_no_dead_letter() -> anyhow::Result<()> {
+    let report = demo::run(&DemoArgs {
+        faults: "none".parse::<FaultSet>().map_err(anyhow::Error::msg)?,
+        records: 1_200,
+        new_field: true,
+        ..args(RowFormat::Proto)
+    })
+    .await?;
+    println!("{report}");
+    let n = report.new_field.clone().expect("the new-field run");
+    assert_eq!((n.shards, n.records, n.with_field), (4, 1_200, 600), "{n}");
+    assert!(n.waited > 0, "records waited for the column: {n}");
+    assert!(n.first_sighting_to_use.is_some(), "{n}");
+    assert_eq!((n.rows_lost, n.duplicated, n.values_missing, n.dead_letters), (0, 0, 0, 0), "{n}");
+    assert!(report.passed(), "{report}");
+    Ok(())
 }
 
 #[tokio::test]

@@ -1,27 +1,24 @@
 //! `UNKNOWN_FIELDS=add` through the real handler, the emulator (gRPC and
 //! REST) and moto: new fields become NULLABLE columns, the records that
 //! brought them land with their values, nothing is dead-lettered or lost,
-//! concurrent patches merge, a column not visible in time hands the batch
-//! back, and a crash at every step of the change still gives exactly once.
+//! concurrent patches merge, and a crash at every step of the change still
+//! gives exactly once. Columns not visible in time: `evolve_spill.rs`.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use std::time::Duration;
 
 use crate::common::{Harness, col};
 use crate::events::{self, Rec, seq};
 use crate::handler_support::{World, event, failures, invoke};
 use kinesis_bigquery::bigquery::TablesClient;
 use kinesis_bigquery::delivery::CrashPoints;
-use kinesis_bigquery::emulator::EmulatorConfig;
 use kinesis_bigquery::evolve::columns::add_columns;
-use kinesis_bigquery::handler;
 use kinesis_bigquery::pb::storage::TableFieldSchema;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use serde_json::{Value, json};
 
-fn rec(i: usize, extra: Value) -> Rec {
+pub fn rec(i: usize, extra: Value) -> Rec {
     let mut v: Value = serde_json::from_slice(&events::row_json(i, 150)).unwrap();
     if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
         o.extend(e);
@@ -30,7 +27,7 @@ fn rec(i: usize, extra: Value) -> Rec {
 }
 
 /// Ten records; 3 and 7 bring new fields of every kind, 5 a null-only one.
-fn mixed_batch(shard: &str) -> anyhow::Result<aws_lambda_events::event::kinesis::KinesisEvent> {
+pub fn mixed_batch(shard: &str) -> anyhow::Result<aws_lambda_events::event::kinesis::KinesisEvent> {
     let records: Vec<Rec> = (0..10)
         .map(|i| match i {
             3 => rec(
@@ -130,41 +127,6 @@ async fn two_shards_adding_different_columns_at_once_get_both() -> anyhow::Resul
     let a = rows.iter().find(|r| r["event_id"] == "e0").unwrap();
     let b = rows.iter().find(|r| r["event_id"] == "e1").unwrap();
     assert_eq!((a["from_a"].clone(), b["from_b"].clone()), (json!("1"), json!("x")));
-    world.harness.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_column_not_visible_in_time_hands_the_batch_back_then_lands() -> anyhow::Result<()> {
-    let harness = Harness::start_with(EmulatorConfig {
-        schema_delay: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await?;
-    let table = harness.new_events_table()?;
-    let world = World {
-        table,
-        bucket: harness.new_bucket().await?,
-        queue: harness.new_queue().await?,
-        dir: tempfile::tempdir()?,
-        harness,
-    };
-    let deps = world.deps(&env(&world)).await?;
-    // The deadline leaves no room to wait (the spill reserve is 2 s).
-    let short = handler::local_event(mixed_batch("shardId-000000000000")?, Duration::from_secs(2));
-    let response = handler::handle(short, &deps).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    assert_eq!(failures(&response), [seq(0)]);
-    assert!(world.harness.emulator.read_rows(&world.table)?.is_empty());
-    assert!(world.dead_letters().await?.is_empty());
-    // The column was added; writers will see it once it propagates.
-    assert_eq!(world.harness.emulator.table_schema(&world.table)?.fields.len(), 10);
-
-    world.harness.emulator.publish_schema(&world.table)?;
-    let response = invoke(&deps, mixed_batch("shardId-000000000000")?).await?;
-    assert!(failures(&response).is_empty(), "{response:?}");
-    assert_eq!(world.row_ids()?.len(), 10);
-    assert_eq!(world.harness.emulator.read_rows(&world.table)?[7]["plan"], "free");
-    assert!(world.dead_letters().await?.is_empty());
     world.harness.shutdown().await;
     Ok(())
 }

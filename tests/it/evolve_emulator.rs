@@ -219,3 +219,54 @@ async fn tables_insert_creates_a_table_writers_can_use() -> anyhow::Result<()> {
     emu.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_open_connection_hears_of_the_column_once_the_configured_delay_passes()
+-> anyhow::Result<()> {
+    // The delay runs out on its own (no `publish_schema`): appended rows on
+    // an open connection poll it, each answered, until one carries the news.
+    let emu = start_with(EmulatorConfig {
+        schema_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let t = table_name();
+    emu.create_table(&t, simple_schema())?;
+    let mut c = client(&emu).await;
+    let stream = t.default_stream();
+    let mut old = Conn::open(&mut c, &stream).await?;
+    let r =
+        old.append(request(&stream, Some(&simple_descriptor()), None, vec![row(1, "a")])).await?;
+    assert_eq!(outcome(&r), Ok(None));
+    emu.add_columns(&t, vec![col("note", Type::String, Mode::Nullable)])?;
+    let mut id = 2;
+    let announced = loop {
+        let r = old.append(request(&stream, None, None, vec![row(id, "x")])).await?;
+        assert_eq!(outcome(&r), Ok(None));
+        if let Some(schema) = r.updated_schema {
+            break schema;
+        }
+        // Until then a writer that already knows the column is refused.
+        let mut fresh = Conn::open(&mut c, &stream).await?;
+        let with_note = Enc::new().int64(1, 1000 + id).string(2, "n").string(3, "n").done();
+        let refused = fresh
+            .append(request(&stream, Some(&descriptor_with_note()), None, vec![with_note]))
+            .await?;
+        // The delay may end between the two calls; refused or taken, never anything else.
+        if outcome(&refused).is_ok() {
+            break old
+                .append(request(&stream, None, None, vec![row(id + 1, "y")]))
+                .await?
+                .updated_schema
+                .expect("the open connection is told once the column is visible");
+        }
+        assert_eq!(storage_code(&refused), Some(StorageErrorCode::SchemaMismatchExtraFields));
+        id += 1;
+        assert!(id < 1_000_000, "the schema never propagated");
+        tokio::task::yield_now().await;
+    };
+    let names: Vec<&str> = announced.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["id", "name", "note"]);
+    emu.shutdown().await;
+    Ok(())
+}

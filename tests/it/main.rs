@@ -42,6 +42,7 @@ mod emulator_streams;
 mod emulator_values;
 mod evolve_add;
 mod evolve_emulator;
+mod evolve_spill;
 mod handler_cli;
 mod handler_failures;
 mod handler_outage;

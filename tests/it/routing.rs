@@ -261,6 +261,7 @@ async fn the_demo_routes_clicks_by_type_exactly_once_under_every_fault() -> anyh
         keep: false,
         quiet: true,
         routing: true,
+        new_field: false,
     };
     let report = demo::run(&args).await?;
     assert!(report.passed(), "{report}");

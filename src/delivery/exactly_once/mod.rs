@@ -42,15 +42,22 @@ use super::{DeliveryDeps, ShardBatch};
 use crate::rows::Encoder;
 use crate::source::Position;
 
-/// Runs the protocol for one shard batch.
+/// Runs the protocol for one shard batch. `awaiting`: batch indexes of
+/// records that need columns the writers do not see yet (the schema step's
+/// [`crate::evolve::EvolveReport::awaiting`]).
 pub(crate) async fn deliver(
     batch: &ShardBatch<'_>,
     deps: &DeliveryDeps,
     store: &dyn StateStore,
     deadline: Instant,
+    awaiting: &[usize],
 ) -> ShardOutcome {
     let encoder = deps.encoder.snapshot();
-    let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
+    let mut prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
+    for item in &mut prepared.items {
+        // Refused now, only for columns still propagating: spilled, not lettered.
+        item.waits = item.kind == Kind::SchemaBad && awaiting.binary_search(&item.index).is_ok();
+    }
     let mut run = Run::new(batch, deps, store, prepared, encoder, deadline);
     let result = run.go().await;
     if let Err(GaveBack::Crashed(_)) = &result {

@@ -25,6 +25,7 @@ impl Run<'_, '_> {
         // attempt's view alone (scenario 7: never in the table and the queue).
         let mut which = Vec::new();
         let mut letters = Vec::new();
+        let mut awaiting = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
             let Some(item) = self.items.get(i) else { continue };
             let needs = *slot == Slot::Excluded;
@@ -33,13 +34,47 @@ impl Run<'_, '_> {
             if !needs || settled {
                 continue;
             }
+            if self.awaits_columns(i) {
+                awaiting.push(i);
+                continue;
+            }
             let exclusion = self.state.excluded(&item.position);
             if let Some(letter) = prepare::letter_for_excluded(item, exclusion, self.batch.table) {
                 which.push(i);
                 letters.push(letter);
             }
         }
-        self.send_letters(which, letters).await
+        self.send_letters(which, letters).await?;
+        self.spill_awaiting(awaiting).await
+    }
+
+    /// Whether the state excludes item `i` because it waits for columns
+    /// (`UNKNOWN_FIELDS=add`): the persisted reason decides, not this
+    /// attempt's view, so every retry settles it the same way.
+    fn awaits_columns(&self, i: usize) -> bool {
+        self.items
+            .get(i)
+            .and_then(|item| self.state.excluded(&item.position))
+            .is_some_and(|e| e.reason == crate::delivery::state::ExclusionReason::AwaitingColumns)
+    }
+
+    /// Spills excluded records that wait for columns, in one object of
+    /// their own (reason `awaiting_columns`): the backfill writes them once
+    /// the columns are visible. If the spillover refuses, the invocation's
+    /// work ends at the first of them, as for a refused dead letter.
+    async fn spill_awaiting(&mut self, which: Vec<usize>) -> Result<(), GaveBack> {
+        let records: Vec<SpilledRecord> = which
+            .iter()
+            .filter_map(|&i| self.items.get(i).and_then(|it| it.record))
+            .map(|r| SpilledRecord::from_source(r, None))
+            .collect();
+        let Some(&first) = which.first() else { return Ok(()) };
+        let error = "new columns not visible to writers before the wait ended".to_string();
+        let stored = self.write_spill(&which, records, None, SpillReason::AwaitingColumns, error);
+        if !stored.await? {
+            self.limit = self.limit.min(first);
+        }
+        Ok(())
     }
 
     pub(super) async fn send_letters(
@@ -245,6 +280,9 @@ impl Run<'_, '_> {
                         records.push(SpilledRecord::from_source(record, offset));
                     }
                 }
+                // Waiting for columns: only its own spill settles it
+                // (`spill_awaiting`); until then it has not landed.
+                Slot::Excluded if pending && self.awaits_columns(i) => {}
                 Slot::Row { sendable: false, .. } | Slot::Excluded if pending => {
                     if let Some(l) = self.landing.get_mut(i) {
                         *l = Some(Landing::DeadLetter);
@@ -253,33 +291,51 @@ impl Run<'_, '_> {
                 _ => {}
             }
         }
-        let Some(first) = records.first() else { return Ok(()) };
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write_spill(&which, records, write_stream, reason, error).await.map(|_| ())
+    }
+
+    /// Writes one spillover object of `records` (items `which`) and marks
+    /// them landed there. `Ok(false)`: the spillover refused it too.
+    async fn write_spill(
+        &mut self,
+        which: &[usize],
+        records: Vec<SpilledRecord>,
+        write_stream: Option<String>,
+        reason: SpillReason,
+        error: String,
+    ) -> Result<bool, GaveBack> {
         let mut spilled = SpilledBatch::new(self.batch.table.clone(), reason, error, &[]);
         spilled.stream_arn = self.batch.stream_arn.to_string();
         spilled.shard_id = self.batch.shard_id.to_string();
-        spilled.write_stream = first.offset.and(write_stream);
+        spilled.write_stream = write_stream.filter(|_| records.iter().any(|r| r.offset.is_some()));
         spilled.write_mode = Some(crate::delivery::WriteMode::ExactlyOnce);
         spilled.records = records;
         self.pass(Boundary::BeforeSpill)?;
-        match self.deps.spill.spill(&spilled).await {
+        let stored = match self.deps.spill.spill(&spilled).await {
             Ok(key) => {
                 let path = key.path();
-                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), "spilled");
+                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), reason = ?reason, "spilled");
                 self.stats.spilled += which.len();
                 if let Some(last) = spilled.last_position() {
                     self.spilled.push((path, last.clone()));
                 }
-                for i in which {
+                for &i in which {
                     if let Some(l) = self.landing.get_mut(i) {
                         *l = Some(Landing::Spill);
                     }
                 }
+                true
             }
             Err(e) => {
                 tracing::error!(shard_id = self.batch.shard_id, error = %e, "spillover failed too");
+                false
             }
-        }
-        self.pass(Boundary::AfterSpill)
+        };
+        self.pass(Boundary::AfterSpill)?;
+        Ok(stored)
     }
 }
 
