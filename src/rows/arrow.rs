@@ -98,7 +98,7 @@ pub(crate) fn batch_message(
     schema: &SchemaRef,
     rows: &[&[u8]],
 ) -> Result<Vec<u8>, BatchError> {
-    let mut cols: Vec<Col> = fields.fields.iter().map(Col::new).collect();
+    let mut cols: Vec<Col> = fields.fields.iter().map(|f| Col::new(f, rows.len())).collect();
     let mut present = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         push_message(&mut cols, fields, row, &mut present)
@@ -152,23 +152,35 @@ enum Values {
 }
 
 impl Col {
-    fn new(f: &Field) -> Self {
+    /// A column for `rows` rows: one slot per row is reserved up front (a
+    /// REPEATED column's elements may grow past it), so a batch of
+    /// thousands of rows does not regrow every vector a dozen times.
+    fn new(f: &Field, rows: usize) -> Self {
+        let n = rows;
         let values = match &f.ty {
-            Ty::Bool => Values::Bool(Vec::new()),
-            Ty::Int64 | Ty::Timestamp | Ty::Time | Ty::DateTime => Values::I64(Vec::new()),
-            Ty::Date => Values::I32(Vec::new()),
-            Ty::Float64 => Values::F64(Vec::new()),
-            Ty::String(_) | Ty::Bytes(_) | Ty::Geography | Ty::Json | Ty::Interval => {
-                Values::Bin { offsets: vec![0], data: Vec::new() }
+            Ty::Bool => Values::Bool(Vec::with_capacity(n)),
+            Ty::Int64 | Ty::Timestamp | Ty::Time | Ty::DateTime => {
+                Values::I64(Vec::with_capacity(n))
             }
-            Ty::Decimal(d) if d.big => Values::D256(Vec::new()),
-            Ty::Decimal(_) => Values::D128(Vec::new()),
+            Ty::Date => Values::I32(Vec::with_capacity(n)),
+            Ty::Float64 => Values::F64(Vec::with_capacity(n)),
+            Ty::String(_) | Ty::Bytes(_) | Ty::Geography | Ty::Json | Ty::Interval => {
+                let mut offsets = Vec::with_capacity(n + 1);
+                offsets.push(0);
+                Values::Bin { offsets, data: Vec::new() }
+            }
+            Ty::Decimal(d) if d.big => Values::D256(Vec::with_capacity(n)),
+            Ty::Decimal(_) => Values::D128(Vec::with_capacity(n)),
             Ty::Struct(sub) | Ty::Range(sub) => {
-                Values::Struct(sub.fields.iter().map(Col::new).collect())
+                Values::Struct(sub.fields.iter().map(|f| Col::new(f, n)).collect())
             }
         };
-        let list = (f.mode == Mode::Repeated).then(|| (vec![0], 0));
-        Col { valid: Vec::new(), values, list }
+        let list = (f.mode == Mode::Repeated).then(|| {
+            let mut offsets = Vec::with_capacity(n + 1);
+            offsets.push(0);
+            (offsets, 0)
+        });
+        Col { valid: Vec::with_capacity(n), values, list }
     }
 
     /// Appends one value slot (an element, for REPEATED).
@@ -280,7 +292,7 @@ impl Col {
                 if matches!(ty, Ty::Bytes(_)) {
                     Arc::new(BinaryArray::try_new(offsets, data, nulls)?)
                 } else {
-                    Arc::new(StringArray::try_new(offsets, data, nulls)?)
+                    Arc::new(string_array(offsets, data, nulls)?)
                 }
             }
             Values::D128(v) => Arc::new(
@@ -319,6 +331,47 @@ impl Col {
             }
         }
     }
+}
+
+/// `StringArray::try_new` with its UTF-8 check done by `simdutf8` (the
+/// standard library's, which `try_new` uses, runs several times slower on
+/// accented and CJK text, and this check saw every byte of a text-heavy
+/// batch once more). The rows came from the encoder, which checked every
+/// string, but rows handed to `request_rows` are checked again here all the
+/// same: a foreign row must be refused, never become an invalid array.
+fn string_array(
+    offsets: OffsetBuffer<i32>,
+    data: Buffer,
+    nulls: Option<NullBuffer>,
+) -> Result<StringArray, ArrowError> {
+    let bad = |why: &str| Err(ArrowError::InvalidArgumentError(why.to_string()));
+    let (Ok(start), Ok(end)) = (usize::try_from(offsets.first()), usize::try_from(offsets.last()))
+    else {
+        return bad("negative string offset");
+    };
+    let Some(text) = data.as_slice().get(start..end) else {
+        return bad("string offsets beyond the column's bytes");
+    };
+    let Ok(text) = simdutf8::basic::from_utf8(text) else {
+        return bad("string column bytes are not UTF-8");
+    };
+    for &o in offsets.iter() {
+        let inside = usize::try_from(o).ok().and_then(|o| o.checked_sub(start));
+        if !inside.is_some_and(|o| text.is_char_boundary(o)) {
+            return bad("string offset splits a UTF-8 character");
+        }
+    }
+    if nulls.as_ref().is_some_and(|n| n.len() != offsets.len() - 1) {
+        return bad("null buffer length differs from the string count");
+    }
+    // SAFETY: `new_unchecked` is safe exactly when `try_new` would not fail
+    // (arrow-array's contract). `try_new` checks, for Utf8: the last offset
+    // within the values, the bytes between the first and last offset valid
+    // UTF-8, every offset on a character boundary of them, and the null
+    // buffer one entry per string; each is checked above with the same
+    // meaning. `OffsetBuffer::new` already ensured the offsets are
+    // non-negative and non-decreasing.
+    Ok(unsafe { StringArray::new_unchecked(offsets, data, nulls) })
 }
 
 /// Reads one message's fields into `cols` (one per field of `fields`).
@@ -410,4 +463,42 @@ fn slots(fields: &Fields, ratio: &mut usize, nodes: &mut usize) -> usize {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(strs: &[&[u8]]) -> (OffsetBuffer<i32>, Buffer) {
+        let mut offsets = vec![0i32];
+        let mut data = Vec::new();
+        for s in strs {
+            data.extend_from_slice(s);
+            offsets.push(data.len() as i32);
+        }
+        (OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(data))
+    }
+
+    #[test]
+    fn string_array_refuses_what_try_new_refuses() {
+        let cases: &[&[&[u8]]] = &[
+            &[b"plain", "Grüße 東京 😀".as_bytes(), b""],
+            &[b"ok", b"\xff\xfe"],
+            // One valid character split across two strings.
+            &[&[0xC3], &[0xA9]],
+        ];
+        for strs in cases {
+            let (o, d) = parts(strs);
+            let ours = string_array(o.clone(), d.clone(), None)
+                .map(|a| a.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>());
+            let theirs = StringArray::try_new(o, d, None)
+                .map(|a| a.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>());
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{strs:?}");
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                assert_eq!(a, b);
+            }
+        }
+        let (o, d) = parts(&[b"a", b"b"]);
+        assert!(string_array(o, d, Some(NullBuffer::from(vec![true]))).is_err(), "null count");
+    }
 }

@@ -118,7 +118,7 @@ impl Seen {
 /// Per-call state: the JSON cursor and reusable scratch buffers.
 pub(crate) struct Ctx<'j> {
     pub(super) r: Reader<'j>,
-    pub(super) scratch: String,
+    pub(super) scratch: Vec<u8>,
     pub(super) bytes: Vec<u8>,
     unknown: UnknownFields,
     /// Arrow mode: also refuse what decimal256(76, 38) cannot hold.
@@ -135,7 +135,7 @@ pub(crate) fn encode_row(
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
     let mut cx =
-        Ctx { r: Reader::new(json), scratch: String::new(), bytes: Vec::new(), unknown, arrow };
+        Ctx { r: Reader::new(json), scratch: Vec::new(), bytes: Vec::new(), unknown, arrow };
     let run = |cx: &mut Ctx, out: &mut Vec<u8>| -> R<()> {
         if cx.r.peek()? != Kind::Object {
             // Report a syntax error as such; valid JSON that is not an object after.

@@ -46,13 +46,41 @@ impl Kind {
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// `buf[utf8_from..]` is known to be UTF-8 (see [`Reader::tail_is_utf8`]).
+    utf8_from: usize,
+    /// Whether the tail check ran (it runs at most once per input).
+    utf8_tried: bool,
 }
 
 type Res<T> = Result<T, JsonError>;
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, utf8_from: buf.len(), utf8_tried: false }
+    }
+
+    /// Whether `buf[start..]` is known to be UTF-8, `start` being just past
+    /// an opening quote. The first string with non-ASCII bytes checks the
+    /// whole rest of the input in one vectorised pass (text-heavy records
+    /// have many short strings, each too short for the vector path); every
+    /// later string inside it is then UTF-8 too, since it starts and ends
+    /// beside ASCII bytes. If the rest is not UTF-8, each string is checked
+    /// on its own, so errors name the same string as before.
+    #[inline]
+    fn tail_is_utf8(&mut self, start: usize) -> bool {
+        if start >= self.utf8_from {
+            return true;
+        }
+        if self.utf8_tried {
+            return false;
+        }
+        self.utf8_tried = true;
+        let tail = self.buf.get(start..).unwrap_or_default();
+        let ok = simdutf8::basic::from_utf8(tail).is_ok();
+        if ok {
+            self.utf8_from = start;
+        }
+        ok
     }
 
     /// The byte offset of the cursor.
@@ -185,7 +213,7 @@ impl<'a> Reader<'a> {
     /// A string's contents: borrowed from the input when it has no escapes,
     /// else decoded into `scratch` (cleared first).
     #[inline]
-    pub(crate) fn read_str<'s>(&mut self, scratch: &'s mut String) -> Res<&'s str>
+    pub(crate) fn read_str<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Res<&'s str>
     where
         'a: 's,
     {
@@ -199,7 +227,7 @@ impl<'a> Reader<'a> {
     /// A string's contents as bytes, checked to be UTF-8 (no check when the
     /// scan saw only ASCII, which is always UTF-8; a vectorised one otherwise).
     #[inline]
-    pub(crate) fn read_str_bytes<'s>(&mut self, scratch: &'s mut String) -> Res<&'s [u8]>
+    pub(crate) fn read_str_bytes<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Res<&'s [u8]>
     where
         'a: 's,
     {
@@ -216,7 +244,7 @@ impl<'a> Reader<'a> {
     /// keys, which are compared with column names (valid UTF-8) and checked
     /// only when they match none. Escaped strings are always checked.
     #[inline]
-    fn read_key_bytes<'s>(&mut self, scratch: &'s mut String) -> Res<&'s [u8]>
+    fn read_key_bytes<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Res<&'s [u8]>
     where
         'a: 's,
     {
@@ -224,9 +252,10 @@ impl<'a> Reader<'a> {
     }
 
     /// [`read_key_bytes`](Self::read_key_bytes), and whether the bytes are
-    /// known to be UTF-8 (all ASCII, or decoded from escapes and checked).
+    /// known to be UTF-8 (all ASCII, inside a tail checked by
+    /// [`tail_is_utf8`](Self::tail_is_utf8), or decoded from escapes and checked).
     #[inline]
-    fn read_raw<'s>(&mut self, scratch: &'s mut String) -> Res<(&'s [u8], bool)>
+    fn read_raw<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Res<(&'s [u8], bool)>
     where
         'a: 's,
     {
@@ -239,13 +268,14 @@ impl<'a> Reader<'a> {
         match self.buf.get(end) {
             Some(b'"') if !escaped => {
                 self.pos = end + 1;
-                Ok((self.buf.get(start..end).unwrap_or_default(), ascii))
+                let raw = self.buf.get(start..end).unwrap_or_default();
+                Ok((raw, ascii || self.tail_is_utf8(start)))
             }
             _ => {
                 scratch.clear();
                 self.pos = start;
                 self.decode_escaped(scratch)?;
-                Ok((scratch.as_bytes(), true))
+                Ok((scratch.as_slice(), true))
             }
         }
     }
@@ -275,7 +305,7 @@ impl<'a> Reader<'a> {
         }
         let raw = self.buf.get(start..self.pos).unwrap_or_default();
         self.pos += 1;
-        if !all_ascii && simdutf8::basic::from_utf8(raw).is_err() {
+        if !all_ascii && !self.tail_is_utf8(start) && simdutf8::basic::from_utf8(raw).is_err() {
             return Err(JsonError { offset: at, what: bad_utf8 });
         }
         Ok(())
@@ -327,11 +357,15 @@ impl<'a> Reader<'a> {
     }
 
     /// Decodes a string body with escapes from `pos` (after the opening
-    /// quote) through the closing quote.
-    fn decode_escaped(&mut self, out: &mut String) -> Res<()> {
-        let mut bytes = std::mem::take(out).into_bytes();
+    /// quote) through the closing quote into `bytes`, checked to be UTF-8
+    /// (escapes decode to whole characters, so only non-ASCII runs between
+    /// them need the check).
+    fn decode_escaped(&mut self, bytes: &mut Vec<u8>) -> Res<()> {
+        let start = self.pos;
+        let mut ascii = true;
         loop {
-            let (end, escaped, _) = self.scan_plain();
+            let (end, escaped, run_ascii) = self.scan_plain();
+            ascii &= run_ascii;
             bytes.extend_from_slice(self.buf.get(self.pos..end).unwrap_or_default());
             self.pos = end;
             match self.buf.get(end) {
@@ -349,12 +383,10 @@ impl<'a> Reader<'a> {
                 None => return self.err("unterminated string"),
             }
         }
-        match String::from_utf8(bytes) {
-            Ok(s) => {
-                *out = s;
-                Ok(())
-            }
-            Err(_) => self.err("invalid UTF-8 in string"),
+        if ascii || self.tail_is_utf8(start) || simdutf8::basic::from_utf8(bytes).is_ok() {
+            Ok(())
+        } else {
+            self.err("invalid UTF-8 in string")
         }
     }
 
@@ -432,7 +464,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn next_key<'s>(
         &mut self,
         first: &mut bool,
-        scratch: &'s mut String,
+        scratch: &'s mut Vec<u8>,
     ) -> Res<Option<&'s [u8]>>
     where
         'a: 's,
@@ -722,9 +754,51 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Strings read after the one-pass tail check are exactly what a
+        /// per-string check gives: the same values, and an invalid byte
+        /// refused in the same string (serde_json reading each string alone
+        /// is the reference).
+        #[test]
+        fn strings_after_the_tail_check_match_per_string_checks(
+            strs in proptest::collection::vec(proptest::string::string_regex(r#"([a-z é東😀]|\\["\\/nt]|\\u00e9){0,12}"#).expect("regex"), 1..6),
+            bad in proptest::option::of((0usize..6, 0usize..40, 0x80u8..=0xff)),
+        ) {
+            let mut texts: Vec<Vec<u8>> = strs.iter().map(|s| format!("\"{s}\"").into_bytes()).collect();
+            if let Some((which, at, byte)) = bad {
+                let n = texts.len();
+                let t = &mut texts[which % n];
+                let at = 1 + at % (t.len() - 1);
+                t.insert(at, byte);
+            }
+            let mut record = b"[".to_vec();
+            for (i, t) in texts.iter().enumerate() {
+                if i > 0 {
+                    record.push(b',');
+                }
+                record.extend_from_slice(t);
+            }
+            record.push(b']');
+            let mut r = Reader::new(&record);
+            let mut scratch = Vec::new();
+            r.begin_array().unwrap();
+            let mut first = true;
+            for t in &texts {
+                proptest::prop_assert!(r.next_element(&mut first).unwrap());
+                let ours = r.read_str_bytes(&mut scratch).map(<[u8]>::to_vec);
+                let reference = serde_json::from_slice::<String>(t);
+                proptest::prop_assert_eq!(ours.is_ok(), reference.is_ok(), "{:?}", String::from_utf8_lossy(t));
+                match (ours, reference) {
+                    (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b.into_bytes()),
+                    _ => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn strings_borrow_or_decode() {
-        let mut scratch = String::new();
+        let mut scratch = Vec::new();
         let mut r = Reader::new(br#""plain text that is longer than eight""#);
         assert_eq!(r.read_str(&mut scratch).unwrap(), "plain text that is longer than eight");
         let mut r = Reader::new(br#""tab\tquote\" slash\/ \u00e9\ud83d\ude00""#);
@@ -762,7 +836,7 @@ mod tests {
     #[test]
     fn object_iteration() {
         let mut r = Reader::new(br#"{"a": 1, "b" : [true, null]}"#);
-        let mut scratch = String::new();
+        let mut scratch = Vec::new();
         r.begin_object().unwrap();
         let mut first = true;
         assert_eq!(r.next_key(&mut first, &mut scratch).unwrap(), Some(&b"a"[..]));
@@ -783,7 +857,7 @@ mod tests {
     #[test]
     fn take_key_consumes_only_the_exact_raw_key() {
         let mut r = Reader::new(br#"{ "ab" : 1 , "a\u0062": 2, "abc": 3, "ab" 4}"#);
-        let mut scratch = String::new();
+        let mut scratch = Vec::new();
         r.begin_object().unwrap();
         let mut first = true;
         assert!(!r.take_key(&mut first, b"a").unwrap(), "a prefix is not the key");

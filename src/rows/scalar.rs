@@ -42,16 +42,6 @@ macro_rules! scalar_bytes {
     };
 }
 
-/// [`scalar_bytes!`] as text, for parsers that need a `str`.
-macro_rules! scalar_text {
-    ($cx:ident, $ty:expr, $kind:expr) => {
-        match std::str::from_utf8(scalar_bytes!($cx, $ty, $kind)) {
-            Ok(text) => text,
-            Err(_) => return mismatch($ty, $kind, None),
-        }
-    };
-}
-
 /// Writes one value (key included) of `f`'s type from the JSON value at the
 /// cursor, whose kind is `kind` (never null).
 pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> {
@@ -196,11 +186,12 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
             put_bytes(out, &f.key, &cx.bytes);
         }
         Ty::Decimal(spec) => {
-            let text = scalar_text!(cx, ty, kind);
-            let v = parse_decimal(ty, *spec, kind, text, cx.arrow)?;
-            cx.bytes.clear();
-            decimal::to_wire(v, &mut cx.bytes);
-            put_bytes(out, &f.key, &cx.bytes);
+            let raw = scalar_bytes!(cx, ty, kind);
+            let v = parse_decimal(ty, *spec, kind, raw, cx.arrow)?;
+            // At most 32 bytes: a one-byte length, written straight to the row.
+            put_key(out, &f.key);
+            out.push(decimal::wire_len(v) as u8);
+            decimal::to_wire(v, out);
         }
         Ty::Interval => {
             if kind != Kind::String {
@@ -280,20 +271,21 @@ fn parse_decimal(
     ty: &Ty,
     spec: DecimalSpec,
     kind: Kind,
-    text: &str,
+    raw: &[u8],
     arrow: bool,
 ) -> R<arrow_buffer::i256> {
     use decimal::DecError;
     // JSON numbers round HALF_UP to the scale like JsonStreamWriter does for
     // doubles; strings are exact.
-    let v = match decimal::parse(text, spec, kind == Kind::Number) {
+    let text = || String::from_utf8_lossy(raw);
+    let v = match decimal::parse_bytes(raw, spec, kind == Kind::Number) {
         Ok(v) => v,
-        Err(DecError::Syntax) => return mismatch(ty, kind, Some(text)),
+        Err(DecError::Syntax) => return mismatch(ty, kind, Some(&text())),
         Err(DecError::IntDigits) => {
             return invalid(
                 RowErrorKind::OutOfRange,
                 ty,
-                text,
+                &text(),
                 &format!("more than {} integer digits", spec.int_digits),
             );
         }
@@ -301,19 +293,19 @@ fn parse_decimal(
             return invalid(
                 RowErrorKind::InvalidValue,
                 ty,
-                text,
+                &text(),
                 &format!("more than {} fractional digits", spec.scale),
             );
         }
         Err(DecError::Range) => {
-            return invalid(RowErrorKind::OutOfRange, ty, text, "outside the type's range");
+            return invalid(RowErrorKind::OutOfRange, ty, &text(), "outside the type's range");
         }
     };
     if arrow && spec.big && !decimal::fits_decimal256(v) {
         return invalid(
             RowErrorKind::NotRepresentable,
             ty,
-            text,
+            &text(),
             "beyond Arrow decimal256(76, 38); use ROW_FORMAT=proto",
         );
     }

@@ -22,10 +22,89 @@ pub(crate) enum DecError {
 /// Digits past the column's scale must be zeros, unless `round` (HALF_UP, as
 /// JsonStreamWriter does for JSON numbers).
 pub(crate) fn parse(s: &str, spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
-    match plain(s.as_bytes(), spec) {
+    parse_bytes(s.as_bytes(), spec, round)
+}
+
+/// [`parse`] on the text's bytes (a JSON number or string is read as bytes).
+pub(crate) fn parse_bytes(b: &[u8], spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
+    match short(b, spec).or_else(|| plain(b, spec)) {
         Some(v) => Ok(v),
-        None => general(s, spec, round),
+        None => general(b, spec, round),
     }
+}
+
+/// Up to 19 digits as a u64, or `None` for an empty run, more digits, or a
+/// non-digit.
+#[inline]
+fn digits_u64(d: &[u8]) -> Option<u64> {
+    if d.len() > 19 {
+        return None;
+    }
+    let mut acc = 0u64;
+    for &c in d {
+        let v = c.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        acc = acc * 10 + u64::from(v);
+    }
+    Some(acc)
+}
+
+/// The form amounts and rates come in, `[+-]int[.frac]` with at most 19
+/// integer and 38 fractional digits (no more than the scale), computed in
+/// 64×64- and 64×128-bit multiplies instead of [`plain`]'s u128 digit loop
+/// and 256-bit multiply. `None` for anything else, which [`plain`] or
+/// [`general`] parse with the same result (property-tested).
+#[inline]
+fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
+    let (neg, b) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(at) => (b.get(..at)?, b.get(at + 1..)?),
+        None => (b, &[][..]),
+    };
+    let scale = spec.scale as usize;
+    let wire_scale = spec.wire_scale as usize;
+    if (int.is_empty() && frac.is_empty()) || frac.len() > scale || scale > wire_scale {
+        return None;
+    }
+    // Leading zeros count toward the 19, so the column's integer-digit
+    // limit (at least 19 unless the column says fewer) needs a look only
+    // when it is smaller.
+    if int.len() > spec.int_digits as usize
+        && int.len() - int.iter().take_while(|&&c| c == b'0').count() > spec.int_digits as usize
+    {
+        return None;
+    }
+    let int = digits_u64(int)?;
+    let frac_len = frac.len();
+    // Up to 38 fractional digits (BIGNUMERIC's scale) as two 19-digit runs.
+    let frac = match frac.split_at_checked(19) {
+        Some((a, b)) => {
+            u128::from(digits_u64(a)?) * *POW10.get(b.len())? + u128::from(digits_u64(b)?)
+        }
+        None => u128::from(digits_u64(frac)?),
+    };
+    // frac · 10^(wire_scale − len) < 10^wire_scale ≤ 10^38: exact in u128.
+    let frac = frac.checked_mul(*POW10.get(wire_scale - frac_len)?)?;
+    let pow = *POW10.get(wire_scale)?;
+    // int · 10^wire_scale < 2^64 · 2^127: as 64 low bits × pow plus the
+    // high product, a 192-bit value in (low u128, high u128).
+    let (pow_lo, pow_hi) = (pow as u64, (pow >> 64) as u64);
+    let lo = u128::from(int) * u128::from(pow_lo);
+    let mid = u128::from(int) * u128::from(pow_hi) + (lo >> 64);
+    let low = (lo as u64 as u128) | (mid << 64);
+    let high = mid >> 64;
+    let (low, carry) = low.overflowing_add(frac);
+    let high = high + u128::from(carry);
+    // high < 2^64: the value is far inside i256; NUMERIC's bound is 10^38 − 1,
+    // which 19 integer digits (< 10^19 · 10^9) never reach.
+    let v = i256::from_parts(low, i128::try_from(high).ok()?);
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 /// 10^k for k in 0..=38, exact in u128.
@@ -90,8 +169,7 @@ fn plain(b: &[u8], spec: DecimalSpec) -> Option<i256> {
 
 /// Any form [`parse`] takes: exponents, digits past the scale (zeros, or
 /// rounded), values at the edges of the range.
-fn general(s: &str, spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
-    let b = s.as_bytes();
+fn general(b: &[u8], spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
     let mut i = 0;
     let neg = match b.first() {
         Some(b'-') => {
@@ -210,22 +288,24 @@ pub(crate) fn fits_decimal256(v: i256) -> bool {
 
 /// The minimal two's-complement little-endian bytes (at least one).
 pub(crate) fn to_wire(v: i256, out: &mut Vec<u8>) -> usize {
-    let bytes = v.to_le_bytes();
-    let mut n = bytes.len();
-    while n > 1 {
-        let (top, below) = (bytes.get(n - 1).copied(), bytes.get(n - 2).copied().unwrap_or(0));
-        let redundant = match top {
-            Some(0x00) => below & 0x80 == 0,
-            Some(0xFF) => below & 0x80 != 0,
-            _ => false,
-        };
-        if !redundant {
-            break;
-        }
-        n -= 1;
-    }
-    out.extend_from_slice(bytes.get(..n).unwrap_or_default());
+    let n = wire_len(v);
+    out.extend_from_slice(v.to_le_bytes().get(..n).unwrap_or_default());
     n
+}
+
+/// How many bytes [`to_wire`] writes: the value's significant bits plus a
+/// sign bit, rounded up to bytes (leading-zero counts, not a byte walk).
+#[inline]
+pub(crate) fn wire_len(v: i256) -> usize {
+    let (low, high) = v.to_parts();
+    // Bits that differ from the sign: |v| for v ≥ 0, −v − 1 for v < 0.
+    let sign = high >> 127;
+    let bits = if high == (low as i128) >> 127 {
+        128 - ((low as i128) ^ sign).leading_zeros() as usize
+    } else {
+        256 - (high ^ sign).leading_zeros() as usize
+    };
+    (bits + 1).div_ceil(8)
 }
 
 /// Wire bytes → unscaled integer (sign-extended); `None` if longer than 32 bytes.
@@ -302,11 +382,86 @@ mod tests {
             round in proptest::bool::ANY,
         ) {
             let spec = [NUMERIC, BIG, NUMERIC_10_2][which];
-            let general = general(&s, spec, round);
+            let general = general(s.as_bytes(), spec, round);
             if let Some(fast) = plain(s.as_bytes(), spec) {
                 proptest::prop_assert_eq!(Ok(fast), general, "{}", s);
             }
             proptest::prop_assert_eq!(parse(&s, spec, round), general, "{}", s);
+        }
+    }
+
+    proptest::proptest! {
+        /// The short fast path gives the general parser's value, or defers,
+        /// on valid and malformed text alike.
+        #[test]
+        fn short_matches_the_general_parser(
+            s in "[+-]?[0-9]{0,22}(\\.[0-9]{0,40})?|[+-]?[0-9.eE+x -]{0,12}",
+            which in 0usize..4,
+            round in proptest::bool::ANY,
+        ) {
+            let spec = [NUMERIC, BIG, NUMERIC_10_2, NUMERIC_5_0][which];
+            let general = general(s.as_bytes(), spec, round);
+            if let Some(fast) = short(s.as_bytes(), spec) {
+                proptest::prop_assert_eq!(Ok(fast), general, "{}", s);
+            }
+            proptest::prop_assert_eq!(parse(&s, spec, round), general, "{}", s);
+        }
+
+        /// The counted wire length is the byte walk's.
+        #[test]
+        fn wire_len_matches_the_byte_walk(lo in proptest::num::u128::ANY, hi in proptest::num::i128::ANY, shift in 0u8..=255) {
+            let v = i256::from_parts(lo, hi) >> shift;
+            proptest::prop_assert_eq!(wire_len(v), wire_len_by_walking(v), "{:?}", v);
+        }
+    }
+
+    /// The original byte walk: drop a top byte while it only repeats the sign.
+    fn wire_len_by_walking(v: i256) -> usize {
+        let bytes = v.to_le_bytes();
+        let mut n = bytes.len();
+        while n > 1 {
+            let (top, below) = (bytes[n - 1], bytes[n - 2]);
+            let redundant =
+                (top == 0x00 && below & 0x80 == 0) || (top == 0xFF && below & 0x80 != 0);
+            if !redundant {
+                break;
+            }
+            n -= 1;
+        }
+        n
+    }
+
+    const NUMERIC_5_0: DecimalSpec =
+        DecimalSpec { wire_scale: 9, scale: 0, int_digits: 5, big: false };
+
+    #[test]
+    fn short_takes_only_its_form() {
+        for (s, spec) in [
+            ("12.5", NUMERIC),
+            ("-0.000000001", NUMERIC),
+            ("5.", NUMERIC),
+            (".5", BIG),
+            ("0000000000000000001", NUMERIC_5_0),
+        ] {
+            assert_eq!(
+                short(s.as_bytes(), spec).map(Ok),
+                Some(general(s.as_bytes(), spec, false)),
+                "{s}"
+            );
+        }
+        let twenty = "1".repeat(20);
+        for (s, spec) in [
+            (twenty.as_str(), NUMERIC),
+            ("123456", NUMERIC_5_0),
+            ("1e3", NUMERIC),
+            ("0.0000000001", NUMERIC),
+            ("", NUMERIC),
+            (".", NUMERIC),
+            ("-", NUMERIC),
+            ("1.2.3", NUMERIC),
+            ("1:", NUMERIC),
+        ] {
+            assert_eq!(short(s.as_bytes(), spec), None, "{s}");
         }
     }
 
@@ -315,7 +470,11 @@ mod tests {
         for (s, spec) in
             [("12.5", NUMERIC), ("-0.000000001", NUMERIC), ("5.", NUMERIC), (".5", BIG)]
         {
-            assert_eq!(plain(s.as_bytes(), spec).map(Ok), Some(general(s, spec, false)), "{s}");
+            assert_eq!(
+                plain(s.as_bytes(), spec).map(Ok),
+                Some(general(s.as_bytes(), spec, false)),
+                "{s}"
+            );
         }
         let long_int = "1".repeat(30);
         for (s, spec) in [

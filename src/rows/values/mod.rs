@@ -169,7 +169,7 @@ pub(crate) fn is_geography(s: &str) -> bool {
 pub(crate) fn is_geojson(text: &[u8]) -> bool {
     use super::json::{Kind, Reader};
     let mut r = Reader::new(text);
-    let mut scratch = String::new();
+    let mut scratch = Vec::new();
     let mut has_type = false;
     let mut first = true;
     let mut walk = || -> Result<(), super::json::JsonError> {
