@@ -3,8 +3,9 @@
 
 use super::options::{BackfillOptions, Filter};
 use super::run::BackfillDeps;
-use crate::batch::{BatchError, BatchLimits};
-use crate::bigquery::{AppenderOptions, ClientError, DEFAULT_ENDPOINT, Endpoint, WriteClient};
+use super::write_args::WriteArgs;
+use crate::batch::BatchError;
+use crate::bigquery::{ClientError, DEFAULT_ENDPOINT, Endpoint, WriteClient};
 use crate::config::Delivery;
 
 use crate::cdc::{CdcSettings, FieldPath};
@@ -16,9 +17,6 @@ use crate::sink_url::{SinkUrl, SinkUrlError};
 use crate::spill::{self, SpillError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-
-/// `BATCH_WINDOW_MS`'s default (`batch::BATCH_WINDOW`), for clap.
-const DEFAULT_WINDOW_MS: u64 = crate::batch::BATCH_WINDOW.as_millis() as u64;
 
 /// Replay spillover objects into BigQuery, exactly once.
 #[derive(Clone, Debug, clap::Args)]
@@ -86,19 +84,8 @@ pub struct BackfillArgs {
     /// (renewed every third of it; a crashed run's lease expires after it).
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(3..=86_400))]
     pub lease_secs: u64,
-    /// AppendRows request size bound, as the Lambda's `BATCH_MAX_BYTES`.
-    #[arg(long, env = "BATCH_MAX_BYTES", default_value_t = crate::batch::BATCH_MAX_BYTES)]
-    pub max_request_bytes: usize,
-    /// Rows per AppendRows request, as the Lambda's `BATCH_MAX_ROWS`.
-    #[arg(long, env = "BATCH_MAX_ROWS", default_value_t = crate::batch::BATCH_MAX_ROWS)]
-    pub max_rows: usize,
-    /// How long a request's oldest row may wait for more while an object is
-    /// encoded and appended, in ms, as the Lambda's `BATCH_WINDOW_MS`.
-    #[arg(long, env = "BATCH_WINDOW_MS", default_value_t = DEFAULT_WINDOW_MS)]
-    pub batch_window_ms: u64,
-    /// How long one object's appends may take before it is left behind.
-    #[arg(long, default_value_t = 300)]
-    pub append_timeout_secs: u64,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 fn parse_format(s: &str) -> Result<RowFormat, String> {
@@ -190,13 +177,9 @@ impl BackfillArgs {
                 change_type_field: self.cdc_change_type_field.clone(),
                 sequence_field: self.cdc_sequence_field.clone(),
             }),
-            limits: BatchLimits::new(
-                self.max_rows,
-                self.max_request_bytes,
-                Duration::from_millis(self.batch_window_ms),
-            )?,
-            appender: AppenderOptions::default(),
-            append_timeout: Duration::from_secs(self.append_timeout_secs),
+            limits: self.write.limits()?,
+            appender: self.write.appender(),
+            append_timeout: self.write.append_timeout(),
         })
     }
 }

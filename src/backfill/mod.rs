@@ -23,6 +23,7 @@ mod resolve;
 mod run;
 mod stream;
 mod summary;
+mod write_args;
 
 pub use cli::{BackfillArgs, SetupError};
 pub use error::BackfillError;
@@ -34,3 +35,4 @@ pub use progress::Progress;
 pub use resolve::{Fate, SentAt, Unresolved, decide, streams_to_resolve};
 pub use run::{BackfillDeps, run};
 pub use summary::{ObjectReport, ObjectStatus, Summary};
+pub use write_args::WriteArgs;

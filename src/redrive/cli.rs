@@ -1,12 +1,9 @@
 //! `kinesis-bigquery redrive DLQ_URL`: the flags, and the clients they name.
 
-use std::time::Duration;
-
 use super::letters::Letters;
 use super::run::{RedriveDeps, RedriveOptions};
-use crate::backfill::{BackfillDeps, SetupError};
-use crate::batch::BatchLimits;
-use crate::bigquery::{AppenderOptions, DEFAULT_ENDPOINT, Endpoint, WriteClient};
+use crate::backfill::{BackfillDeps, SetupError, WriteArgs};
+use crate::bigquery::{DEFAULT_ENDPOINT, Endpoint, WriteClient};
 use crate::dlq;
 use crate::rows::{EncoderOptions, RowFormat, UnknownFields};
 use crate::sink_url::{SinkUrl, sqs_client};
@@ -39,6 +36,8 @@ pub struct RedriveArgs {
     /// cover the run.
     #[arg(long, default_value_t = 900)]
     pub visibility_secs: i32,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 impl RedriveArgs {
@@ -79,9 +78,9 @@ impl RedriveArgs {
             encoder: EncoderOptions { format: self.format, unknown_fields: UnknownFields::Reject },
             // Dead letters of a CDC table are not redriven yet (see docs/operations.md).
             cdc: None,
-            limits: BatchLimits::default(),
-            appender: AppenderOptions::default(),
-            append_timeout: Duration::from_secs(300),
+            limits: self.write.limits()?,
+            appender: self.write.appender(),
+            append_timeout: self.write.append_timeout(),
         };
         Ok(RedriveDeps { letters, backfill })
     }
