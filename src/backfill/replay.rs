@@ -394,27 +394,25 @@ async fn stream_pending(
     fates: &[Fate],
     excluded: &[(usize, DeadLetter)],
 ) -> Result<(Encoded, Written), BackfillError> {
-    let (stream, mut appender) = create_pending(ctx, encoder, table).await?;
     let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
-    let limits = &ctx.deps.limits;
     let streamed = super::stream::encode_and_append(
         encoder,
         table,
-        limits,
+        &ctx.deps.limits,
         records,
         fates,
         excluded,
-        &mut appender,
+        || create_pending(ctx, encoder, table),
         deadline,
     )
-    .await;
+    .await?;
     if let Some(e) = streamed.error {
         return Err(e.into());
     }
     let encoded = streamed.encoded;
-    if encoded.rows.is_empty() {
+    let Some(stream) = streamed.stream else {
         return Ok((encoded, Written::Nothing));
-    }
+    };
     let rows = encoded.rows.len();
     let written = finalize_pending(ctx, stream, &streamed.ranges, streamed.outcomes, rows).await?;
     Ok((encoded, written))

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::BackfillError;
 use super::encode::{Encoded, dead_letter, to_encode};
 use super::resolve::Fate;
 use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
@@ -28,6 +29,8 @@ pub(super) struct Streamed {
     /// Every record encoded (rows, dead letters, records skipped), as
     /// [`super::encode::encode`] would have made it.
     pub encoded: Encoded,
+    /// The PENDING stream, once a request was cut (`None`: no row to write).
+    pub stream: Option<String>,
     /// The rows (indexes into `encoded.rows`, also their offsets) of each
     /// request, in order.
     pub ranges: Vec<Range<usize>>,
@@ -38,23 +41,52 @@ pub(super) struct Streamed {
 }
 
 /// Encodes the records whose fate is [`Fate::Replay`] and that are not in
-/// `excluded`, appending their rows at explicit offsets through `appender`.
+/// `excluded`, appending their rows at explicit offsets to the stream
+/// `open` creates. `open` runs when the first request is cut, so an object
+/// whose records all turn out to be dead letters creates no stream.
+///
+/// # Errors
+/// What `open` returned; the records are still all encoded.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn encode_and_append(
+pub(super) async fn encode_and_append<Open, Opened>(
     encoder: &Encoder,
     table: &TableName,
     limits: &BatchLimits,
     records: &[SourceRecord],
     fates: &[Fate],
     excluded: &[(usize, DeadLetter)],
-    appender: &mut Appender,
+    open: Open,
     deadline: Instant,
-) -> Streamed {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> Result<Streamed, BackfillError>
+where
+    Open: FnOnce() -> Opened,
+    Opened: Future<Output = Result<(String, Appender), BackfillError>>,
+{
+    let (tx, mut cut) = mpsc::unbounded_channel();
     let produce = produce(encoder, table, limits, records, fates, excluded, tx);
-    let ((encoded, ranges, error), outcomes) =
-        tokio::join!(produce, appender.append_stream(rx, deadline));
-    Streamed { encoded, ranges, outcomes, error }
+    let append = async {
+        type Appended = (Option<String>, Vec<AppendOutcome>);
+        let Some(first) = cut.recv().await else {
+            return Ok::<Appended, BackfillError>((None, Vec::new()));
+        };
+        let (stream, mut appender) = open().await?;
+        // The appender reads one channel: the first request, then the rest
+        // as they are cut.
+        let (resend, requests) = mpsc::unbounded_channel();
+        let _ = resend.send(first);
+        let forward = async move {
+            while let Some(request) = cut.recv().await {
+                if resend.send(request).is_err() {
+                    break;
+                }
+            }
+        };
+        let ((), outcomes) = tokio::join!(forward, appender.append_stream(requests, deadline));
+        Ok((Some(stream), outcomes))
+    };
+    let ((encoded, ranges, error), appended) = tokio::join!(produce, append);
+    let (stream, outcomes) = appended?;
+    Ok(Streamed { encoded, stream, ranges, outcomes, error })
 }
 
 async fn produce(

@@ -28,6 +28,8 @@ pub struct Activity {
     /// AppendRows connections that have ended, for any reason; a stream held
     /// by one of them is free again.
     pub connections_closed: u64,
+    /// Write streams created (CreateWriteStream calls that succeeded).
+    pub streams_created: u64,
 }
 
 /// The writing side, shared by every connection of one emulator.

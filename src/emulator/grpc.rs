@@ -121,7 +121,9 @@ impl BigQueryWrite for Arc<WriteService> {
         self.gate("CreateWriteStream").await?;
         let r = request.into_inner();
         let kind = r.write_stream.map(|w| w.r#type).unwrap_or(0);
-        Ok(Response::new(self.store.create_write_stream(&r.parent, kind)?))
+        let stream = self.store.create_write_stream(&r.parent, kind)?;
+        self.activity.record(|a| a.streams_created += 1);
+        Ok(Response::new(stream))
     }
 
     type AppendRowsStream = ReceiverStream<Result<AppendRowsResponse, Status>>;

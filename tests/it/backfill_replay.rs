@@ -158,6 +158,38 @@ async fn records_that_cannot_be_rows_are_dead_lettered() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An object whose records all turn out to be dead letters is settled
+/// without a write stream: the streamed replay creates its PENDING stream
+/// for the first row, and there is none (no stream left uncommitted).
+#[tokio::test]
+async fn an_object_of_dead_letters_only_creates_no_stream() -> anyhow::Result<()> {
+    let World { h, table, dir, spill } = World::start().await?;
+    let recs = vec![
+        record("shardId-000000000000", 0, br#"{"event_id": "trunc"#.to_vec()),
+        record("shardId-000000000000", 1, br#"{"event_id": "x", "nope": 1}"#.to_vec()),
+    ];
+    spill.spill(&spilled(&table, &recs)).await?;
+    let before = h.emulator.activity().borrow().streams_created;
+
+    let dlq_path = dir.path().join("dlq.ndjson");
+    let deps = deps(&h.emulator, spill.clone(), Some(file_dlq(&dlq_path))).await;
+    let summary = run(&deps, &options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    assert_eq!((summary.rows, summary.dead_lettered), (0, 2));
+    assert_eq!(letters(&dlq_path).len(), 2);
+    assert!(spill.list(&SpillFilter::default()).await?.is_empty());
+    assert_eq!(h.emulator.activity().borrow().streams_created, before, "no stream created");
+
+    // The same run with one good record creates exactly one stream.
+    let recs = records("shardId-000000000000", 2, 1);
+    spill.spill(&spilled(&table, &recs)).await?;
+    let summary = run(&deps, &options()).await;
+    assert_eq!((summary.rows, summary.dead_lettered), (1, 0), "{:?}", summary.failures);
+    assert_eq!(h.emulator.activity().borrow().streams_created, before + 1);
+    h.shutdown().await;
+    Ok(())
+}
+
 /// BigQuery down during the backfill: objects are left behind, nothing is
 /// visible, the exit status would be non-zero; once it is back a rerun lands
 /// everything once.
