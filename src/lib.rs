@@ -30,6 +30,7 @@ pub mod dlq;
 pub mod emulator;
 pub mod evolve;
 pub mod handler;
+mod json_key;
 pub mod metrics;
 pub mod pb;
 pub mod redrive;

@@ -6,8 +6,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::json_key::KeyIs;
 
 /// A dotted path of object keys (`op`, `metadata.operation`), as
 /// `CDC_CHANGE_TYPE_FIELD` and `CDC_SEQUENCE_FIELD` spell it. Keys match
@@ -89,26 +91,6 @@ impl<'de> Visitor<'de> for Lookup<'_> {
             }
         }
         Ok(found)
-    }
-}
-
-/// Compares a key with the wanted one without keeping it.
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
     }
 }
 

@@ -8,6 +8,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json_key::KeyIs;
+
 /// The raw value of the top-level `key` of the JSON object `json`; `None`
 /// when the object has no such key. The bytes after the value are not read
 /// (the first of duplicate keys wins).
@@ -56,26 +58,6 @@ impl<'de> Visitor<'de> for Seek<'_, '_, 'de> {
             map.next_value::<IgnoredAny>()?;
         }
         Ok(())
-    }
-}
-
-/// Compares a key with the wanted one without keeping it.
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
     }
 }
 
