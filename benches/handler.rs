@@ -42,6 +42,8 @@
 
 #[path = "../tests/it/events.rs"]
 mod events;
+#[path = "invocations/mod.rs"]
+mod invocations;
 #[path = "routing/mod.rs"]
 mod routing;
 #[path = "shapes/mod.rs"]
@@ -49,9 +51,10 @@ mod shapes;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use criterion::{Criterion, Throughput};
+use invocations::Invocations;
 use kinesis_bigquery::config::Config;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
-use kinesis_bigquery::handler::{self, Deps};
+use kinesis_bigquery::handler::Deps;
 use kinesis_bigquery::metrics::LogOutput;
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::table::TableName;
@@ -198,11 +201,7 @@ fn bench_handler(c: &mut Criterion, world: &World, table: &Table) -> anyhow::Res
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let deps = rt.block_on(Deps::build(&config, LogOutput::Stderr))?;
     let template: KinesisEvent = serde_json::from_value(table.event_json(0))?;
-    let mut shard = 0usize;
-
-    let mut cpu_per_invocation = Vec::new();
-    let mut wall_per_invocation = Vec::new();
-    let mut failures = 0usize;
+    let mut runs = Invocations::default();
     let mut group = c.benchmark_group(format!("handler/{}", table.shape));
     group.throughput(Throughput::Elements(records as u64));
     group.sample_size(10);
@@ -216,65 +215,34 @@ fn bench_handler(c: &mut Criterion, world: &World, table: &Table) -> anyhow::Res
                 if let Err(e) = world.reset_table(table) {
                     eprintln!("reset failed: {e:#}");
                 }
-                shard += 1;
-                let mut event = template.clone();
-                let shard_id = format!("shardId-{shard:012}");
-                for r in &mut event.records {
-                    r.event_id = Some(format!("{shard_id}:{}", r.kinesis.sequence_number));
-                }
-                let event = handler::local_event(event, Duration::from_secs(900));
-                let started = Instant::now();
-                let cpu_started = thread_cpu();
-                let response = rt.block_on(handler::handle(event, &deps));
-                let wall = started.elapsed();
-                total += wall;
-                wall_per_invocation.push(wall);
-                if let (Some(a), Some(b)) = (cpu_started, thread_cpu()) {
-                    cpu_per_invocation.push(b.saturating_sub(a));
-                }
-                match response {
-                    Ok(r) if r.batch_item_failures.is_empty() => {}
-                    other => {
-                        failures += 1;
-                        eprintln!("unexpected response: {other:?}");
-                    }
-                }
+                total += runs.run(&rt, &deps, &template);
             }
             total
         });
     });
     group.finish();
     let shape = table.shape;
+    let failures = runs.failures;
     anyhow::ensure!(failures == 0, "{shape}: {failures} invocations did not land every record");
-    wall_per_invocation.sort_unstable();
-    if let Some(median) = wall_per_invocation.get(wall_per_invocation.len() / 2) {
+    let invocations = runs.walls.len();
+    let (wall, cpu) = runs.medians();
+    if let Some(median) = wall {
         println!(
-            "handler/{shape}/wall: median {:.1} ms per invocation = {:.0} records/s ({} invocations)",
+            "handler/{shape}/wall: median {:.1} ms per invocation = {:.0} records/s ({invocations} invocations)",
             median.as_secs_f64() * 1000.0,
             records as f64 / median.as_secs_f64(),
-            wall_per_invocation.len(),
         );
     }
-    cpu_per_invocation.sort_unstable();
-    if let Some(median) = cpu_per_invocation.get(cpu_per_invocation.len() / 2) {
+    if let Some(median) = cpu {
         println!(
             "handler/{shape}/cpu: median {:.1} ms of handler-thread CPU per invocation = {:.1} µs \
-             per record = {:.0} records per CPU-second on one core ({} invocations)",
+             per record = {:.0} records per CPU-second on one core ({invocations} invocations)",
             median.as_secs_f64() * 1000.0,
             median.as_secs_f64() * 1e6 / records as f64,
             records as f64 / median.as_secs_f64(),
-            cpu_per_invocation.len(),
         );
     }
     Ok(())
-}
-
-/// CPU time this thread has run (Linux: first field of
-/// `/proc/thread-self/schedstat`, in nanoseconds).
-fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
 }
 
 /// Peak RSS (bytes) of `invoke` on the event file, via `/usr/bin/time`.

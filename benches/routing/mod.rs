@@ -6,16 +6,17 @@
 //! routed case. Part of `benches/handler.rs`:
 //! `cargo bench --bench handler -- handler/routing`.
 
-use super::{RECORD_BYTES, RECORDS, events, thread_cpu};
+use super::invocations::Invocations;
+use super::{RECORD_BYTES, RECORDS, events};
 use criterion::{Criterion, Throughput};
 use kinesis_bigquery::config::Config;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
-use kinesis_bigquery::handler::{self, Deps};
+use kinesis_bigquery::handler::Deps;
 use kinesis_bigquery::metrics::LogOutput;
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::table::TableName;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Tables the records are spread over; `0` is the fixed table.
 const CASES: [usize; 4] = [0, 1, 4, 16];
@@ -129,10 +130,7 @@ fn run_case(
         emulator.create_table(t, schema.clone())?;
         Ok(())
     };
-    let mut shard = 0usize;
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    let mut failures = 0usize;
+    let mut runs = Invocations::default();
     let mut group = c.benchmark_group("handler/routing");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.sample_size(10);
@@ -147,35 +145,13 @@ fn run_case(
                         eprintln!("reset failed: {e:#}");
                     }
                 }
-                // A new shard each time: its state has not seen these records.
-                shard += 1;
-                let mut event = case.event.clone();
-                let shard_id = format!("shardId-{shard:012}");
-                for r in &mut event.records {
-                    r.event_id = Some(format!("{shard_id}:{}", r.kinesis.sequence_number));
-                }
-                let event = handler::local_event(event, Duration::from_secs(900));
-                let started = Instant::now();
-                let cpu_started = thread_cpu();
-                let response = rt.block_on(handler::handle(event, &deps));
-                let wall = started.elapsed();
-                total += wall;
-                walls.push(wall);
-                if let (Some(a), Some(b)) = (cpu_started, thread_cpu()) {
-                    cpus.push(b.saturating_sub(a));
-                }
-                match response {
-                    Ok(r) if r.batch_item_failures.is_empty() => {}
-                    other => {
-                        failures += 1;
-                        eprintln!("unexpected response: {other:?}");
-                    }
-                }
+                total += runs.run(&rt, &deps, &case.event);
             }
             total
         });
     });
     group.finish();
+    let failures = runs.failures;
     anyhow::ensure!(failures == 0, "{}: {failures} invocations did not land", case.label());
     for t in &case.names {
         let rows = emulator.read_rows(t)?.len();
@@ -185,14 +161,13 @@ fn run_case(
             RECORDS / case.names.len()
         );
     }
-    cpus.sort_unstable();
-    if let Some(cpu) = cpus.get(cpus.len() / 2) {
+    let (wall, cpu) = runs.medians();
+    if let Some(cpu) = cpu {
         println!(
             "handler/routing/{}: median {:.1} ms of handler-thread CPU per invocation",
             case.label(),
             cpu.as_secs_f64() * 1000.0
         );
     }
-    walls.sort_unstable();
-    walls.get(walls.len() / 2).copied().ok_or_else(|| anyhow::anyhow!("no invocation ran"))
+    wall.ok_or_else(|| anyhow::anyhow!("no invocation ran"))
 }
