@@ -2,18 +2,10 @@
 
 use super::*;
 use crate::delivery::WriteMode;
-use std::collections::HashMap;
 
+/// CDC keeps no shard state: the base environment without `STATE_URL`.
 fn load(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
-    let mut env: HashMap<&str, String> = HashMap::from([
-        ("BIGQUERY_TABLE", "proj.ds.events".to_string()),
-        ("SPILL_URL", "s3://bucket/spill".to_string()),
-        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq".to_string()),
-    ]);
-    for (k, v) in pairs {
-        env.insert(k, v.to_string());
-    }
-    Config::from_lookup(|k| env.get(k).cloned())
+    super::tests::lookup(&["STATE_URL"], pairs)
 }
 
 #[test]

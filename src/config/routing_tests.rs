@@ -1,19 +1,11 @@
 //! A templated `BIGQUERY_TABLE` and the routing variables.
 
 use super::*;
-use std::collections::HashMap;
 
 fn load(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
-    let mut env: HashMap<&str, String> = HashMap::from([
-        ("BIGQUERY_TABLE", "proj.ds.events_{event_type}".to_string()),
-        ("STATE_URL", "s3://bucket/state".to_string()),
-        ("SPILL_URL", "s3://bucket/spill".to_string()),
-        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq".to_string()),
-    ]);
-    for (k, v) in pairs {
-        env.insert(k, v.to_string());
-    }
-    Config::from_lookup(|k| env.get(k).cloned())
+    let mut all = vec![("BIGQUERY_TABLE", "proj.ds.events_{event_type}")];
+    all.extend_from_slice(pairs);
+    super::tests::lookup(&[], &all)
 }
 
 #[test]

@@ -21,12 +21,24 @@ fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
     Config::from_lookup(|k| env.get(k).cloned())
 }
 
-fn with(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+/// [`base`] without the variables `unset`, then with `pairs` set (a later
+/// pair wins); the other config test modules load through this too.
+pub(super) fn lookup(
+    unset: &[&str],
+    pairs: &[(&'static str, &str)],
+) -> Result<Config, ConfigError> {
     let mut env = base();
+    for k in unset {
+        env.remove(*k);
+    }
     for (k, v) in pairs {
         env.insert(k, v.to_string());
     }
     load(&env)
+}
+
+fn with(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+    lookup(&[], pairs)
 }
 
 #[test]
