@@ -18,14 +18,13 @@ use crate::handler_support::{World, event, failures};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use kinesis_bigquery::backfill::{BackfillDeps, Summary};
-use kinesis_bigquery::delivery::store::{self, StateStore};
 use kinesis_bigquery::delivery::{CrashPoints, state_key};
 use kinesis_bigquery::dlq;
 use kinesis_bigquery::emulator::EmulatorConfig;
 use kinesis_bigquery::handler::{self, Deps};
 use kinesis_bigquery::rows::UnknownFields;
 use kinesis_bigquery::sink_url::SinkUrl;
-use kinesis_bigquery::spill::{self, SpillFilter, SpillReason, SpillSink};
+use kinesis_bigquery::spill::{SpillFilter, SpillReason};
 use serde_json::json;
 
 const SHARD: &str = "shardId-000000000000";
@@ -72,23 +71,13 @@ async fn invoke(
     handler::handle(local, deps).await.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn spill_sink(world: &World) -> anyhow::Result<Arc<dyn SpillSink>> {
-    let url: SinkUrl = format!("s3://{}/spill", world.bucket).parse()?;
-    Ok(spill::open(&url, &world.harness.moto.sdk_config())?)
-}
-
-fn state_store(world: &World) -> anyhow::Result<Arc<dyn StateStore>> {
-    let url: SinkUrl = format!("s3://{}/state", world.bucket).parse()?;
-    Ok(store::open(&url, &world.harness.moto.sdk_config())?)
-}
-
 /// The backfill an operator runs with the Lambda's settings.
 async fn backfill_deps(world: &World) -> anyhow::Result<BackfillDeps> {
     let aws = world.harness.moto.sdk_config();
     let queue = dlq::open(&world.queue.parse::<SinkUrl>()?, None, &aws)?;
     let mut deps =
-        backfill_support::deps(&world.harness.emulator, spill_sink(world)?, Some(queue)).await;
-    deps.state = Some(state_store(world)?);
+        backfill_support::deps(&world.harness.emulator, world.spill_sink()?, Some(queue)).await;
+    deps.state = Some(world.state_store()?);
     deps.encoder.unknown_fields = UnknownFields::Add;
     Ok(deps)
 }
@@ -120,7 +109,7 @@ async fn records_whose_columns_are_not_visible_in_time_are_spilled_and_backfille
     assert!(world.dead_letters().await?.is_empty());
 
     // The two records wait in one object of their own, listed by the state.
-    let sink = spill_sink(&world)?;
+    let sink = world.spill_sink()?;
     let keys = sink.list(&SpillFilter::default()).await?;
     assert_eq!(keys.len(), 1, "{keys:?}");
     let object = sink.read(&keys[0]).await?;
@@ -129,7 +118,7 @@ async fn records_whose_columns_are_not_visible_in_time_are_spilled_and_backfille
         object.records.iter().map(|r| r.position.sequence_number.to_string()).collect();
     assert_eq!(spilled, [seq(3), seq(7)]);
     assert_eq!(world.objects("spill/").await?.len(), 1);
-    let state = state_store(&world)?;
+    let state = world.state_store()?;
     let (bytes, _) =
         state.load(&state_key(&world.table, events::STREAM_ARN, SHARD)).await?.expect("state");
     let state: serde_json::Value = serde_json::from_slice(&bytes)?;

@@ -10,28 +10,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kinesis_bigquery::backfill::BackfillDeps;
 use kinesis_bigquery::delivery::state::{Claim, ClaimedRows, fingerprint};
-use kinesis_bigquery::delivery::store::{self, StateStore};
+use kinesis_bigquery::delivery::store::StateStore;
 use kinesis_bigquery::delivery::{Boundary, CrashPoints, ShardState, WriteMode, state_key};
 use kinesis_bigquery::handler;
-use kinesis_bigquery::sink_url::SinkUrl;
 use kinesis_bigquery::source::{Position, SequenceNumber};
-use kinesis_bigquery::spill::{self, SpillFilter, SpillReason, SpillSink, SpilledBatch};
+use kinesis_bigquery::spill::{SpillFilter, SpillReason, SpillSink, SpilledBatch};
 
 use crate::backfill_support;
 use crate::events;
 use crate::handler_support::{World, event, failures, invoke};
 
 const SHARD: &str = "shardId-000000000004";
-
-fn spill_sink(world: &World) -> anyhow::Result<Arc<dyn SpillSink>> {
-    let url: SinkUrl = format!("s3://{}/spill", world.bucket).parse()?;
-    Ok(spill::open(&url, &world.harness.moto.sdk_config())?)
-}
-
-fn state_store(world: &World) -> anyhow::Result<Arc<dyn StateStore>> {
-    let url: SinkUrl = format!("s3://{}/state", world.bucket).parse()?;
-    Ok(store::open(&url, &world.harness.moto.sdk_config())?)
-}
 
 /// Every spillover object, read back.
 async fn spilled(sink: &dyn SpillSink) -> anyhow::Result<Vec<SpilledBatch>> {
@@ -54,7 +43,7 @@ async fn shard_state(world: &World, store: &dyn StateStore) -> anyhow::Result<Sh
 
 async fn backfill(world: &World, state: Option<Arc<dyn StateStore>>) -> anyhow::Result<()> {
     let mut deps: BackfillDeps =
-        backfill_support::deps(&world.harness.emulator, spill_sink(world)?, None).await;
+        backfill_support::deps(&world.harness.emulator, world.spill_sink()?, None).await;
     deps.state = state;
     let summary = backfill_support::run(&deps, &backfill_support::options()).await;
     anyhow::ensure!(summary.failed == 0, "backfill failed: {summary:?}");
@@ -86,7 +75,7 @@ async fn outage_then_recovery(mode: WriteMode) -> anyhow::Result<()> {
     assert_eq!(failures(&response), Vec::<String>::new());
 
     // The records are in one raw object, bytes as sent, no offsets.
-    let sink = spill_sink(&world)?;
+    let sink = world.spill_sink()?;
     let objects = spilled(sink.as_ref()).await?;
     assert_eq!(objects.len(), 1, "{objects:?}");
     let object = &objects[0];
@@ -107,7 +96,7 @@ async fn outage_then_recovery(mode: WriteMode) -> anyhow::Result<()> {
     assert!(deps.delivery().is_none());
 
     let state = if mode == WriteMode::ExactlyOnce {
-        let store = state_store(&world)?;
+        let store = world.state_store()?;
         let shard = shard_state(&world, store.as_ref()).await?;
         // Both objects listed, the shard moved past them, nothing claimed.
         assert_eq!(shard.last_position, Some(position(7)?));
@@ -169,7 +158,7 @@ async fn an_attempt_in_doubt_before_the_outage_is_spilled_with_its_offsets() -> 
         Some(Arc::new(CrashPoints::on(Boundary::AfterAppendRound)));
     let response = invoke(&crashing, event(events::event(SHARD, &records[2..4]))?).await?;
     assert_eq!(failures(&response), vec![events::seq(2)]);
-    let store = state_store(&world)?;
+    let store = world.state_store()?;
     let before = shard_state(&world, store.as_ref()).await?;
     assert!(matches!(&before.claim, Claim::Rows(rows) if rows.len() == 2), "{before:?}");
 
@@ -177,7 +166,7 @@ async fn an_attempt_in_doubt_before_the_outage_is_spilled_with_its_offsets() -> 
     let cold = world.deps(&[]).await?;
     let response = invoke(&cold, event(events::event(SHARD, &records[2..6]))?).await?;
     assert_eq!(failures(&response), Vec::<String>::new());
-    let objects = spilled(spill_sink(&world)?.as_ref()).await?;
+    let objects = spilled(world.spill_sink()?.as_ref()).await?;
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0].reason, SpillReason::InDoubt);
     assert_eq!(objects[0].write_stream.as_deref(), Some(before.write_stream.as_str()));
@@ -214,7 +203,7 @@ async fn a_claim_of_a_discarded_batch_during_an_outage_gives_the_batch_back() ->
     let connected = world.deps(&[]).await?;
     let response = invoke(&connected, event(events::event(SHARD, &records[..2]))?).await?;
     assert_eq!(failures(&response), Vec::<String>::new());
-    let store = state_store(&world)?;
+    let store = world.state_store()?;
     let key = state_key(&world.table, events::STREAM_ARN, SHARD);
     let (bytes, version) = store.load(&key).await?.context("state written")?;
     let mut shard = ShardState::from_json(&bytes)?;
@@ -226,7 +215,7 @@ async fn a_claim_of_a_discarded_batch_during_an_outage_gives_the_batch_back() ->
     let cold = world.deps(&[]).await?;
     let response = invoke(&cold, event(events::event(SHARD, &records))?).await?;
     assert_eq!(failures(&response), vec![events::seq(2)]);
-    assert!(spilled(spill_sink(&world)?.as_ref()).await?.is_empty());
+    assert!(spilled(world.spill_sink()?.as_ref()).await?.is_empty());
     assert_eq!(shard_state(&world, store.as_ref()).await?, shard);
 
     world.harness.emulator.faults().set_down(false);
@@ -259,7 +248,7 @@ async fn a_bigquery_that_does_not_answer_costs_at_most_half_the_time_left() -> a
     let response = handler::handle(lambda, &deps).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(failures(&response), Vec::<String>::new());
     assert!(deps.delivery().is_none(), "the schema read never answered");
-    let objects = spilled(spill_sink(&world)?.as_ref()).await?;
+    let objects = spilled(world.spill_sink()?.as_ref()).await?;
     assert_eq!(objects.iter().map(|o| o.records.len()).sum::<usize>(), 3);
     // Given up by the budget, not by the RPC's own 60 s timeout.
     assert!(objects.iter().all(|o| o.error.contains("did not answer within")), "{objects:?}");
@@ -286,7 +275,7 @@ async fn cdc_cold_start_in_an_outage_spills_raw_and_the_backfill_converges() -> 
     let recs: Vec<events::Rec> = changes.iter().enumerate().map(|(i, c)| record(i, c)).collect();
     let response = invoke(&deps, event(events::event(SHARD, &recs))?).await?;
     assert_eq!(failures(&response), Vec::<String>::new());
-    let sink = spill_sink(&world)?;
+    let sink = world.spill_sink()?;
     let objects = spilled(sink.as_ref()).await?;
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].write_mode, Some(WriteMode::Cdc));

@@ -5,11 +5,15 @@ use crate::common::Harness;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use kinesis_bigquery::config::Config;
+use kinesis_bigquery::delivery::store::{self, StateStore};
 use kinesis_bigquery::handler::{self, Deps};
 use kinesis_bigquery::metrics::LogOutput;
+use kinesis_bigquery::sink_url::SinkUrl;
+use kinesis_bigquery::spill::{self, SpillSink};
 use kinesis_bigquery::table::TableName;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One test's local world: a fresh table, bucket and queue.
@@ -107,6 +111,18 @@ impl World {
             .send()
             .await?;
         Ok(listed.contents.unwrap_or_default().into_iter().filter_map(|o| o.key).collect())
+    }
+
+    /// The spillover the Lambda's `SPILL_URL` names, opened as it opens it.
+    pub fn spill_sink(&self) -> anyhow::Result<Arc<dyn SpillSink>> {
+        let url: SinkUrl = format!("s3://{}/spill", self.bucket).parse()?;
+        Ok(spill::open(&url, &self.harness.moto.sdk_config())?)
+    }
+
+    /// The state store the Lambda's `STATE_URL` names.
+    pub fn state_store(&self) -> anyhow::Result<Arc<dyn StateStore>> {
+        let url: SinkUrl = format!("s3://{}/state", self.bucket).parse()?;
+        Ok(store::open(&url, &self.harness.moto.sdk_config())?)
     }
 }
 
