@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use super::resolve::Fate;
-use crate::dlq::{DeadLetter, Reason};
-use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
+use crate::dlq::{Cause, DeadLetter};
+use crate::rows::{Encoder, RecordMeta, RowError};
 use crate::source::SourceRecord;
 use crate::table::TableName;
 
@@ -77,12 +77,5 @@ pub fn encode(
 
 /// The dead letter of a record the encoder refused.
 pub fn dead_letter(record: &SourceRecord, table: &TableName, err: &RowError) -> DeadLetter {
-    let reason = match err.kind {
-        RowErrorKind::InvalidJson => Reason::InvalidJson,
-        RowErrorKind::UnknownField => Reason::UnknownField,
-        RowErrorKind::ChangeUnreadable => Reason::ChangeUnreadable,
-        _ => Reason::SchemaMismatch,
-    };
-    let letter = DeadLetter::new(record, table, reason, err.to_string());
-    if err.path.is_empty() { letter } else { letter.with_field_path(err.path.clone()) }
+    DeadLetter::of(record, table, Cause::Encode { error: err, not_json: false })
 }

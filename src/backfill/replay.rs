@@ -32,7 +32,7 @@ use super::summary::{ObjectReport, ObjectStatus};
 pub(super) use crate::batch::writer_schema;
 use crate::batch::{self, Piece, RequestBudget};
 use crate::bigquery::{AppendOutcome, Appender, CommitOutcome};
-use crate::dlq::{DeadLetter, Reason};
+use crate::dlq::{Cause, DeadLetter};
 use crate::pb::storage::storage_error::StorageErrorCode;
 use crate::pb::storage::{WriteStreamView, write_stream};
 use crate::rows::Encoder;
@@ -165,11 +165,8 @@ async fn fresh(
                     if let Some(index) = index
                         && let Some(record) = records.get(index)
                     {
-                        let message = "the encoded row alone exceeds the AppendRows request limit";
-                        rejected.push((
-                            index,
-                            DeadLetter::new(record, table, Reason::RowTooLarge, message),
-                        ));
+                        let letter = DeadLetter::of(record, table, Cause::RowTooLarge(None));
+                        rejected.push((index, letter));
                     }
                 }
                 continue;
@@ -290,8 +287,7 @@ async fn settle(
                 if let Some(index) = index
                     && let Some(record) = records.get(index)
                 {
-                    let letter =
-                        DeadLetter::new(record, table, Reason::RejectedByBigquery, message);
+                    let letter = DeadLetter::of(record, table, Cause::Rejected(&message));
                     rejected.push((index, letter));
                 }
             }

@@ -19,7 +19,7 @@ use super::encode::{Encoded, dead_letter, to_encode};
 use super::resolve::Fate;
 use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
 use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
-use crate::dlq::{DeadLetter, Reason};
+use crate::dlq::{Cause, DeadLetter};
 use crate::rows::{EncodeError, Encoder, RecordMeta};
 use crate::source::SourceRecord;
 use crate::table::TableName;
@@ -107,8 +107,7 @@ async fn produce(
         match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
             Err(err) => out.dead.push(dead_letter(record, table, &err)),
             Ok(()) if !budget.fits(encoder, row.len()) => {
-                let message = "the encoded row alone exceeds the AppendRows request limit";
-                out.dead.push(DeadLetter::new(record, table, Reason::RowTooLarge, message));
+                out.dead.push(DeadLetter::of(record, table, Cause::RowTooLarge(None)));
             }
             Ok(()) => {
                 let at = out.rows.len();

@@ -15,7 +15,7 @@ use super::prepare::{self, Item};
 use super::{DeliveryDeps, ShardBatch};
 use super::{send, streaming};
 use crate::bigquery::AppendOutcome;
-use crate::dlq::{DeadLetter, Reason};
+use crate::dlq::{Cause, DeadLetter};
 use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
 
 pub(crate) async fn deliver(
@@ -233,9 +233,7 @@ async fn dead_letter(
     for (k, &i) in which.iter().enumerate() {
         let Some(item) = items.get(i) else { continue };
         let letter = match (messages.and_then(|m| m.get(k)), item.record, &item.letter) {
-            (Some(m), Some(record), _) => {
-                Some(DeadLetter::new(record, table, Reason::RejectedByBigquery, m.clone()))
-            }
+            (Some(m), Some(record), _) => Some(DeadLetter::of(record, table, Cause::Rejected(m))),
             (None, _, Some(l)) => Some(l.clone()),
             _ => None,
         };

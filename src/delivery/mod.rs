@@ -34,8 +34,8 @@ use std::str::FromStr;
 
 use tokio::time::Instant;
 
-use crate::dlq::{DeadLetter, Reason};
-use crate::source::{BadReason, BadRecord, SourceRecord};
+use crate::dlq::{Cause, DeadLetter};
+use crate::source::{BadRecord, SourceRecord};
 use crate::table::TableName;
 use prepare::Input;
 
@@ -135,12 +135,7 @@ fn inputs<'a>(batch: &ShardBatch<'a>) -> Vec<(usize, Input<'a>)> {
         .map(|(i, r)| match r {
             Ok(record) => (i, Input::Record(record)),
             Err(bad) => {
-                let reason = match bad.reason {
-                    BadReason::KplChecksum { .. } => Reason::KplChecksum,
-                    _ => Reason::KplProtobuf,
-                };
-                let letter =
-                    DeadLetter::new(&bad.record, batch.table, reason, bad.reason.to_string());
+                let letter = DeadLetter::of(&bad.record, batch.table, Cause::Kpl(&bad.reason));
                 (i, Input::Bad { position: bad.position().clone(), letter: Box::new(letter) })
             }
         })

@@ -31,7 +31,7 @@ use super::spill_manifest::{SPILL_LIST_CAP, SpillManifest};
 use super::state::{Claim, ClaimedRows, ShardState, fingerprint, state_key};
 use super::store::{StateStore, StoreError, Version};
 use super::{DeliveryMode, ShardBatch};
-use crate::dlq::{DeadLetter, DeadLetterSink, DlqError, Reason};
+use crate::dlq::{Cause, DeadLetter, DeadLetterSink, DlqError};
 use crate::source::Position;
 use crate::spill::{SpillReason, SpillSink, SpilledBatch, SpilledRecord};
 use crate::table::TableName;
@@ -407,8 +407,7 @@ fn letter(item: &Item<'_>, state: Option<&ShardState>, table: &TableName) -> Opt
     }
     let record = item.record?;
     if prepare::bad_by_bytes(&record.data) {
-        let why = "the record is not a JSON object";
-        return Some(DeadLetter::new(record, table, Reason::InvalidJson, why));
+        return Some(DeadLetter::of(record, table, Cause::NotJson));
     }
     let exclusion = state?.excluded(&item.position)?;
     prepare::letter_for_excluded(item, Some(exclusion), table)

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::plan::Kind;
 use super::state::{Exclusion, ExclusionReason};
 use crate::batch::{BatchLimits, RequestBudget};
-use crate::dlq::{DeadLetter, Reason};
-use crate::rows::{Encoder, RecordMeta, RowError, RowErrorKind};
+use crate::dlq::{Cause, DeadLetter, Reason};
+use crate::rows::{Encoder, RecordMeta};
 use crate::source::{Position, SourceRecord};
 use crate::table::TableName;
 
@@ -199,12 +199,16 @@ fn encode_one<'a>(
                 budget.overhead()
             );
             buffer.truncate(start);
-            (Kind::SchemaBad, Some(DeadLetter::new(record, table, Reason::RowTooLarge, message)))
+            (
+                Kind::SchemaBad,
+                Some(DeadLetter::of(record, table, Cause::RowTooLarge(Some(&message)))),
+            )
         }
         Ok(()) => (Kind::Good, None),
         Err(e) => {
             let kind = if bad_by_bytes(&record.data) { Kind::PureBad } else { Kind::SchemaBad };
-            (kind, Some(letter_for_row_error(record, table, &e, kind)))
+            let cause = Cause::Encode { error: &e, not_json: kind == Kind::PureBad };
+            (kind, Some(DeadLetter::of(record, table, cause)))
         }
     };
     let item = Item {
@@ -227,22 +231,6 @@ pub(crate) fn bad_by_bytes(data: &Bytes) -> bool {
         Err(_) => true,
         Ok(_) => data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{'),
     }
-}
-
-fn letter_for_row_error(
-    record: &SourceRecord,
-    table: &TableName,
-    e: &RowError,
-    kind: Kind,
-) -> DeadLetter {
-    let reason = match (kind, e.kind) {
-        (Kind::PureBad, _) | (_, RowErrorKind::InvalidJson) => Reason::InvalidJson,
-        (_, RowErrorKind::UnknownField) => Reason::UnknownField,
-        (_, RowErrorKind::ChangeUnreadable) => Reason::ChangeUnreadable,
-        _ => Reason::SchemaMismatch,
-    };
-    let letter = DeadLetter::new(record, table, reason, e.to_string());
-    if e.path.is_empty() { letter } else { letter.with_field_path(e.path.clone()) }
 }
 
 /// The intent entry for a record that leaves the mapping.
@@ -291,11 +279,11 @@ pub(crate) fn letter_for_excluded(
                 // Spilled, never lettered (`settle.rs`); named for completeness.
                 ExclusionReason::AwaitingColumns => Reason::UnknownField,
             },
-            e.message.clone(),
+            e.message.as_str(),
         ),
-        None => (Reason::SchemaMismatch, String::new()),
+        None => (Reason::SchemaMismatch, ""),
     };
-    Some(DeadLetter::new(record, table, reason, message))
+    Some(DeadLetter::of(record, table, Cause::Decided(reason, message)))
 }
 
 #[cfg(test)]

@@ -197,11 +197,11 @@ pub(crate) mod table_name {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn record(data: &'static [u8]) -> SourceRecord {
+    pub(in crate::dlq) fn record(data: &'static [u8]) -> SourceRecord {
         SourceRecord {
             shard_id: Arc::from("shardId-000000000003"),
             stream_arn: Arc::from("arn:aws:kinesis:us-east-1:123456789012:stream/events"),

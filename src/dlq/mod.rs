@@ -6,11 +6,13 @@
 //! the message, or the NDJSON line was fsynced); `send` names every letter
 //! that did not land, so the handler reports exactly those to Kinesis.
 
+mod cause;
 mod envelope;
 mod error;
 mod file;
 mod sqs;
 
+pub use cause::Cause;
 pub use envelope::{DeadLetter, ENVELOPE_VERSION, MAX_ERROR_BYTES, Payload, Reason};
 pub(crate) use envelope::{base64_bytes, table_name};
 pub use error::{DlqError, LetterError};

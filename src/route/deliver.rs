@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::plan::{Item, RoutePlan, plan};
 use super::writers::{OpenError, RoutedTables};
 use crate::delivery::{self, Landing, OfflineSinks, RecordOutcome, ShardBatch, ShardOutcome};
-use crate::dlq::{DeadLetter, DlqError, Reason};
+use crate::dlq::{Cause, DeadLetter, DlqError, Reason};
 use crate::source::SourceRecord;
 
 /// Delivers one shard's records, routed by table. Tables are written
@@ -59,7 +59,10 @@ pub async fn deliver_routed(
                 tracing::warn!(table = %batch.table, error = %e, ?reason, "routed table not writable");
                 let letters = batch.indexes.iter().zip(&batch.records).filter_map(|(&i, r)| {
                     let r: &SourceRecord = r.as_ref().ok()?;
-                    Some((i, DeadLetter::new(r, &batch.table, reason, e.to_string())))
+                    Some((
+                        i,
+                        DeadLetter::of(r, &batch.table, Cause::Decided(reason, &e.to_string())),
+                    ))
                 });
                 plan.letters.extend(letters.collect::<Vec<_>>());
                 writers.push(Writer::Letters);

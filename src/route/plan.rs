@@ -10,8 +10,8 @@
 
 use super::extract::{Router, Unroutable};
 use crate::delivery::{DeliveryStats, Landing, RecordOutcome, ShardOutcome};
-use crate::dlq::{DeadLetter, Reason};
-use crate::source::{BadReason, BadRecord, SourceRecord};
+use crate::dlq::{Cause, DeadLetter};
+use crate::source::{BadRecord, SourceRecord};
 use crate::table::TableName;
 
 /// One user record as the source produced it.
@@ -64,7 +64,8 @@ pub fn plan(router: &Router, records: &[Item], max_tables: usize) -> RoutePlan {
         let table = match router.route(&record.data) {
             Ok(table) => table,
             Err(Unroutable { reason, error }) => {
-                plan.letters.push((i, DeadLetter::new(record, unrouted, reason, error)));
+                plan.letters
+                    .push((i, DeadLetter::of(record, unrouted, Cause::Decided(reason, &error))));
                 continue;
             }
         };
@@ -91,11 +92,7 @@ pub fn plan(router: &Router, records: &[Item], max_tables: usize) -> RoutePlan {
 /// The letter of a KPL aggregate that cannot be de-aggregated, as the
 /// one-table path writes it, under the template's name.
 fn bad_letter(bad: &BadRecord, table: &TableName) -> DeadLetter {
-    let reason = match bad.reason {
-        BadReason::KplChecksum { .. } => Reason::KplChecksum,
-        _ => Reason::KplProtobuf,
-    };
-    DeadLetter::new(&bad.record, table, reason, bad.reason.to_string())
+    DeadLetter::of(&bad.record, table, Cause::Kpl(&bad.reason))
 }
 
 impl RoutePlan {
@@ -149,6 +146,7 @@ fn add(total: &mut DeliveryStats, s: &DeliveryStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dlq::Reason;
     use crate::source::{Position, SequenceNumber};
 
     fn rec(i: usize, data: &str) -> Item {

@@ -11,7 +11,7 @@ use crate::delivery::plan::{self, Slot};
 use crate::delivery::prepare;
 use crate::delivery::send::{self, Verdict};
 use crate::delivery::state::{Exclusion, ExclusionReason};
-use crate::dlq::{DeadLetter, Reason};
+use crate::dlq::{Cause, DeadLetter};
 
 impl Run<'_, '_> {
     pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
@@ -228,12 +228,7 @@ impl Run<'_, '_> {
             ));
             if let Some(record) = item.record {
                 which.push(i);
-                letters.push(DeadLetter::new(
-                    record,
-                    self.batch.table,
-                    Reason::RejectedByBigquery,
-                    message,
-                ));
+                letters.push(DeadLetter::of(record, self.batch.table, Cause::Rejected(&message)));
             }
         }
         self.send_letters(which, letters).await?;
@@ -250,8 +245,7 @@ impl Run<'_, '_> {
         for (i, message) in rejected {
             let Some(item) = self.items.get_mut(i) else { continue };
             let Some(record) = item.record else { continue };
-            let letter =
-                DeadLetter::new(record, self.batch.table, Reason::RejectedByBigquery, message);
+            let letter = DeadLetter::of(record, self.batch.table, Cause::Rejected(&message));
             item.kind = Kind::SchemaBad;
             item.row = Bytes::new();
             item.letter = Some(letter.clone());
