@@ -1,7 +1,7 @@
 //! The randomized part of the matrix: one scenario per seed, a random shard
 //! log delivered batch by batch while crash points, emulator faults, lost
-//! streams, late appends, discarded batches and outages across cold starts
-//! hit it; a share of the scenarios keep their state in S3 on moto.
+//! streams, late appends, discarded batches, FinalizeWriteStream failing
+//! across invocations and outages across cold starts hit it; a share of the scenarios keep their state in S3 on moto.
 
 use super::Tally;
 use super::check::{Settle, check};
@@ -58,6 +58,8 @@ pub async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Re
     // and so is the first after it.
     let mut outage_left = 0usize;
     let mut cold = false;
+    // Invocations left in which FinalizeWriteStream keeps failing.
+    let mut finalize_left = 0usize;
     let faults = world.emulator.faults();
     for attempt in 0..400 {
         if feed.drained() {
@@ -78,6 +80,7 @@ pub async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Re
         let calm = attempt >= 60;
         if calm {
             outage_left = 0;
+            finalize_left = 0;
         }
         let reach = if outage_left > 0 { Reach::Offline } else { Reach::Online };
         if cold {
@@ -107,6 +110,10 @@ pub async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Re
             held = false;
         }
         let mut expire_armed = false;
+        if finalize_left > 0 {
+            faults.fail_next("FinalizeWriteStream", 1_000, tonic::Code::Unavailable, "injected");
+            finalize_left -= 1;
+        }
         if reach == Reach::Offline {
             faults.set_down(true);
         } else if !calm {
@@ -153,6 +160,17 @@ pub async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Re
                 9 | 10 => {
                     outage_left = rng.random_range(1..=MAX_OUTAGE);
                     tally.outages += 1;
+                }
+                // FinalizeWriteStream fails in this invocation and up to
+                // two more (a rotation, or an end to learn, waits).
+                11 => {
+                    faults.fail_next(
+                        "FinalizeWriteStream",
+                        1_000,
+                        tonic::Code::Unavailable,
+                        "injected",
+                    );
+                    finalize_left = rng.random_range(0..=2);
                 }
                 _ => {}
             }
