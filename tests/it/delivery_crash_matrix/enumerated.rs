@@ -20,6 +20,7 @@ use super::world::{Kind, KinesisRecord, Reach, Shard, Store, World, batch_of, ki
 use std::sync::Arc;
 
 use anyhow::bail;
+use kinesis_bigquery::delivery::spill_manifest::SPILL_LIST_CAP;
 use kinesis_bigquery::delivery::{CrashPoints, GaveBack};
 use kinesis_bigquery::rows::RowFormat;
 
@@ -42,23 +43,34 @@ pub enum Family {
     /// The invocation under test is itself one of [`OUTAGE`] cold starts in
     /// an outage: its boundaries are the outage path's.
     OutageDuring,
+    /// As `OutageDuring`, after an outage long enough that the state lists
+    /// [`SPILL_LIST_CAP`] spills: the invocation under test moves them into
+    /// a manifest before its state write (the crash between the two leaves
+    /// an unnamed manifest).
+    LongOutage,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Self::Plain,
         Self::LateAppend,
         Self::StreamLost,
         Self::FinalizeFails,
         Self::OutageAfter,
         Self::OutageDuring,
+        Self::LongOutage,
     ];
+
+    /// Single-record spilling invocations before the one under test.
+    fn prelude(self) -> usize {
+        if self == Self::LongOutage { SPILL_LIST_CAP } else { 0 }
+    }
 
     /// Whether invocation `j` (0: the one under test) cannot reach BigQuery.
     fn offline(self, j: usize) -> bool {
         match self {
             Self::OutageAfter => (1..=OUTAGE).contains(&j),
-            Self::OutageDuring => j < OUTAGE,
+            Self::OutageDuring | Self::LongOutage => j < OUTAGE,
             _ => false,
         }
     }
@@ -97,31 +109,38 @@ impl Case {
     }
 }
 
-/// The batch under test: `log[FROM..TO]`.
+/// The batch under test: `log[FROM..TO]` (after the family's prelude).
 const FROM: usize = 2;
 const TO: usize = 6;
 
-fn fixed_log() -> anyhow::Result<Vec<KinesisRecord>> {
+/// The log: two records for the warm-up, `prelude` single good records,
+/// then the batch under test and what follows it.
+fn fixed_log(prelude: usize) -> anyhow::Result<Vec<KinesisRecord>> {
     use Kind::{Good, NotJson, RejectedByServer};
-    let shape: [&[Kind]; 10] = [
-        &[Good],
-        &[Good],
-        &[Good, RejectedByServer, Good],
-        &[NotJson],
-        &[Good],
-        &[Good, Good],
-        &[Good],
-        &[Good],
-        &[Good],
-        &[Good],
-    ];
+    let padding: Vec<&[Kind]> = vec![&[Good]; prelude];
+    let shape: Vec<&[Kind]> = [&[Good][..], &[Good]]
+        .into_iter()
+        .chain(padding)
+        .chain([
+            &[Good, RejectedByServer, Good][..],
+            &[NotJson],
+            &[Good],
+            &[Good, Good],
+            &[Good],
+            &[Good],
+            &[Good],
+            &[Good],
+        ])
+        .collect();
     shape.iter().enumerate().map(|(i, kinds)| kinesis_record(i, kinds, false)).collect()
 }
 
 /// Runs one case; returns whether its crash point fired (`false`: the
 /// invocation under test has fewer boundaries than `k + 1`).
 pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> anyhow::Result<bool> {
-    let log = fixed_log()?;
+    let pad = case.family.prelude();
+    let (from, to) = (FROM + pad, TO + pad);
+    let log = fixed_log(pad)?;
     let shard = Shard::new(world, &format!("e{id}"), case.store, RowFormat::Proto, 2).await?;
     if case.store == Store::S3 {
         tally.s3_scenarios += 1;
@@ -136,11 +155,24 @@ pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> an
     if feed.answer(&warm, FROM, &parents)? != Step::Done {
         bail!("the warm-up did not land: {warm:?}");
     }
+    // A long outage before the invocation under test, one cold start each.
+    for _ in 0..pad {
+        let at = feed.checkpoint;
+        let (records, parents) = batch_of(&log, at, at + 1);
+        let deps = &mut shard.container(world)?;
+        let out = shard.invoke(deps, &records, Reach::Offline, None).await;
+        if feed.answer(&out, 1, &parents)? != Step::Done {
+            bail!("a spilling invocation of the long outage did not land: {out:?}");
+        }
+    }
+    if pad > 0 && shard.load_state().await?.is_none_or(|s| s.spills.len() != pad) {
+        bail!("the long outage did not fill the state's spill list");
+    }
 
     let mut fired = false;
     let mut held = false;
     let mut lost_any = false;
-    let mut next_len = TO - FROM;
+    let mut next_len = to - from;
     for j in 0..40 {
         if feed.drained() {
             break;
@@ -199,7 +231,7 @@ pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> an
             continue;
         }
         // The rest of the batch under test, retried in the case's shape.
-        let rest = TO.saturating_sub(feed.checkpoint).max(1);
+        let rest = to.saturating_sub(feed.checkpoint).max(1);
         next_len = match case.shape {
             Shape::Same => rest,
             Shape::Bisect => (rest / 2).max(1),
@@ -222,10 +254,14 @@ pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> an
 }
 
 /// Every case the default run enumerates for one store, `k` left at 0 (the
-/// runner counts it up).
+/// runner counts it up). The long outage runs on the file store only: its
+/// 64 spilling invocations and backfills cost a second a case on moto.
 pub fn families(store: Store) -> Vec<Case> {
     let mut cases = Vec::new();
     for family in Family::ALL {
+        if family == Family::LongOutage && store == Store::S3 {
+            continue;
+        }
         for shape in Shape::ALL {
             cases.push(Case { family, shape, store, k: 0 });
         }
