@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use kinesis_bigquery::delivery::spill_manifest::SPILL_LIST_CAP;
-use kinesis_bigquery::delivery::{CrashPoints, GaveBack};
+use kinesis_bigquery::delivery::{Boundary, CrashPoints, GaveBack};
 use kinesis_bigquery::rows::RowFormat;
 
 /// What keeps failing around the invocation under test.
@@ -48,10 +48,15 @@ pub enum Family {
     /// a manifest before its state write (the crash between the two leaves
     /// an unnamed manifest).
     LongOutage,
+    /// A connected invocation dies after its first append (its claim is
+    /// persisted, a request landed); the invocation under test is the next,
+    /// a cold start in an outage of [`OUTAGE`]: the claim's rows are spilled
+    /// in doubt with their offsets.
+    OutageInDoubt,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Self::Plain,
         Self::LateAppend,
         Self::StreamLost,
@@ -59,7 +64,14 @@ impl Family {
         Self::OutageAfter,
         Self::OutageDuring,
         Self::LongOutage,
+        Self::OutageInDoubt,
     ];
+
+    /// Which invocation is under test (the others run to their end, or to
+    /// the family's own crash).
+    fn under_test(self) -> usize {
+        usize::from(self == Self::OutageInDoubt)
+    }
 
     /// Single-record spilling invocations before the one under test.
     fn prelude(self) -> usize {
@@ -69,7 +81,7 @@ impl Family {
     /// Whether invocation `j` (0: the one under test) cannot reach BigQuery.
     fn offline(self, j: usize) -> bool {
         match self {
-            Self::OutageAfter => (1..=OUTAGE).contains(&j),
+            Self::OutageAfter | Self::OutageInDoubt => (1..=OUTAGE).contains(&j),
             Self::OutageDuring | Self::LongOutage => j < OUTAGE,
             _ => false,
         }
@@ -192,7 +204,14 @@ pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> an
         }
         let len = next_len.min(feed.left());
         let (records, parents) = batch_of(&log, feed.checkpoint, feed.checkpoint + len);
-        let hook = (j == 0).then(|| Arc::new(CrashPoints::at(case.k)));
+        let under_test = j == case.family.under_test();
+        let hook = if under_test {
+            Some(Arc::new(CrashPoints::at(case.k)))
+        } else if j == 0 {
+            Some(Arc::new(CrashPoints::on(Boundary::BeforeAppend(1))))
+        } else {
+            None
+        };
         let outcome = shard.invoke(&mut deps, &records, reach, hook).await;
         faults.clear();
         faults.set_down(false);
@@ -212,7 +231,11 @@ pub async fn case(world: &World, case: Case, id: usize, tally: &mut Tally) -> an
         if reach == Reach::Offline {
             deps = shard.container(world)?;
         }
-        if j > 0 {
+        if j == 0 && !under_test {
+            // Killed; the retry (the same batch) runs in a new container.
+            deps = shard.container(world)?;
+        }
+        if !under_test {
             continue;
         }
         fired = matches!(outcome.gave_back, Some(GaveBack::Crashed(_)));

@@ -32,7 +32,10 @@
 //!   × the retry's batch shape (same, bisected, extended, skipped by the
 //!   mapping) × persistent faults (none, a late append, the stream lost,
 //!   finalize failing for three invocations, an outage of two cold starts
-//!   after the crash, the crash inside an outage) × both state stores.
+//!   after the crash, the crash inside an outage on a clean claim, inside
+//!   one that spills an earlier attempt's claimed rows in doubt, and inside
+//!   the one that moves a long outage's spill list into a manifest) × both
+//!   state stores (the long outage on files only).
 //!
 //! After the shard is drained (`check.rs`): every good record is exactly
 //! once in the table or in a genuine spillover object (one the final state
