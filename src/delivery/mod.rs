@@ -26,7 +26,7 @@ mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
 pub use deps::{DeliveryDeps, DeliveryMode, EncoderCell, SPILL_RESERVE};
-pub use outage::{OfflineSinks, deliver_offline};
+pub use outage::{OfflineSinks, deliver_offline, deliver_offline_with};
 pub use outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 pub use state::{ShardState, state_key};
 

@@ -24,6 +24,7 @@
 //! - Records the mapping gives no row are dead-lettered first, up to the
 //!   first the queue refuses; nothing past that is spilled or listed.
 
+use super::crash::{self, Boundary, CrashPoints};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Input, Item};
@@ -53,6 +54,18 @@ pub async fn deliver_offline(
     sinks: OfflineSinks<'_>,
     error: &str,
 ) -> ShardOutcome {
+    deliver_offline_with(batch, sinks, error, None).await
+}
+
+/// [`deliver_offline`] with a crash-point hook (the crash matrix stops an
+/// offline invocation at each dead-letter, spill and state-write boundary);
+/// production passes `None`.
+pub async fn deliver_offline_with(
+    batch: ShardBatch<'_>,
+    sinks: OfflineSinks<'_>,
+    error: &str,
+    crash: Option<&CrashPoints>,
+) -> ShardOutcome {
     let (inputs, repeats) = prepare::order(super::inputs(&batch));
     let items: Vec<Item<'_>> =
         inputs.into_iter().map(|(index, input)| item(index, input)).collect();
@@ -62,14 +75,16 @@ pub async fn deliver_offline(
         landing: vec![None; items.len()],
         items,
         stats: DeliveryStats::default(),
+        crash,
     };
     let result = match sinks.mode {
         DeliveryMode::ExactlyOnce { state } => run.exactly_once(state.as_ref(), error).await,
-        DeliveryMode::AtLeastOnce | DeliveryMode::Cdc => {
-            run.settle(None, error).await;
-            Ok(())
-        }
+        DeliveryMode::AtLeastOnce | DeliveryMode::Cdc => run.settle(None, error).await.map(|_| ()),
     };
+    if matches!(result, Err(GaveBack::Crashed(_))) {
+        // A killed invocation answers nothing: Kinesis retries the batch.
+        run.forget_landings();
+    }
     run.finish(&repeats, result.err())
 }
 
@@ -103,6 +118,7 @@ struct Offline<'a, 'b> {
     items: Vec<Item<'a>>,
     landing: Vec<Option<Landing>>,
     stats: DeliveryStats,
+    crash: Option<&'b CrashPoints>,
 }
 
 impl Offline<'_, '_> {
@@ -131,7 +147,7 @@ impl Offline<'_, '_> {
         let slots = plan::map(&state, &kinds);
         match &state.claim {
             Claim::Clean => {
-                let spilled = self.settle(Some(&state), error).await;
+                let spilled = self.settle(Some(&state), error).await?;
                 // None of these records takes an offset: the stream holds none of them.
                 let no_rows = vec![Slot::Excluded; slots.len()];
                 self.commit(store, &key, (state, version), &no_rows, spilled).await
@@ -139,7 +155,7 @@ impl Offline<'_, '_> {
             Claim::Rows(rows)
                 if state.stream_end.is_none() && self.continues(&slots, &state, rows) =>
             {
-                let spilled = self.spill_in_doubt(&state, &slots, error).await;
+                let spilled = self.spill_in_doubt(&state, &slots, error).await?;
                 self.commit(store, &key, (state, version), &slots, spilled).await
             }
             _ => {
@@ -174,7 +190,7 @@ impl Offline<'_, '_> {
         state: &ShardState,
         slots: &[Slot],
         error: &str,
-    ) -> Option<String> {
+    ) -> Result<Option<String>, GaveBack> {
         let mut which = Vec::new();
         let mut letters = Vec::new();
         for (i, (slot, item)) in slots.iter().zip(&self.items).enumerate() {
@@ -187,7 +203,7 @@ impl Offline<'_, '_> {
                 letters.push(l);
             }
         }
-        let limit = self.send_letters(&which, &letters).await;
+        let limit = self.send_letters(&which, &letters).await?;
         let records: Vec<(usize, SpilledRecord)> = slots
             .iter()
             .zip(&self.items)
@@ -208,7 +224,11 @@ impl Offline<'_, '_> {
     /// first letter the queue refused (what follows it goes back to Kinesis,
     /// so exactly-once never lists a spilled record past the landed prefix).
     /// Returns the spill object's path.
-    async fn settle(&mut self, state: Option<&ShardState>, error: &str) -> Option<String> {
+    async fn settle(
+        &mut self,
+        state: Option<&ShardState>,
+        error: &str,
+    ) -> Result<Option<String>, GaveBack> {
         let mut which = Vec::new();
         let mut letters = Vec::new();
         for (i, item) in self.items.iter().enumerate() {
@@ -220,7 +240,7 @@ impl Offline<'_, '_> {
                 letters.push(l);
             }
         }
-        let limit = self.send_letters(&which, &letters).await;
+        let limit = self.send_letters(&which, &letters).await?;
         let records: Vec<(usize, SpilledRecord)> = self
             .items
             .iter()
@@ -234,10 +254,15 @@ impl Offline<'_, '_> {
 
     /// Sends `letters` (for items `which`); returns the index of the first
     /// item whose letter the queue refused (`items.len()` when none was).
-    async fn send_letters(&mut self, which: &[usize], letters: &[DeadLetter]) -> usize {
+    async fn send_letters(
+        &mut self,
+        which: &[usize],
+        letters: &[DeadLetter],
+    ) -> Result<usize, GaveBack> {
         if letters.is_empty() {
-            return self.items.len();
+            return Ok(self.items.len());
         }
+        self.pass(Boundary::BeforeDeadLetter)?;
         let failed: Vec<usize> = match self.sinks.dlq.send(letters).await {
             Ok(()) => Vec::new(),
             Err(DlqError::Partial { failed, .. }) => failed,
@@ -254,7 +279,22 @@ impl Offline<'_, '_> {
                 *l = Some(Landing::DeadLetter);
             }
         }
-        failed.iter().filter_map(|&k| which.get(k)).min().copied().unwrap_or(self.items.len())
+        self.pass(Boundary::AfterDeadLetter)?;
+        Ok(failed.iter().filter_map(|&k| which.get(k)).min().copied().unwrap_or(self.items.len()))
+    }
+
+    /// Passes a crash point (test hook).
+    fn pass(&self, boundary: Boundary) -> Result<(), GaveBack> {
+        crash::pass(self.crash, boundary).map_err(|c| GaveBack::Crashed(c.to_string()))
+    }
+
+    /// Only what an earlier invocation delivered counts as landed.
+    fn forget_landings(&mut self) {
+        for l in &mut self.landing {
+            if *l != Some(Landing::Earlier) {
+                *l = None;
+            }
+        }
     }
 
     /// One object of `records` (batch index, record); `write_stream` when
@@ -265,9 +305,9 @@ impl Offline<'_, '_> {
         reason: SpillReason,
         write_stream: Option<String>,
         error: &str,
-    ) -> Option<String> {
+    ) -> Result<Option<String>, GaveBack> {
         if records.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut spilled = SpilledBatch::new(
             self.batch.table.clone(),
@@ -281,8 +321,10 @@ impl Offline<'_, '_> {
         spilled.write_mode = Some(self.sinks.mode.write_mode());
         let (which, records): (Vec<usize>, Vec<SpilledRecord>) = records.into_iter().unzip();
         spilled.records = records;
+        self.pass(Boundary::BeforeSpill)?;
         match self.sinks.spill.spill(&spilled).await {
             Ok(key) => {
+                self.pass(Boundary::AfterSpill)?;
                 let path = key.path();
                 tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), "spilled raw: BigQuery out of reach");
                 self.stats.spilled += which.len();
@@ -291,11 +333,11 @@ impl Offline<'_, '_> {
                         *l = Some(Landing::Spill);
                     }
                 }
-                Some(path)
+                Ok(Some(path))
             }
             Err(e) => {
                 tracing::error!(shard_id = self.batch.shard_id, error = %e, "spillover failed too");
-                None
+                Ok(None)
             }
         }
     }
@@ -328,6 +370,7 @@ impl Offline<'_, '_> {
             return Ok(());
         }
         let bytes = next.to_json();
+        self.pass(Boundary::BeforeStateWrite)?;
         let written = match &version {
             Some(v) => store.replace(key, &bytes, v).await,
             None => store.create(key, &bytes).await,
@@ -335,15 +378,11 @@ impl Offline<'_, '_> {
         match written {
             Ok(_) => {
                 self.stats.state_writes += 1;
-                Ok(())
+                self.pass(Boundary::AfterStateWrite)
             }
             Err(e) => {
                 // Not durable: only what the loaded state covers has landed.
-                for l in &mut self.landing {
-                    if *l != Some(Landing::Earlier) {
-                        *l = None;
-                    }
-                }
+                self.forget_landings();
                 Err(store_error(e))
             }
         }
