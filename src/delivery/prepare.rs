@@ -89,8 +89,8 @@ pub(crate) fn order(mut inputs: Vec<(usize, Input<'_>)>) -> Ordered<'_> {
     (kept, repeats)
 }
 
-/// Encodes and classifies every input, all before the first request
-/// (exactly-once: the cut must be a pure function of the records).
+/// Encodes and classifies every input, all before the first request (the
+/// encode-first paths: exactly-once when it may not stream, benchmarks).
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,

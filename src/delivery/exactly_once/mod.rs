@@ -1,8 +1,10 @@
 //! The exactly-once driver for one shard batch (DESIGN.md, "Exactly-once:
 //! the invariants"; `WRITE_MODE=exactly_once`).
 //!
-//! One invocation: load the shard's state (or create the placeholder);
-//! dead-letter the records that get no row (those refused only under
+//! One invocation: load the shard's state (or create the placeholder); from
+//! a clean claim, stream the first round (`stream.rs`: the claim from
+//! positions, then rows appended while later records encode); otherwise
+//! encode every record first; dead-letter the records that get no row (those refused only under
 //! today's schema once no earlier attempt can have written them); then
 //! rounds of
 //! - **rotate** when the state's stream is finalized: rows below its row
