@@ -118,17 +118,10 @@ impl<'a> Run<'a, '_> {
         if let Some(c) = crash_at {
             return Err(GaveBack::Crashed(c));
         }
-        // A record counted as taking an offset turned out not to (not
-        // JSON): the claim is wrong from its offset on, which nothing was
-        // sent to. Every later round may send there, so the claim the real
-        // mapping gives is persisted first (one more state write, only for
-        // batches with such a record).
-        let exact = Claim::of_rows(self.own_rows(&self.state));
-        if exact != self.state.claim {
-            let next = ShardState { claim: exact, ..self.state.clone() };
-            self.write_state(next).await?;
-        }
-        let Some(last) = cuts.last() else { return Ok(None) };
+        let Some(last) = cuts.last() else {
+            self.exact_claim().await?;
+            return Ok(None);
+        };
         self.pass(Boundary::AfterAppendRound)?;
         // Requests the appender never took were never sent.
         outcomes.resize(cuts.len(), AppendOutcome::NotSent);
@@ -150,7 +143,27 @@ impl<'a> Run<'a, '_> {
             .filter(|&k| matches!(slots.get(k), Some(Slot::Row { sendable: false, .. })));
         let more = upto < slots.len();
         let round = Round { segment, upto, first_bad, probe: false, more };
-        self.settle_round(&slots, round, &cuts, &outcomes).await.map(Some)
+        let flow = self.settle_round(&slots, round, &cuts, &outcomes).await?;
+        if let Flow::Continue = flow {
+            self.exact_claim().await?;
+        }
+        Ok(Some(flow))
+    }
+
+    /// A record counted as taking an offset turned out not to (not JSON):
+    /// the persisted claim is wrong from its offset on, which nothing was
+    /// sent to. Before a later round may send there, the claim the real
+    /// mapping gives is persisted. Most ways out of the streamed round write
+    /// the state anyway, and every write keeps the claim true
+    /// (`Run::write_state`); this write is for those that do not (nothing
+    /// was sent, or rows refused where the end is not known).
+    async fn exact_claim(&mut self) -> Result<(), GaveBack> {
+        let exact = Claim::of_rows(self.own_rows(&self.state));
+        if exact != self.state.claim {
+            let next = ShardState { claim: exact, ..self.state.clone() };
+            self.write_state(next).await?;
+        }
+        Ok(())
     }
 }
 
