@@ -1,7 +1,8 @@
 //! The micro-batcher pipeline against encoding everything first (issue 13).
 //!
 //! One 10,000-record, ~6 MB Kinesis event through `handler::handle` in
-//! `WRITE_MODE=at_least_once` into the in-process emulator (its own runtime,
+//! `WRITE_MODE=at_least_once`, then in `exactly_once`, into the in-process
+//! emulator (its own runtime,
 //! as the service runs elsewhere; the handler on a 2-worker runtime, as a
 //! Lambda of ≥ 1,769 MB has two vCPUs). Configurations, in one run:
 //!
@@ -10,14 +11,20 @@
 //!   the baseline;
 //! - `window_0`: `BATCH_WINDOW_MS=0`, every row goes out as it is encoded;
 //! - `window_default`: the default window (20 ms);
-//! - `window_large`: `BATCH_WINDOW_MS=300000`, requests cut by size only.
+//! - `window_large`: `BATCH_WINDOW_MS=300000`, requests cut by size only;
+//! - `eo_*`: the same four in `exactly_once` (file state store), each
+//!   against `eo_encode_first` (the exactly-once path before issue 13). Each
+//!   run uses a new shard whose stream a one-record invocation created
+//!   first (untimed), as a warm shard's is; the timed invocation writes the
+//!   claim, then streams.
 //!
 //! Printed per configuration, as the median of the runs and as a ratio to
 //! the baseline: time to the first AppendRows request (invocation start →
 //! the emulator receives it), invocation wall clock, and the peak RSS of a
 //! child process (this binary with `--child`) running one invocation.
 //!
-//! Run: `cargo bench --bench batching` (release profile).
+//! Run: `cargo bench --bench batching` (release profile);
+//! `BATCHING_CONFIGS=eo_` runs the exactly-once ones only.
 
 #[path = "../tests/it/events.rs"]
 mod events;
@@ -39,12 +46,17 @@ const RECORD_BYTES: usize = 600;
 const RUNS: usize = 7;
 const SCHEMA: &str = include_str!("../tests/fixtures/events.schema.json");
 
-/// The configurations, baseline first: name and `BATCH_WINDOW_MS` (`None`: encode first).
-const CONFIGS: [(&str, Option<&str>); 4] = [
-    ("encode_first", None),
-    ("window_0", Some("0")),
-    ("window_default", Some("20")),
-    ("window_large", Some("300000")),
+/// The configurations, each mode's baseline first: name, exactly-once, and
+/// `BATCH_WINDOW_MS` (`None`: encode first).
+const CONFIGS: [(&str, bool, Option<&str>); 8] = [
+    ("encode_first", false, None),
+    ("window_0", false, Some("0")),
+    ("window_default", false, Some("20")),
+    ("window_large", false, Some("300000")),
+    ("eo_encode_first", true, None),
+    ("eo_window_0", true, Some("0")),
+    ("eo_window_default", true, Some("20")),
+    ("eo_window_large", true, Some("300000")),
 ];
 
 fn table() -> anyhow::Result<TableName> {
@@ -52,28 +64,62 @@ fn table() -> anyhow::Result<TableName> {
 }
 
 fn event() -> anyhow::Result<KinesisEvent> {
-    let recs: Vec<events::Rec> = events::plain_records(0, RECORDS, RECORD_BYTES);
-    Ok(serde_json::from_value(events::event("shardId-000000000001", &recs))?)
+    shard_event("shardId-000000000001", 1, RECORDS)
 }
 
-fn env(endpoint: &str, dir: &std::path::Path, window: Option<&str>) -> HashMap<String, String> {
+/// `n` records of `shard` from the `first`-th on.
+fn shard_event(shard: &str, first: usize, n: usize) -> anyhow::Result<KinesisEvent> {
+    let recs: Vec<events::Rec> = events::plain_records(first, n, RECORD_BYTES);
+    Ok(serde_json::from_value(events::event(shard, &recs))?)
+}
+
+/// An exactly-once shard's stream exists before the timed invocation: its
+/// first invocation (one record, the 0th) creates it. Returns the event of
+/// the timed invocation.
+fn warm_shard(
+    rt: &tokio::runtime::Runtime,
+    deps: &Deps,
+    shard: &str,
+) -> anyhow::Result<KinesisEvent> {
+    let warm = handler::local_event(shard_event(shard, 0, 1)?, Duration::from_secs(900));
+    match rt.block_on(handler::handle(warm, deps)) {
+        Ok(r) if r.batch_item_failures.is_empty() => shard_event(shard, 1, RECORDS),
+        other => anyhow::bail!("the warm-up record did not land: {other:?}"),
+    }
+}
+
+fn env(
+    endpoint: &str,
+    dir: &std::path::Path,
+    eo: bool,
+    window: Option<&str>,
+) -> HashMap<String, String> {
     let dir = dir.display();
+    let mode = if eo { "exactly_once" } else { "at_least_once" };
     let mut env = HashMap::from([
         ("BIGQUERY_TABLE".to_string(), "bench.batching.events".to_string()),
         ("BIGQUERY_ENDPOINT".into(), endpoint.to_string()),
-        ("WRITE_MODE".into(), "at_least_once".into()),
+        ("WRITE_MODE".into(), mode.into()),
         ("SPILL_URL".into(), format!("file://{dir}/spill")),
         ("DLQ_URL".into(), format!("file://{dir}/dlq.ndjson")),
         ("LOG_LEVEL".into(), "warn".into()),
     ]);
+    if eo {
+        env.insert("STATE_URL".into(), format!("file://{dir}/state"));
+    }
     if let Some(w) = window {
         env.insert("BATCH_WINDOW_MS".into(), w.into());
     }
     env
 }
 
-async fn deps(endpoint: &str, dir: &std::path::Path, window: Option<&str>) -> anyhow::Result<Deps> {
-    let env = env(endpoint, dir, window);
+async fn deps(
+    endpoint: &str,
+    dir: &std::path::Path,
+    eo: bool,
+    window: Option<&str>,
+) -> anyhow::Result<Deps> {
+    let env = env(endpoint, dir, eo, window);
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let mut deps = Deps::build(&config, LogOutput::Stderr).await?;
     deps.delivery_mut().context("BigQuery did not answer")?.encode_first = window.is_none();
@@ -111,17 +157,19 @@ fn median(v: &mut [Duration]) -> Duration {
 fn measure(
     emu_rt: &tokio::runtime::Runtime,
     emu: &Emulator,
+    eo: bool,
     window: Option<&str>,
     event: &KinesisEvent,
 ) -> anyhow::Result<Figures> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let dir = tempfile::tempdir()?;
-    let deps = rt.block_on(deps(&emu.grpc_endpoint(), dir.path(), window))?;
+    let deps = rt.block_on(deps(&emu.grpc_endpoint(), dir.path(), eo, window))?;
     let mut figures = Figures::default();
-    for _ in 0..RUNS {
+    for run in 0..RUNS {
         reset(emu_rt, emu)?;
-        let before = emu.appends().len();
-        let invocation = handler::local_event(event.clone(), Duration::from_secs(900));
+        let event =
+            if eo { warm_shard(&rt, &deps, &format!("shardId-{run:012}"))? } else { event.clone() };
+        let invocation = handler::local_event(event, Duration::from_secs(900));
         let started = Instant::now();
         let response = rt.block_on(handler::handle(invocation, &deps));
         figures.wall.push(started.elapsed());
@@ -129,8 +177,10 @@ fn measure(
             Ok(r) if r.batch_item_failures.is_empty() => {}
             other => anyhow::bail!("not every record landed: {other:?}"),
         }
+        // By time, not by index: the emulator keeps only its latest 100,000
+        // requests, and the window_0 runs send 10,000 each.
         let appends = emu.appends();
-        let mine = appends.get(before..).unwrap_or_default();
+        let mine: Vec<_> = appends.iter().filter(|a| a.at.into_std() >= started).collect();
         let first = mine.first().ok_or_else(|| anyhow::anyhow!("no AppendRows request"))?;
         figures.first_request.push(first.at.into_std().saturating_duration_since(started));
         figures.requests = mine.len();
@@ -157,15 +207,14 @@ fn child_rss(emu: &Emulator, name: &str) -> anyhow::Result<u64> {
 /// `--child NAME ENDPOINT`: one invocation of configuration NAME, then this
 /// process's peak resident set (`VmHWM` of `/proc/self/status`).
 fn child(name: &str, endpoint: &str) -> anyhow::Result<()> {
-    let window = CONFIGS
+    let (_, eo, window) = CONFIGS
         .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| anyhow::anyhow!("unknown configuration {name}"))?
-        .1;
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| anyhow::anyhow!("unknown configuration {name}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let dir = tempfile::tempdir()?;
-    let deps = rt.block_on(deps(endpoint, dir.path(), window))?;
-    let event = event()?;
+    let deps = rt.block_on(deps(endpoint, dir.path(), *eo, *window))?;
+    let event = if *eo { warm_shard(&rt, &deps, "shardId-child")? } else { event()? };
     let response =
         rt.block_on(handler::handle(handler::local_event(event, Duration::from_secs(900)), &deps));
     anyhow::ensure!(
@@ -198,15 +247,25 @@ fn main() -> anyhow::Result<()> {
     let event = event()?;
     let event_bytes = serde_json::to_vec(&event)?.len();
     println!(
-        "batching: {RECORDS} records, {:.1} MB event, at_least_once, median of {RUNS} runs",
+        "batching: {RECORDS} records, {:.1} MB event, at_least_once then exactly_once, \
+         median of {RUNS} runs, ratios to the mode's encode_first",
         event_bytes as f64 / 1e6
     );
     let mut baseline: Option<(Duration, Duration, u64)> = None;
-    for (name, window) in CONFIGS {
-        let mut f = measure(&emu_rt, &emu, window, &event)?;
+    // `BATCHING_CONFIGS=eo_`: only the configurations whose name starts so.
+    let only = std::env::var("BATCHING_CONFIGS").unwrap_or_default();
+    for (name, eo, window) in CONFIGS {
+        if !name.starts_with(&only) {
+            continue;
+        }
+        let mut f = measure(&emu_rt, &emu, eo, window, &event)?;
         reset(&emu_rt, &emu)?;
         let rss = child_rss(&emu, name)?;
         let (first, wall) = (median(&mut f.first_request), median(&mut f.wall));
+        if window.is_none() {
+            // Each mode's encode-first run is its baseline.
+            baseline = None;
+        }
         let base = *baseline.get_or_insert((first, wall, rss));
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
         println!(

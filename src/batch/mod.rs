@@ -5,9 +5,10 @@
 //! `BATCH_MAX_BYTES` counted as the whole encoded request ([`RequestBudget`]),
 //! rows keep their order, and a row too large for any request comes back as an
 //! error for that row alone (for the dead-letter queue) instead of blocking the
-//! batch behind it. [`cut`] is a pure function over row sizes, so exactly-once
-//! recomputes the same requests (and offsets) on a retry; [`Batcher`] cuts as
-//! rows stream in, by size or by `BATCH_WINDOW_MS`, for the paths that may.
+//! batch behind it. [`cut`] is a pure function over row sizes (the rounds
+//! after an invocation's first); [`Batcher`] cuts as rows stream in, by size
+//! or by `BATCH_WINDOW_MS` (every first round, exactly-once's included: its
+//! offsets come from the mapping, not from the cut).
 
 mod batcher;
 mod cut;

@@ -119,10 +119,10 @@ pub struct DeliveryDeps {
     pub max_rounds: usize,
     /// Test hook; `None` in production.
     pub crash: Option<Arc<CrashPoints>>,
-    /// The stateless paths encode the whole batch before the first request,
-    /// as exactly-once does, instead of streaming it through the batcher:
-    /// the baseline `benches/batching.rs` measures streaming against. `false`
-    /// in production.
+    /// Every path encodes the whole batch before the first request instead
+    /// of streaming it through the batcher: the baseline
+    /// `benches/batching.rs` measures streaming against. `false` in
+    /// production.
     pub encode_first: bool,
     /// `UNKNOWN_FIELDS=add`: the schema step run before each shard batch.
     pub evolve: Option<Arc<crate::evolve::Evolver>>,

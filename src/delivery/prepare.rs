@@ -59,7 +59,7 @@ pub(crate) struct Prepared<'a> {
 const ROW_SLACK: usize = 128;
 
 impl Input<'_> {
-    fn position(&self) -> &Position {
+    pub(crate) fn position(&self) -> &Position {
         match self {
             Input::Record(r) => &r.position,
             Input::Bad { position, .. } => position,
@@ -89,8 +89,8 @@ pub(crate) fn order(mut inputs: Vec<(usize, Input<'_>)>) -> Ordered<'_> {
     (kept, repeats)
 }
 
-/// Encodes and classifies every input, all before the first request
-/// (exactly-once: the cut must be a pure function of the records).
+/// Encodes and classifies every input, all before the first request (the
+/// encode-first paths: exactly-once when it may not stream, benchmarks).
 pub(crate) fn prepare<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
@@ -98,6 +98,16 @@ pub(crate) fn prepare<'a>(
     table: &TableName,
 ) -> Prepared<'a> {
     let (inputs, repeats) = order(inputs);
+    Prepared { items: prepare_ordered(inputs, encoder, limits, table), repeats }
+}
+
+/// [`prepare`] of inputs already in [`order`].
+pub(crate) fn prepare_ordered<'a>(
+    inputs: Vec<(usize, Input<'a>)>,
+    encoder: &Encoder,
+    limits: &BatchLimits,
+    table: &TableName,
+) -> Vec<Item<'a>> {
     // All rows go into one buffer sized for the batch up front, and items
     // hold slices of it: no allocation per row, no copy into the requests.
     let estimate = inputs
@@ -114,7 +124,7 @@ pub(crate) fn prepare<'a>(
         .map(|(index, input)| encode_input(index, input, encoder, &budget, table, &mut buffer))
         .collect();
     let buffer = Bytes::from(buffer);
-    let items = encoded
+    encoded
         .into_iter()
         .map(|(mut item, range)| {
             if !range.is_empty() {
@@ -122,8 +132,7 @@ pub(crate) fn prepare<'a>(
             }
             item
         })
-        .collect();
-    Prepared { items, repeats }
+        .collect()
 }
 
 /// Encodes one input at a time (the streaming paths): each row gets its own

@@ -5,9 +5,9 @@
 //! `BATCH_WINDOW_MS`, and the request goes to the appender at once, so the
 //! first AppendRows is on the wire while later records are still encoded.
 //!
-//! Exactly-once does not take this path: its cut must be a pure function of
-//! the records (a retry re-sends the same requests at the same offsets), and a
-//! time-based cut is not.
+//! Exactly-once streams its first round with its own producer
+//! (`exactly_once/stream.rs`): its rows carry offsets, and the stretch it
+//! streams ends at the first record that is not a row.
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;

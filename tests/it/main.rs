@@ -29,6 +29,7 @@ mod delivery_crash_matrix;
 mod delivery_deployment;
 mod delivery_s3_state;
 mod delivery_scenarios;
+mod delivery_streaming;
 mod demo;
 mod emulator_arrow;
 mod emulator_cli;

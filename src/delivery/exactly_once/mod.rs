@@ -1,8 +1,10 @@
 //! The exactly-once driver for one shard batch (DESIGN.md, "Exactly-once:
 //! the invariants"; `WRITE_MODE=exactly_once`).
 //!
-//! One invocation: load the shard's state (or create the placeholder);
-//! dead-letter the records that get no row (those refused only under
+//! One invocation: load the shard's state (or create the placeholder); from
+//! a clean claim, stream the first round (`stream.rs`: the claim from
+//! positions, then rows appended while later records encode); otherwise
+//! encode every record first; dead-letter the records that get no row (those refused only under
 //! today's schema once no earlier attempt can have written them); then
 //! rounds of
 //! - **rotate** when the state's stream is finalized: rows below its row
@@ -26,6 +28,7 @@ mod claim;
 mod lost;
 mod round;
 mod settle;
+mod stream;
 
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ use tokio::time::Instant;
 use super::crash::{self, Boundary, Crash};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
-use super::prepare::{self, Item, Prepared};
+use super::prepare::{self, Input, Item};
 use super::spill_manifest::{SPILL_LIST_CAP, SpillManifest};
 use super::state::{Claim, ShardState, state_key};
 use super::store::{StateStore, StoreError, Version};
@@ -53,13 +56,9 @@ pub(crate) async fn deliver(
     awaiting: &[usize],
 ) -> ShardOutcome {
     let encoder = deps.encoder.snapshot();
-    let mut prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
-    for item in &mut prepared.items {
-        // Refused now, only for columns still propagating: spilled, not lettered.
-        item.waits = item.kind == Kind::SchemaBad && awaiting.binary_search(&item.index).is_ok();
-    }
-    let mut run = Run::new(batch, deps, store, prepared, encoder, deadline);
-    let result = run.go().await;
+    let (inputs, repeats) = prepare::order(super::inputs(batch));
+    let mut run = Run::new(batch, deps, store, repeats, encoder, deadline);
+    let result = run.go(inputs, awaiting).await;
     if let Err(GaveBack::Crashed(_)) = &result {
         // A crashed container's connections die with it.
         deps.forget_appenders().await;
@@ -130,17 +129,17 @@ impl<'a, 'b> Run<'a, 'b> {
         batch: &'b ShardBatch<'a>,
         deps: &'b DeliveryDeps,
         store: &'b dyn StateStore,
-        prepared: Prepared<'a>,
+        repeats: Vec<(usize, usize)>,
         encoder: Arc<Encoder>,
         deadline: Instant,
     ) -> Self {
-        let n = prepared.items.len();
+        let n = 0;
         Self {
             batch,
             deps,
             store,
-            items: prepared.items,
-            repeats: prepared.repeats,
+            items: Vec::new(),
+            repeats,
             encoder,
             work_deadline: deadline.checked_sub(deps.spill_reserve).unwrap_or(deadline),
             key: state_key(batch.table, batch.stream_arn, batch.shard_id),
@@ -171,16 +170,56 @@ impl<'a, 'b> Run<'a, 'b> {
         crash::pass(self.hook(), b).map_err(crashed)
     }
 
-    async fn go(&mut self) -> Result<(), GaveBack> {
-        self.load().await?;
+    /// Every item of the batch, encoded; `awaiting` marks those that wait
+    /// for columns.
+    fn install(&mut self, mut items: Vec<Item<'a>>, awaiting: &[usize]) {
+        for item in &mut items {
+            // Refused now, only for columns still propagating: spilled, not lettered.
+            item.waits =
+                item.kind == Kind::SchemaBad && awaiting.binary_search(&item.index).is_ok();
+        }
+        let n = items.len();
+        self.items = items;
+        self.limit = n;
+        self.landing = vec![None; n];
+        self.lettered = vec![false; n];
+    }
+
+    async fn go(
+        &mut self,
+        inputs: Vec<(usize, Input<'a>)>,
+        awaiting: &[usize],
+    ) -> Result<(), GaveBack> {
+        self.load(!inputs.is_empty()).await?;
+        let mut rounds = self.deps.max_rounds.max(1);
+        let mut done = false;
+        match self.streamable(&inputs) {
+            // The common case: the first round streams (`stream.rs`).
+            Some(claim) => {
+                if let Some(flow) = self.stream_first(inputs, claim, awaiting).await? {
+                    rounds -= 1;
+                    done = matches!(flow, Flow::Done);
+                }
+            }
+            None => {
+                let items = prepare::prepare_ordered(
+                    inputs,
+                    &self.encoder,
+                    &self.deps.limits,
+                    self.batch.table,
+                );
+                self.install(items, awaiting);
+            }
+        }
         if self.items.is_empty() {
             return Ok(());
         }
-        let mut done = false;
-        for _ in 0..self.deps.max_rounds.max(1) {
+        for _ in 0..rounds {
+            if done {
+                break;
+            }
             if let Flow::Done = self.round().await? {
                 done = true;
-                break;
             }
         }
         if !done {
@@ -192,7 +231,7 @@ impl<'a, 'b> Run<'a, 'b> {
         self.commit().await
     }
 
-    async fn load(&mut self) -> Result<(), GaveBack> {
+    async fn load(&mut self, any: bool) -> Result<(), GaveBack> {
         match self.store.load(&self.key).await {
             Ok(Some((bytes, version))) => {
                 self.state = ShardState::from_json(&bytes)
@@ -202,7 +241,7 @@ impl<'a, 'b> Run<'a, 'b> {
                 Ok(())
             }
             Ok(None) => {
-                if self.items.is_empty() {
+                if !any {
                     return Ok(());
                 }
                 self.write_state(ShardState::initial()).await

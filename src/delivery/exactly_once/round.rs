@@ -5,13 +5,29 @@
 use super::{Flow, Run, crashed};
 use bytes::Bytes;
 
+use crate::bigquery::AppendOutcome;
 use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::Kind;
 use crate::delivery::plan::{self, Slot};
 use crate::delivery::prepare;
-use crate::delivery::send::{self, Verdict};
+use crate::delivery::send::{self, Cut, Verdict};
 use crate::delivery::state::{Exclusion, ExclusionReason};
 use crate::dlq::{Cause, DeadLetter};
+
+/// What a round appended, for [`Run::settle_round`].
+pub(super) struct Round {
+    /// Indexes of the items whose rows were sent, at consecutive offsets.
+    pub segment: Vec<usize>,
+    /// Everything before it that is not in `segment` is excluded or earlier
+    /// (or, for a probe, the refused record `first_bad`).
+    pub upto: usize,
+    /// The refused record the round stopped at, if any.
+    pub first_bad: Option<usize>,
+    pub probe: bool,
+    /// Items from `upto` on are mapped but were not sent (a streamed round
+    /// stops where the rest needs the protocol's later rounds).
+    pub more: bool,
+}
 
 impl Run<'_, '_> {
     pub(super) async fn round(&mut self) -> Result<Flow, GaveBack> {
@@ -118,12 +134,32 @@ impl Run<'_, '_> {
         let sent = send::send(&mut appender, requests, self.work_deadline, self.hook()).await;
         self.deps.put_appender(appender).await;
         let outcomes = sent.map_err(crashed)?;
+        let round = Round { segment, upto, first_bad, probe, more: false };
+        self.settle_round(&slots, round, &cuts, &outcomes).await
+    }
+
+    /// Acts on the answers to a round's requests (`cuts` over
+    /// `round.segment`, one outcome each): lands what they prove, moves the
+    /// state, and says whether another round follows.
+    pub(super) async fn settle_round(
+        &mut self,
+        slots: &[Slot],
+        round: Round,
+        cuts: &[Cut],
+        outcomes: &[AppendOutcome],
+    ) -> Result<Flow, GaveBack> {
+        let Round { segment, upto, first_bad, probe, more } = round;
+        let slots = slots.to_vec();
+        let Some(first_offset) = segment.first().and_then(|&i| slots.get(i)).and_then(Slot::offset)
+        else {
+            return Ok(Flow::Done);
+        };
         if probe && outcomes.first().is_some_and(send::is_out_of_range) {
             // No row at or after the refused record: it may leave the mapping.
             self.known_end = Some(first_offset - 1);
             return Ok(Flow::Continue);
         }
-        let verdict = send::judge(&cuts, &outcomes, self.known_end);
+        let verdict = send::judge(cuts, outcomes, self.known_end);
         // Items before this index are landed once `landed` requests are in.
         // Before a probe's first acknowledgement its refused record is not.
         let in_table = |landed: usize| -> usize {
@@ -145,7 +181,18 @@ impl Run<'_, '_> {
                 // the table (an earlier attempt wrote it); the next refused
                 // one, if any, is at `upto`.
                 let next_bad = if probe { (upto < slots.len()).then_some(upto) } else { first_bad };
-                let Some(k) = next_bad else { return Ok(Flow::Done) };
+                let Some(k) = next_bad else {
+                    if more && upto < slots.len() {
+                        // A streamed round stopped before the batch's end
+                        // (`stream.rs`): the state moves past what is in,
+                        // and the next round maps the rest.
+                        let positions = self.positions();
+                        let next = plan::advance(&self.state, &positions, &slots, upto);
+                        self.write_state(next).await?;
+                        return Ok(Flow::Continue);
+                    }
+                    return Ok(Flow::Done);
+                };
                 let more = self.new_exclusions(&slots, k);
                 let positions = self.positions();
                 let next = plan::exclude(&plan::advance(&self.state, &positions, &slots, k), more);
@@ -185,7 +232,7 @@ impl Run<'_, '_> {
             Verdict::Unknown { landed, error } => {
                 let start = in_table(landed);
                 self.land_prefix(&slots, start);
-                if self.claimed && super::lost::round_lost(&outcomes, landed) {
+                if self.claimed && super::lost::round_lost(outcomes, landed) {
                     // Refused as NOT_FOUND from request `landed` on: none of
                     // those rows exist, so nothing is in doubt past them.
                     let end = cuts.get(landed).map_or(self.sent_end, |c| c.offset);
