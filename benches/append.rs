@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use kinesis_bigquery::bigquery::{
-    AppendOutcome, AppendRequest, Appender, AppenderOptions, AuthMode, ClientConfig, RetryPolicy,
-    WriteClient, write_stream,
+    AppendOutcome, AppendRequest, Appender, AppenderOptions, Endpoint, RetryPolicy, WriteClient,
+    write_stream,
 };
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::append_rows_request::{ProtoData, Rows};
@@ -150,9 +150,9 @@ impl Bench {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let (emulator, client, far) = rt.block_on(async {
             let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
-            let config = ClientConfig { endpoint: emulator.grpc_endpoint(), auth: AuthMode::None };
+            let config = emulator.endpoint();
             let proxy = latency_proxy(emulator.grpc_addr(), ONE_WAY).await;
-            let far = ClientConfig { endpoint: format!("http://{proxy}"), auth: AuthMode::None };
+            let far = Endpoint::Emulator { url: format!("http://{proxy}") };
             let far = WriteClient::connect(&far).await.unwrap();
             (emulator, WriteClient::connect(&config).await.unwrap(), far)
         });

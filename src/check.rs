@@ -101,7 +101,7 @@ pub async fn run(config: &Config) -> Report {
 /// Storage Write API answers, and the schema tables would be created from.
 async fn routing(config: &Config, template: &TableTemplate, report: &mut Report) {
     let reach = probe(async {
-        let client = WriteClient::connect(&config.endpoint.client_config()).await?;
+        let client = WriteClient::connect(&config.endpoint).await?;
         drop(client);
         Ok(())
     })

@@ -166,7 +166,7 @@ impl BackfillArgs {
             Some(url) => Some(dlq::open(&url.parse::<SinkUrl>()?, payloads.as_ref(), &aws)?),
             None => None,
         };
-        let client = WriteClient::connect(&self.endpoint.client_config()).await?;
+        let client = WriteClient::connect(&self.endpoint).await?;
         Ok(BackfillDeps {
             client,
             state,

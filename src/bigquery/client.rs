@@ -22,7 +22,7 @@ use crate::pb::storage::{
 };
 use crate::table::TableName;
 
-use super::auth::{Auth, AuthMode};
+use super::auth::Auth;
 use super::error::{ClientError, RpcError, ServerStatus};
 use crate::retry::{Attempts, Decision, RetryPolicy};
 
@@ -36,14 +36,6 @@ pub(crate) const ROUTING_HEADER: &str = "x-goog-request-params";
 /// Responses are small, but GetWriteStream(FULL) carries the whole table schema,
 /// which can exceed tonic's 4 MiB default for very wide tables.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Where to connect and how to authenticate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// `https://bigquerystorage.googleapis.com` or `http://127.0.0.1:PORT` (the emulator).
-    pub endpoint: String,
-    pub auth: AuthMode,
-}
 
 /// What BatchCommitWriteStreams decided; it is atomic (fact sheet §2.5).
 #[derive(Clone, Debug, PartialEq)]
@@ -70,14 +62,12 @@ impl WriteClient {
     ///
     /// # Errors
     /// A malformed endpoint, or Application Default Credentials that cannot be loaded.
-    pub async fn connect(config: &ClientConfig) -> Result<Self, ClientError> {
-        let endpoint = &config.endpoint;
-        let bad = |source| ClientError::Endpoint { endpoint: endpoint.clone(), source };
-        let mut ep = Endpoint::from_shared(endpoint.clone()).map_err(bad)?;
-        if endpoint.starts_with("https://") {
+    pub async fn connect(endpoint: &super::Endpoint) -> Result<Self, ClientError> {
+        let url = endpoint.url().to_string();
+        let bad = |source| ClientError::Endpoint { endpoint: url.clone(), source };
+        let mut ep = Endpoint::from_shared(url.clone()).map_err(bad)?;
+        if !endpoint.is_emulator() {
             ep = ep.tls_config(ClientTlsConfig::new().with_webpki_roots()).map_err(bad)?;
-        } else if !endpoint.starts_with("http://") {
-            return Err(ClientError::Scheme { endpoint: endpoint.clone() });
         }
         let ep = ep
             .connect_timeout(Duration::from_secs(10))
@@ -96,7 +86,7 @@ impl WriteClient {
         Ok(Self {
             channel,
             grpc,
-            auth: Auth::new(&config.auth)?,
+            auth: Auth::new(&endpoint.auth())?,
             retry: RetryPolicy::default(),
             rpc_timeout: Duration::from_secs(60),
         })
@@ -299,10 +289,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rejects_unknown_schemes() {
-        let cfg = ClientConfig { endpoint: "ftp://x".into(), auth: AuthMode::None };
-        assert!(matches!(WriteClient::connect(&cfg).await, Err(ClientError::Scheme { .. })));
-        let cfg = ClientConfig { endpoint: "http://127.0.0.1:1".into(), auth: AuthMode::None };
-        assert!(WriteClient::connect(&cfg).await.is_ok(), "lazy: no connection yet");
+    async fn connects_lazily() {
+        let endpoint = "http://127.0.0.1:1".parse().expect("an emulator address");
+        assert!(WriteClient::connect(&endpoint).await.is_ok(), "lazy: no connection yet");
     }
 }

@@ -8,7 +8,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::auth::AuthMode;
-use super::client::ClientConfig;
 
 /// A BigQuery endpoint (Storage Write gRPC or REST), parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,11 +61,6 @@ impl Endpoint {
             Self::Emulator { .. } => AuthMode::None,
         }
     }
-
-    /// What [`super::WriteClient::connect`] takes for this endpoint.
-    pub fn client_config(&self) -> ClientConfig {
-        ClientConfig { endpoint: self.url().to_string(), auth: self.auth() }
-    }
 }
 
 impl fmt::Display for Endpoint {
@@ -95,7 +89,7 @@ mod tests {
         let emulator: Endpoint = "http://127.0.0.1:9060".parse().unwrap();
         assert_eq!(emulator.auth(), AuthMode::None);
         assert!(emulator.is_emulator());
-        assert_eq!(emulator.client_config().endpoint, "http://127.0.0.1:9060");
+        assert_eq!(emulator.url(), "http://127.0.0.1:9060");
     }
 
     #[test]

@@ -150,8 +150,6 @@ pub fn classify(status: &ServerStatus, scope: Scope) -> Class {
 /// Why opening the client failed; nothing has been sent yet.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("endpoint {endpoint:?} must start with http:// or https://")]
-    Scheme { endpoint: String },
     #[error("endpoint {endpoint:?} is not usable")]
     Endpoint {
         endpoint: String,

@@ -22,7 +22,7 @@ pub use append::{
     AppendOutcome, AppendRequest, AppenderOptions, RowError, WriterSchemaRows, first_request_len,
 };
 pub use auth::{AuthError, AuthMode};
-pub use client::{ClientConfig, CommitOutcome, DEFAULT_ENDPOINT, WriteClient};
+pub use client::{CommitOutcome, DEFAULT_ENDPOINT, WriteClient};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{
     AppendError, Class, Classify, ClientError, RpcError, Scope, ServerStatus, classify,

@@ -19,7 +19,7 @@ use super::generate::{event_json, kinesis_record};
 use super::run::DemoError;
 use super::table;
 use crate::backfill::{self, BackfillDeps, BackfillOptions, Progress};
-use crate::bigquery::{AppenderOptions, AuthMode, ClientConfig, WriteClient};
+use crate::bigquery::{AppenderOptions, WriteClient};
 use crate::config::Config;
 use crate::delivery::store::FileStateStore;
 use crate::dlq::FileDeadLetter;
@@ -155,11 +155,7 @@ pub async fn run(records: u64, seed: u64) -> Result<NewFieldReport, DemoError> {
 
     let spill = Arc::new(FileSpill::new(dir.join("spill")));
     let backfill_deps = BackfillDeps {
-        client: WriteClient::connect(&ClientConfig {
-            endpoint: emulator.grpc_endpoint(),
-            auth: AuthMode::None,
-        })
-        .await?,
+        client: WriteClient::connect(&emulator.endpoint()).await?,
         state: Some(Arc::new(FileStateStore::new(dir.join("state")))),
         spill,
         dlq: Some(Arc::new(FileDeadLetter::new(dir.join("dead-letters.ndjson")))),

@@ -13,7 +13,7 @@ use super::report::{Allowances, DemoReport};
 use super::table;
 use crate::backfill::{self, BackfillDeps, BackfillError, BackfillOptions, Progress};
 use crate::batch::BatchLimits;
-use crate::bigquery::{AppenderOptions, AuthMode, ClientConfig, ClientError, WriteClient};
+use crate::bigquery::{AppenderOptions, ClientError, WriteClient};
 use crate::config::{Config, ConfigError};
 use crate::delivery::store::FileStateStore;
 use crate::dlq::{DeadLetter, FileDeadLetter};
@@ -255,11 +255,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoReport, DemoError> {
     }
 
     bar.set_message("backfilling");
-    let client = WriteClient::connect(&ClientConfig {
-        endpoint: emulator.grpc_endpoint(),
-        auth: AuthMode::None,
-    })
-    .await?;
+    let client = WriteClient::connect(&emulator.endpoint()).await?;
     let backfill_deps = BackfillDeps {
         client,
         // CDC keeps no shard state: every spilled change is replayed, and a

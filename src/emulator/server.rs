@@ -161,6 +161,11 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
 
 impl Emulator {
     /// `http://127.0.0.1:PORT` of the gRPC `BigQueryWrite` service.
+    /// The gRPC address as the [`Endpoint`](crate::bigquery::Endpoint) clients connect to.
+    pub fn endpoint(&self) -> crate::bigquery::Endpoint {
+        crate::bigquery::Endpoint::Emulator { url: self.grpc_endpoint() }
+    }
+
     pub fn grpc_endpoint(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }

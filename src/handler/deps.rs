@@ -101,9 +101,8 @@ impl WriterSide {
     pub async fn connect(config: &Config) -> Result<Self, DepsError> {
         let table =
             config.table.fixed().ok_or_else(|| DepsError::Routed(config.table.to_string()))?;
-        let client = WriteClient::connect(&config.endpoint.client_config())
-            .await?
-            .with_unary_retry(config.retry.clone());
+        let client =
+            WriteClient::connect(&config.endpoint).await?.with_unary_retry(config.retry.clone());
         let schema = client.table_schema(table).await?;
         let tables = match config.unknown_fields {
             UnknownFields::Add => Some(TablesClient::new(&config.rest_endpoint)?),

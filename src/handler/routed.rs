@@ -40,7 +40,7 @@ pub(super) fn routed_tables(
         _ => None,
     };
     let parts = SharedParts {
-        endpoint: config.endpoint.client_config(),
+        endpoint: config.endpoint.clone(),
         retry: config.retry.clone(),
         mode: sinks.mode.clone(),
         spill: sinks.spill.clone(),

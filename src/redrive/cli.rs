@@ -68,7 +68,7 @@ impl RedriveArgs {
             }
         };
         let payloads = matches!(work_url, SinkUrl::S3 { .. }).then(|| work_url.clone());
-        let client = WriteClient::connect(&self.endpoint.client_config()).await?;
+        let client = WriteClient::connect(&self.endpoint).await?;
         let backfill = BackfillDeps {
             client,
             spill: spill::open(&work_url, &aws)?,

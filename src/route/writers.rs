@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::create::{CreateError, TableCreator};
 use super::extract::Router;
 use crate::batch::{BatchLimits, RequestBudget};
-use crate::bigquery::{AppenderOptions, ClientConfig, RetryPolicy, WriteClient};
+use crate::bigquery::{AppenderOptions, Endpoint, RetryPolicy, WriteClient};
 use crate::cdc::CdcSettings;
 use crate::delivery::{DeliveryDeps, DeliveryMode, EncoderCell};
 use crate::dlq::DeadLetterSink;
@@ -24,7 +24,7 @@ use crate::table::TableName;
 #[derive(Clone)]
 pub struct SharedParts {
     /// Where the Storage Write API is; connected on first need.
-    pub endpoint: ClientConfig,
+    pub endpoint: Endpoint,
     /// Retries of unary calls (the schema read), within `RETRY_BUDGET_MS`.
     pub retry: RetryPolicy,
     pub mode: DeliveryMode,

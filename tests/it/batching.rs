@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use kinesis_bigquery::batch::{BatchLimits, MIN_BATCH_MAX_BYTES};
-use kinesis_bigquery::bigquery::{AppendOutcome, AuthMode, ClientConfig, WriteClient};
+use kinesis_bigquery::bigquery::{AppendOutcome, WriteClient};
 use kinesis_bigquery::delivery::{
     DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch, deliver,
 };
@@ -63,9 +63,7 @@ async fn requests_under(limits: BatchLimits) -> anyhow::Result<Vec<ReceivedAppen
         ..Default::default()
     })
     .await?;
-    let client =
-        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-            .await?;
+    let client = WriteClient::connect(&emu.endpoint()).await?;
     let dir = tempfile::tempdir()?;
     let options =
         EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };

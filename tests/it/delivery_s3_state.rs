@@ -11,9 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
-};
+use kinesis_bigquery::bigquery::{AppenderOptions, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::{S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
     DeliveryDeps, DeliveryMode, EncoderCell, GaveBack, Landing, RecordOutcome, ShardBatch,
@@ -98,9 +96,7 @@ async fn two_writers_one_shard_exactly_one_commits() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let client =
-        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-            .await?;
+    let client = WriteClient::connect(&emu.endpoint()).await?;
     let dir = tempfile::tempdir()?;
     let first = deps(&client, store.clone(), &dir.path().join("a")).await?;
     let second = deps(&client, store.clone(), &dir.path().join("b")).await?;

@@ -10,9 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
-};
+use kinesis_bigquery::bigquery::{AppenderOptions, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::{FileStateStore, StateStore};
 use kinesis_bigquery::delivery::{
     Boundary, CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, GaveBack, Landing,
@@ -145,11 +143,10 @@ pub(crate) async fn setup_with(
         ..Default::default()
     })
     .await?;
-    let client =
-        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-            .await?
-            .with_unary_retry(quick())
-            .with_rpc_timeout(Duration::from_secs(2));
+    let client = WriteClient::connect(&emu.endpoint())
+        .await?
+        .with_unary_retry(quick())
+        .with_rpc_timeout(Duration::from_secs(2));
     let dir = tempfile::tempdir()?;
     let state = Arc::new(FileStateStore::new(dir.path().join("state")));
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));

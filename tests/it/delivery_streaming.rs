@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use kinesis_bigquery::batch::BatchLimits;
-use kinesis_bigquery::bigquery::{AuthMode, ClientConfig, WriteClient};
+use kinesis_bigquery::bigquery::WriteClient;
 use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
     CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch,
@@ -60,11 +60,7 @@ impl Shard {
             ..Default::default()
         })
         .await?;
-        let client = WriteClient::connect(&ClientConfig {
-            endpoint: emu.grpc_endpoint(),
-            auth: AuthMode::None,
-        })
-        .await?;
+        let client = WriteClient::connect(&emu.endpoint()).await?;
         let dir = tempfile::tempdir()?;
         let options =
             EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };

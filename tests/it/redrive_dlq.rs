@@ -11,7 +11,7 @@ use crate::events::{self, Rec, seq};
 use crate::handler_support::{World, event, failures, invoke};
 use kinesis_bigquery::backfill::{BackfillDeps, Progress};
 use kinesis_bigquery::batch::BatchLimits;
-use kinesis_bigquery::bigquery::{AppenderOptions, ClientConfig, WriteClient};
+use kinesis_bigquery::bigquery::{AppenderOptions, WriteClient};
 use kinesis_bigquery::dlq;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::redrive::{self, Letters, RedriveDeps, RedriveError, RedriveOptions};
@@ -77,11 +77,7 @@ async fn redrive_deps(
         SinkUrl::File { path } => Letters::File { path: path.clone() },
         SinkUrl::S3 { .. } => anyhow::bail!("not a queue"),
     };
-    let client = WriteClient::connect(&ClientConfig {
-        endpoint: world.harness.emulator.grpc_endpoint(),
-        auth: kinesis_bigquery::bigquery::AuthMode::None,
-    })
-    .await?;
+    let client = WriteClient::connect(&world.harness.emulator.endpoint()).await?;
     Ok(RedriveDeps {
         letters,
         backfill: BackfillDeps {

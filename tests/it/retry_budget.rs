@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
-};
+use kinesis_bigquery::bigquery::{AppenderOptions, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
     DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch, WriteMode, deliver,
@@ -46,10 +44,7 @@ async fn refused_everything(mode: WriteMode) -> anyhow::Result<()> {
     })
     .await?;
     let policy = RetryPolicy::with_budget(BUDGET);
-    let client =
-        WriteClient::connect(&ClientConfig { endpoint: emu.grpc_endpoint(), auth: AuthMode::None })
-            .await?
-            .with_unary_retry(policy.clone());
+    let client = WriteClient::connect(&emu.endpoint()).await?.with_unary_retry(policy.clone());
     let dir = tempfile::tempdir()?;
     let spill = Arc::new(FileSpill::new(dir.path().join("spill")));
     let options =

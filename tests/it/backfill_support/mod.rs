@@ -8,9 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kinesis_bigquery::backfill::{self, BackfillDeps, BackfillOptions, Progress, Summary};
 use kinesis_bigquery::batch::BatchLimits;
-use kinesis_bigquery::bigquery::{
-    AppenderOptions, AuthMode, ClientConfig, RetryPolicy, WriteClient,
-};
+use kinesis_bigquery::bigquery::{AppenderOptions, RetryPolicy, WriteClient};
 use kinesis_bigquery::delivery::store::StateStore;
 use kinesis_bigquery::delivery::{ShardState, state_key};
 use kinesis_bigquery::dlq::{DeadLetter, DeadLetterSink, FileDeadLetter};
@@ -66,10 +64,7 @@ pub fn spilled(table: &TableName, records: &[SourceRecord]) -> SpilledBatch {
 }
 
 pub async fn client(emulator: &Emulator) -> WriteClient {
-    WriteClient::connect(&ClientConfig { endpoint: emulator.grpc_endpoint(), auth: AuthMode::None })
-        .await
-        .unwrap()
-        .with_unary_retry(RetryPolicy::none())
+    WriteClient::connect(&emulator.endpoint()).await.unwrap().with_unary_retry(RetryPolicy::none())
 }
 
 pub async fn deps(

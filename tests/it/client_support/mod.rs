@@ -5,8 +5,7 @@ pub use crate::common::{col, fast_retry};
 use std::time::Duration;
 
 use kinesis_bigquery::bigquery::{
-    AppendOutcome, AppendRequest, Appender, AppenderOptions, AuthMode, ClientConfig, RetryPolicy,
-    WriteClient, write_stream,
+    AppendOutcome, AppendRequest, Appender, AppenderOptions, RetryPolicy, WriteClient, write_stream,
 };
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::append_rows_request::{ProtoData, Rows};
@@ -31,7 +30,7 @@ pub async fn world_with(config: EmulatorConfig) -> World {
     let emulator = emulator::start(config).await.unwrap();
     let table = table_name();
     emulator.create_table(&table, schema()).unwrap();
-    let config = ClientConfig { endpoint: emulator.grpc_endpoint(), auth: AuthMode::None };
+    let config = emulator.endpoint();
     let client = WriteClient::connect(&config).await.unwrap().with_unary_retry(fast_retry(5));
     World { emulator, client, table }
 }

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use kinesis_bigquery::bigquery::{AppenderOptions, AuthMode, ClientConfig, WriteClient};
+use kinesis_bigquery::bigquery::{AppenderOptions, WriteClient};
 use kinesis_bigquery::delivery::store::{FileStateStore, S3StateStore, StateStore};
 use kinesis_bigquery::delivery::{
     CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, OfflineSinks, ShardBatch, ShardOutcome,
@@ -201,13 +201,10 @@ impl World {
     pub async fn start() -> anyhow::Result<Self> {
         let emulator = emulator::start(EmulatorConfig::default()).await?;
         let fast = fast_retry(3);
-        let client = WriteClient::connect(&ClientConfig {
-            endpoint: emulator.grpc_endpoint(),
-            auth: AuthMode::None,
-        })
-        .await?
-        .with_unary_retry(fast)
-        .with_rpc_timeout(Duration::from_secs(2));
+        let client = WriteClient::connect(&emulator.endpoint())
+            .await?
+            .with_unary_retry(fast)
+            .with_rpc_timeout(Duration::from_secs(2));
         Ok(Self { emulator, client, bucket: OnceCell::new() })
     }
 
