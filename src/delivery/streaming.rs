@@ -1,13 +1,16 @@
-//! The first append round of the stateless paths (`at_least_once`, `cdc`):
+//! The streamed first append round, of every write mode (here for
+//! `at_least_once` and `cdc`, with [`produce`] shared by exactly-once):
 //! source → encoder → micro-batcher → appender, concurrently. Records are
 //! encoded one at a time; the [`Batcher`] cuts a request when it is full
 //! (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`) or when its oldest row has waited
 //! `BATCH_WINDOW_MS`, and the request goes to the appender at once, so the
 //! first AppendRows is on the wire while later records are still encoded.
 //!
-//! Exactly-once streams its first round with its own producer
-//! (`exactly_once/stream.rs`): its rows carry offsets, and the stretch it
-//! streams ends at the first record that is not a row.
+//! [`produce`] is the one producer of every streamed round: exactly-once's
+//! first round (`exactly_once/stream.rs`) is the same loop with offsets and
+//! a stretch that ends at the first record that is not a row.
+
+use std::ops::Range;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,86 +50,157 @@ pub(crate) async fn stream_round<'a>(
     hook: Option<&CrashPoints>,
 ) -> Streamed<'a> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let produce = produce(inputs, encoder, limits, table, tx, hook);
-    let (mut streamed, outcomes) = tokio::join!(produce, appender.append_stream(rx, deadline));
-    streamed.outcomes = outcomes;
-    streamed
+    let budget = RequestBudget::new(limits, encoder, table);
+    // Every good row goes, at the stream's end.
+    let good = |item: &Item<'a>| if item.kind == Kind::Good { Role::Row } else { Role::Skip };
+    let producing = produce(inputs, encoder, budget, table, None, good, tx, hook);
+    let (p, outcomes) = tokio::join!(producing, appender.append_stream(rx, deadline));
+    let requests = p.requests.iter().map(|r| p.segment.get(r.clone()).unwrap_or_default().to_vec());
+    Streamed {
+        requests: requests.collect(),
+        items: p.items,
+        outcomes,
+        crashed: p.crashed,
+        error: p.error,
+    }
 }
 
-async fn produce<'a>(
+/// What the streamed producer does with an encoded item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Its row goes out in the next request.
+    Row,
+    /// It is passed over (no row, or not this round's).
+    Skip,
+    /// Sending ends before it: the rows cut so far go, nothing after.
+    Stop,
+}
+
+/// What [`produce`] made of the inputs.
+pub(crate) struct Produced<'a> {
+    /// Every input, encoded and classified, in order.
+    pub items: Vec<Item<'a>>,
+    /// Indexes into `items` of the rows sent, in order; with a first
+    /// offset, at consecutive offsets from it.
+    pub segment: Vec<usize>,
+    /// The requests handed to the appender, as ranges of `segment`.
+    pub requests: Vec<Range<usize>>,
+    /// The item sending stopped at ([`Role::Stop`], or a row once nothing
+    /// more could go), if any.
+    pub stop: Option<usize>,
+    /// A crash point stopped the sending (test hook).
+    pub crashed: Option<String>,
+    /// A request could not be built; nothing was sent after it.
+    pub error: Option<String>,
+}
+
+/// The one producer of every streamed round: encodes `inputs` in order and
+/// cuts the rows `role` names into requests with the micro-batcher, each
+/// handed to the appender at once. With `first_offset` (exactly-once) the
+/// rows are written at consecutive offsets from it; without (the stateless
+/// paths), at the stream's end. After the first [`Role::Stop`] (or once a
+/// request could not go) every later item is only encoded.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn produce<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
-    limits: &BatchLimits,
+    budget: RequestBudget,
     table: &TableName,
+    first_offset: Option<i64>,
+    mut role: impl FnMut(&Item<'a>) -> Role,
     tx: mpsc::UnboundedSender<AppendRequest>,
     hook: Option<&CrashPoints>,
-) -> Streamed<'a> {
-    let budget = RequestBudget::new(limits, encoder, table);
-    let mut out = Streamed {
+) -> Produced<'a> {
+    let mut out = Produced {
         items: Vec::with_capacity(inputs.len()),
+        segment: Vec::new(),
         requests: Vec::new(),
-        outcomes: Vec::new(),
+        stop: None,
         crashed: None,
         error: None,
     };
-    let mut items = ItemEncoder::new(encoder, budget, table);
+    let mut coder = ItemEncoder::new(encoder, budget, table);
+    // Holds indexes into `segment`.
     let mut batcher: Batcher<usize> = Batcher::new(budget.row_limits());
-    let mut sender = Some(tx);
+    let mut send = Outbox { encoder, first_offset, tx: Some(tx), hook };
     for (index, input) in inputs {
-        let item = items.item(index, input);
+        let item = coder.item(index, input);
         let i = out.items.len();
-        let (good, len) = (item.kind == Kind::Good, item.row.len());
+        let (what, len) = (role(&item), item.row.len());
         out.items.push(item);
-        if !good || sender.is_none() {
+        if out.stop.is_some() || what == Role::Skip {
             continue;
         }
+        if what == Role::Stop || send.tx.is_none() {
+            out.stop = Some(i);
+            if !batcher.is_empty() {
+                send.emit(&mut out, batcher.take()).await;
+            }
+            continue;
+        }
+        let k = out.segment.len();
+        out.segment.push(i);
         let now = Instant::now();
-        match batcher.push(i, encoder.row_bytes(len), now) {
-            Ok(Some(full)) => emit(&mut out, full, encoder, &mut sender, hook).await,
+        match batcher.push(k, encoder.row_bytes(len), now) {
+            Ok(Some(full)) => send.emit(&mut out, full).await,
             Ok(None) => {}
             // The encoder dead-letters rows too large for a request; one that
-            // slipped through goes alone, for BigQuery to refuse.
-            Err(alone) => emit(&mut out, vec![alone.row], encoder, &mut sender, hook).await,
+            // slipped through goes alone (after the rows before it), for
+            // BigQuery to refuse.
+            Err(alone) => {
+                if !batcher.is_empty() {
+                    send.emit(&mut out, batcher.take()).await;
+                }
+                send.emit(&mut out, vec![alone.row]).await;
+            }
         }
         if batcher.is_due(now) {
-            emit(&mut out, batcher.take(), encoder, &mut sender, hook).await;
-        }
-        if out.crashed.is_some() {
-            return out;
+            send.emit(&mut out, batcher.take()).await;
         }
     }
     if !batcher.is_empty() {
-        emit(&mut out, batcher.take(), encoder, &mut sender, hook).await;
+        send.emit(&mut out, batcher.take()).await;
     }
     out
 }
 
-/// Builds the request of `rows` and hands it to the appender; then yields,
-/// so the appender (in the same task) sends it before encoding goes on.
-async fn emit(
-    out: &mut Streamed<'_>,
-    rows: Vec<usize>,
-    encoder: &Encoder,
-    sender: &mut Option<mpsc::UnboundedSender<AppendRequest>>,
-    hook: Option<&CrashPoints>,
-) {
-    let Some(tx) = sender.as_ref() else { return };
-    if let Err(c) = crash::pass(hook, Boundary::BeforeAppend(out.requests.len())) {
-        out.crashed = Some(c.to_string());
-        *sender = None;
-        return;
-    }
-    let bytes: Vec<bytes::Bytes> =
-        rows.iter().filter_map(|&i| out.items.get(i)).map(|it| it.row.clone()).collect();
-    match build_request(encoder, &bytes, None) {
-        Ok(request) => match tx.send(request) {
-            Ok(()) => out.requests.push(rows),
-            Err(_) => *sender = None,
-        },
-        Err(e) => {
-            out.error = Some(format!("building a request failed: {e}"));
-            *sender = None;
+/// Where [`produce`]'s requests go.
+struct Outbox<'e, 'h> {
+    encoder: &'e Encoder,
+    first_offset: Option<i64>,
+    tx: Option<mpsc::UnboundedSender<AppendRequest>>,
+    hook: Option<&'h CrashPoints>,
+}
+
+impl Outbox<'_, '_> {
+    /// Builds the request of segment rows `rows` (consecutive) and hands it
+    /// to the appender; then yields, so the appender (in the same task)
+    /// sends it before encoding goes on. Once a request cannot go (crash
+    /// point, appender gone, build error), nothing after it goes.
+    async fn emit(&mut self, out: &mut Produced<'_>, rows: Vec<usize>) {
+        let (Some(tx), Some(&first)) = (self.tx.as_ref(), rows.first()) else { return };
+        if let Err(c) = crash::pass(self.hook, Boundary::BeforeAppend(out.requests.len())) {
+            out.crashed = Some(c.to_string());
+            self.tx = None;
+            return;
         }
+        let bytes: Vec<bytes::Bytes> = rows
+            .iter()
+            .filter_map(|&k| out.segment.get(k))
+            .filter_map(|&i| out.items.get(i))
+            .map(|it| it.row.clone())
+            .collect();
+        let offset = self.first_offset.map(|o| o + first as i64);
+        match build_request(self.encoder, &bytes, offset) {
+            Ok(request) => match tx.send(request) {
+                Ok(()) => out.requests.push(first..first + rows.len()),
+                Err(_) => self.tx = None,
+            },
+            Err(e) => {
+                out.error = Some(format!("building a request failed: {e}"));
+                self.tx = None;
+            }
+        }
+        tokio::task::yield_now().await;
     }
-    tokio::task::yield_now().await;
 }

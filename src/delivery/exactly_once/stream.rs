@@ -33,15 +33,15 @@ use tokio::sync::mpsc;
 
 use super::round::Round;
 use super::{Flow, Run};
-use crate::batch::{Batcher, RequestBudget, build_request};
-use crate::bigquery::{AppendOutcome, AppendRequest};
-use crate::delivery::crash::{self, Boundary, CrashPoints};
+use crate::batch::RequestBudget;
+use crate::bigquery::AppendOutcome;
+use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::{Kind, Slot};
-use crate::delivery::prepare::{Input, Item, ItemEncoder};
+use crate::delivery::prepare::{Input, Item};
 use crate::delivery::send::Cut;
 use crate::delivery::state::{Claim, ClaimedRows, ShardState, fingerprint};
-use crate::rows::Encoder;
+use crate::delivery::streaming::{self, Produced, Role};
 
 impl<'a> Run<'a, '_> {
     /// The claim the streamed round starts from, when it may run: the
@@ -97,13 +97,42 @@ impl<'a> Run<'a, '_> {
         let stream = self.state.write_stream.clone();
         let mut appender = self.deps.take_appender(&stream, &encoder).await;
         let (tx, rx) = mpsc::unbounded_channel();
-        let producing =
-            produce(inputs, &encoder, budget, self.batch.table, &self.state, tx, self.hook());
+        let state = &self.state;
+        // The slot `plan::map` gives each record, for the stretch: earlier,
+        // a row to send, or the stop.
+        let role = |item: &Item<'a>| {
+            if state.last_position.as_ref().is_some_and(|l| item.position <= *l) {
+                Role::Skip
+            } else if item.kind == Kind::Good && state.excluded(&item.position).is_none() {
+                Role::Row
+            } else {
+                Role::Stop
+            }
+        };
+        let first_offset = Some(state.next_offset);
+        let producing = streaming::produce(
+            inputs,
+            &encoder,
+            budget,
+            self.batch.table,
+            first_offset,
+            role,
+            tx,
+            self.hook(),
+        );
         let (produced, mut outcomes) =
             tokio::join!(producing, appender.append_stream(rx, self.work_deadline));
         self.deps.put_appender(appender).await;
 
-        let Produced { items, mut segment, cuts, stop, crashed: crash_at, .. } = produced;
+        let Produced { items, mut segment, requests, stop, crashed: crash_at, error } = produced;
+        if let Some(e) = error {
+            tracing::warn!(error = %e, "exactly-once: a streamed request could not be built");
+        }
+        let offset = self.state.next_offset;
+        let cuts: Vec<Cut> = requests
+            .into_iter()
+            .map(|rows| Cut { offset: offset + rows.start as i64, rows })
+            .collect();
         self.install(items, awaiting);
         self.stats.requests += cuts.len();
         for cut in &cuts {
@@ -165,122 +194,4 @@ impl<'a> Run<'a, '_> {
         }
         Ok(())
     }
-}
-
-/// What the producer made of the inputs.
-struct Produced<'a> {
-    /// Every input, encoded and classified, in order.
-    items: Vec<Item<'a>>,
-    /// Indexes into `items` of the rows of the streamed stretch, at
-    /// consecutive offsets from `next_offset`.
-    segment: Vec<usize>,
-    /// The requests handed to the appender, over `segment`.
-    cuts: Vec<Cut>,
-    /// The first item the stretch stopped at (anything but an earlier
-    /// record or a row), if any.
-    stop: Option<usize>,
-    /// A crash point stopped the sending (test hook).
-    crashed: Option<String>,
-}
-
-/// Encodes `inputs` in order; cuts the leading stretch of rows into
-/// requests with the micro-batcher and hands each to the appender at once.
-async fn produce<'a>(
-    inputs: Vec<(usize, Input<'a>)>,
-    encoder: &Encoder,
-    budget: RequestBudget,
-    table: &crate::table::TableName,
-    state: &ShardState,
-    tx: mpsc::UnboundedSender<AppendRequest>,
-    hook: Option<&CrashPoints>,
-) -> Produced<'a> {
-    let mut out = Produced {
-        items: Vec::with_capacity(inputs.len()),
-        segment: Vec::new(),
-        cuts: Vec::new(),
-        stop: None,
-        crashed: None,
-    };
-    let mut coder = ItemEncoder::new(encoder, budget, table);
-    // Holds indexes into `segment`.
-    let mut batcher: Batcher<usize> = Batcher::new(budget.row_limits());
-    let mut sender = Some(tx);
-    for (index, input) in inputs {
-        let item = coder.item(index, input);
-        let i = out.items.len();
-        // The slot `plan::map` gives it, for the stretch: earlier, a row to
-        // send, or the stop.
-        let earlier = state.last_position.as_ref().is_some_and(|l| item.position <= *l);
-        let row = !earlier && item.kind == Kind::Good && state.excluded(&item.position).is_none();
-        let len = item.row.len();
-        out.items.push(item);
-        if out.stop.is_some() || earlier {
-            continue;
-        }
-        if !row || sender.is_none() {
-            out.stop = Some(i);
-            if !batcher.is_empty() {
-                emit(&mut out, batcher.take(), encoder, state, &mut sender, hook).await;
-            }
-            continue;
-        }
-        let k = out.segment.len();
-        out.segment.push(i);
-        let now = tokio::time::Instant::now();
-        match batcher.push(k, encoder.row_bytes(len), now) {
-            Ok(Some(full)) => emit(&mut out, full, encoder, state, &mut sender, hook).await,
-            Ok(None) => {}
-            // The encoder dead-letters rows too large for a request; one that
-            // slipped through goes alone (after the rows before it), for
-            // BigQuery to refuse.
-            Err(alone) => {
-                if !batcher.is_empty() {
-                    emit(&mut out, batcher.take(), encoder, state, &mut sender, hook).await;
-                }
-                emit(&mut out, vec![alone.row], encoder, state, &mut sender, hook).await;
-            }
-        }
-        if batcher.is_due(now) {
-            emit(&mut out, batcher.take(), encoder, state, &mut sender, hook).await;
-        }
-    }
-    if !batcher.is_empty() {
-        emit(&mut out, batcher.take(), encoder, state, &mut sender, hook).await;
-    }
-    out
-}
-
-/// Builds the request of segment rows `rows` (consecutive) at their
-/// offsets and hands it to the appender; then yields, so the appender (in
-/// the same task) sends it before encoding goes on. Once a request cannot
-/// go (crash point, appender gone, build error), nothing after it goes.
-async fn emit(
-    out: &mut Produced<'_>,
-    rows: Vec<usize>,
-    encoder: &Encoder,
-    state: &ShardState,
-    sender: &mut Option<mpsc::UnboundedSender<AppendRequest>>,
-    hook: Option<&CrashPoints>,
-) {
-    let (Some(tx), Some(&first)) = (sender.as_ref(), rows.first()) else { return };
-    if let Err(c) = crash::pass(hook, Boundary::BeforeAppend(out.cuts.len())) {
-        out.crashed = Some(c.to_string());
-        *sender = None;
-        return;
-    }
-    let offset = state.next_offset + first as i64;
-    let bytes: Vec<bytes::Bytes> = rows
-        .iter()
-        .filter_map(|&k| out.segment.get(k))
-        .filter_map(|&i| out.items.get(i))
-        .map(|it| it.row.clone())
-        .collect();
-    let sent = build_request(encoder, &bytes, Some(offset))
-        .map_err(|e| tracing::warn!(error = %e, "building a request failed"))
-        .and_then(|request| tx.send(request).map_err(|_| ()));
-    match sent {
-        Ok(()) => out.cuts.push(Cut { offset, rows: first..first + rows.len() }),
-        Err(()) => *sender = None,
-    }
-    tokio::task::yield_now().await;
 }
