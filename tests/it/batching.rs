@@ -7,7 +7,7 @@
 //! encoded, so a window of 0 (every row already waited long enough) and one
 //! of 300 s (never reached) are the two deterministic ends.
 
-use crate::common::col;
+use crate::common::{col, key_pad_table};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,13 +48,7 @@ fn record(seq: u64) -> SourceRecord {
 /// emulator whose request limit is `limits.max_bytes`; returns the requests
 /// it received. Every record must land in the table.
 async fn requests_under(limits: BatchLimits) -> anyhow::Result<Vec<ReceivedAppend>> {
-    let schema = TableSchema {
-        fields: vec![
-            col("key", Type::String, Mode::Required),
-            col("pad", Type::String, Mode::Nullable),
-        ],
-    };
-    let table = TableName::new("p", "batching", &format!("t{}", uuid::Uuid::new_v4().simple()))?;
+    let (table, schema) = key_pad_table("batching")?;
     // The emulator refuses any request over BATCH_MAX_BYTES, as the service
     // refuses one over its own limit.
     let emu = emulator::start(EmulatorConfig {

@@ -6,7 +6,7 @@
 //! claim, then the commit). The tokio clock is paused: a window of 0 cuts
 //! every row on its own, one of 300 s never fires.
 
-use crate::common::{col, source_record};
+use crate::common::{key_pad_table, source_record};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,6 @@ use kinesis_bigquery::delivery::{
 };
 use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, ReceivedAppend};
-use kinesis_bigquery::pb::storage::TableSchema;
-use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
 use kinesis_bigquery::source::{BadRecord, SourceRecord};
 use kinesis_bigquery::spill::FileSpill;
@@ -48,13 +46,7 @@ impl Shard {
     /// An exactly-once shard whose stream exists: record 1 was delivered
     /// (a shard's first invocation creates its stream, encoding first).
     async fn start(limits: BatchLimits) -> anyhow::Result<Self> {
-        let schema = TableSchema {
-            fields: vec![
-                col("key", Type::String, Mode::Required),
-                col("pad", Type::String, Mode::Nullable),
-            ],
-        };
-        let table = TableName::new("p", "eo", &format!("t{}", uuid::Uuid::new_v4().simple()))?;
+        let (table, schema) = key_pad_table("eo")?;
         let emu = emulator::start(EmulatorConfig {
             tables: vec![(table.clone(), schema.clone())],
             ..Default::default()

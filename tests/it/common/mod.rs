@@ -150,6 +150,19 @@ pub fn source_record(arn: &str, shard: &str, seq: u64, data: String) -> SourceRe
     }
 }
 
+/// A fresh table in `dataset` of a required `key` and a nullable `pad`
+/// string: the rows the batching tests size with `pad`.
+pub fn key_pad_table(dataset: &str) -> anyhow::Result<(TableName, TableSchema)> {
+    let schema = TableSchema {
+        fields: vec![
+            col("key", Type::String, Mode::Required),
+            col("pad", Type::String, Mode::Nullable),
+        ],
+    };
+    let table = TableName::new("p", dataset, &format!("t{}", uuid::Uuid::new_v4().simple()))?;
+    Ok((table, schema))
+}
+
 /// A column of a table schema.
 pub fn col(name: &str, t: Type, mode: Mode) -> TableFieldSchema {
     TableFieldSchema {
