@@ -7,7 +7,7 @@
 
 use super::encode::Encoded;
 use super::error::BackfillError;
-use super::replay::{Written, cut, writer_schema};
+use super::replay::{Written, writer_schema};
 use super::run::Ctx;
 use crate::bigquery::{AppendOutcome, Appender};
 use crate::rows::Encoder;
@@ -27,15 +27,8 @@ pub(super) async fn write(
     table: &TableName,
     encoded: &Encoded,
 ) -> Result<Written, BackfillError> {
-    let ranges = cut(ctx, encoder, table, &encoded.rows).map_err(|rows| {
-        // `fresh` checked the cut before calling.
-        BackfillError::RowTooLarge(rows.len())
-    })?;
-    let mut requests = Vec::with_capacity(ranges.len());
-    for range in &ranges {
-        let rows = encoded.rows.get(range.clone()).unwrap_or_default();
-        requests.push(crate::batch::build_request(encoder, rows, None)?);
-    }
+    let (cuts, requests) =
+        crate::delivery::send::cut_requests(&encoded.rows, None, encoder, &ctx.deps.limits, table)?;
     let mut appender = Appender::new(
         ctx.deps.client.clone(),
         table.default_stream(),
@@ -45,11 +38,11 @@ pub(super) async fn write(
     let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
     let outcomes = appender.append_all(requests, deadline).await;
     let mut rejected = Vec::new();
-    for (outcome, range) in outcomes.into_iter().zip(&ranges) {
+    for (outcome, cut) in outcomes.into_iter().zip(&cuts) {
         match outcome {
             AppendOutcome::Appended { .. } | AppendOutcome::AlreadyExists => {}
             AppendOutcome::RowErrors(errors) => {
-                rejected.extend(errors.into_iter().map(|e| (range.start + e.index, e.message)));
+                rejected.extend(errors.into_iter().map(|e| (cut.rows.start + e.index, e.message)));
             }
             AppendOutcome::Failed(e) => return Err(BackfillError::Append(e)),
             AppendOutcome::InDoubt(e) => return Err(BackfillError::AppendInDoubt(e)),

@@ -1,11 +1,16 @@
-//! The records of a spillover object → rows of AppendRows requests, with the
-//! same encoder the Lambda uses, and dead letters for those that cannot be.
+//! The records of a spillover object → rows of AppendRows requests and dead
+//! letters, through the Lambda's own encode-and-classify
+//! (`delivery::prepare`): a record gets the same row, or the same letter
+//! with the same reason, on every path.
 
 use bytes::Bytes;
 
 use super::resolve::Fate;
-use crate::dlq::{Cause, DeadLetter};
-use crate::rows::{Encoder, RecordMeta, RowError};
+use crate::batch::BatchLimits;
+use crate::delivery::plan::Kind;
+use crate::delivery::prepare::{self, Input, Item};
+use crate::dlq::DeadLetter;
+use crate::rows::Encoder;
 use crate::source::SourceRecord;
 use crate::table::TableName;
 
@@ -23,59 +28,63 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Nothing encoded yet: the dead letters of `excluded` and the count of
-    /// records already in the table.
-    pub(super) fn start(
-        records: &[SourceRecord],
+    /// The object's encoding from the items of the records [`to_encode`]
+    /// gave, in order; the letters of `excluded` come first.
+    pub(super) fn from_items(
+        items: Vec<Item<'_>>,
         fates: &[Fate],
         excluded: &[(usize, DeadLetter)],
     ) -> Self {
-        Self {
-            rows: Vec::with_capacity(records.len()),
+        let mut out = Self {
+            rows: Vec::with_capacity(items.len()),
             dead: excluded.iter().map(|(_, letter)| letter.clone()).collect(),
             already_in_table: fates.iter().filter(|f| **f == Fate::InTable).count() as u64,
-            record_of_row: Vec::with_capacity(records.len()),
+            record_of_row: Vec::with_capacity(items.len()),
+        };
+        for item in items {
+            match (item.kind, item.letter) {
+                (Kind::Good, _) => {
+                    out.rows.push(item.row);
+                    out.record_of_row.push(item.index);
+                }
+                (_, Some(letter)) => out.dead.push(letter),
+                // Every item the encoder refused carries its letter.
+                (_, None) => {}
+            }
         }
+        out
     }
 }
 
-/// The records to encode, with their index in the object: fate
-/// [`Fate::Replay`] and not in `excluded` (records BigQuery rejected on an
-/// earlier attempt).
+/// The records to encode, as inputs indexed by their place in the object:
+/// fate [`Fate::Replay`] and not in `excluded` (records BigQuery rejected on
+/// an earlier attempt).
 pub(super) fn to_encode<'a>(
     records: &'a [SourceRecord],
-    fates: &'a [Fate],
-    excluded: &'a [(usize, DeadLetter)],
-) -> impl Iterator<Item = (usize, &'a SourceRecord)> {
-    records.iter().zip(fates).enumerate().filter_map(move |(index, (record, fate))| {
-        let replay = *fate == Fate::Replay && !excluded.iter().any(|(i, _)| *i == index);
-        replay.then_some((index, record))
-    })
+    fates: &[Fate],
+    excluded: &[(usize, DeadLetter)],
+) -> Vec<(usize, Input<'a>)> {
+    records
+        .iter()
+        .zip(fates)
+        .enumerate()
+        .filter(|(index, (_, fate))| {
+            **fate == Fate::Replay && !excluded.iter().any(|(i, _)| i == index)
+        })
+        .map(|(index, (record, _))| (index, Input::Record(record)))
+        .collect()
 }
 
-/// Encodes every record of [`to_encode`].
+/// Encodes every record of [`to_encode`], all before the first request.
 pub fn encode(
     encoder: &Encoder,
     table: &TableName,
+    limits: &BatchLimits,
     records: &[SourceRecord],
     fates: &[Fate],
     excluded: &[(usize, DeadLetter)],
 ) -> Encoded {
-    let mut out = Encoded::start(records, fates, excluded);
-    for (index, record) in to_encode(records, fates, excluded) {
-        let mut row = Vec::new();
-        match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
-            Ok(()) => {
-                out.rows.push(Bytes::from(row));
-                out.record_of_row.push(index);
-            }
-            Err(err) => out.dead.push(dead_letter(record, table, &err)),
-        }
-    }
-    out
-}
-
-/// The dead letter of a record the encoder refused.
-pub fn dead_letter(record: &SourceRecord, table: &TableName, err: &RowError) -> DeadLetter {
-    DeadLetter::of(record, table, Cause::Encode { error: err, not_json: false })
+    let inputs = to_encode(records, fates, excluded);
+    let items = prepare::prepare_ordered(inputs, encoder, limits, table);
+    Encoded::from_items(items, fates, excluded)
 }

@@ -27,8 +27,6 @@ pub enum BackfillError {
     AppendInDoubt(#[source] AppendError),
     #[error("append to the PENDING stream was not sent")]
     AppendNotSent,
-    #[error("{0} rows exceed the AppendRows request limit")]
-    RowTooLarge(usize),
     #[error("BigQuery rejected rows again after {0} attempts")]
     RowErrorsPersist(u32),
     #[error("finalized stream {stream} holds {row_count} rows, {sent} were appended")]

@@ -19,8 +19,6 @@
 //! committed and either only removes the object or commits it. The one
 //! thing a crash can repeat is step 4's dead letters (at least once).
 
-use bytes::Bytes;
-
 use super::encode::{Encoded, encode};
 use super::error::BackfillError;
 use super::gate::unlist;
@@ -30,8 +28,8 @@ use super::resolve::{Fate, SentAt, decide, streams_to_resolve};
 use super::run::Ctx;
 use super::summary::{ObjectReport, ObjectStatus};
 pub(super) use crate::batch::writer_schema;
-use crate::batch::{self, Piece, RequestBudget};
 use crate::bigquery::{AppendOutcome, Appender, CommitOutcome};
+use crate::delivery::send;
 use crate::dlq::{Cause, DeadLetter};
 use crate::pb::storage::storage_error::StorageErrorCode;
 use crate::pb::storage::{WriteStreamView, write_stream};
@@ -158,19 +156,8 @@ async fn fresh(
         let (encoded, written) = if streamed {
             stream_pending(ctx, &encoder, table, &records, &fates, &rejected).await?
         } else {
-            let encoded = encode(&encoder, table, &records, &fates, &rejected);
-            if let Err(too_large) = cut(ctx, &encoder, table, &encoded.rows) {
-                for row in too_large {
-                    let index = encoded.record_of_row.get(row).copied();
-                    if let Some(index) = index
-                        && let Some(record) = records.get(index)
-                    {
-                        let letter = DeadLetter::of(record, table, Cause::RowTooLarge(None));
-                        rejected.push((index, letter));
-                    }
-                }
-                continue;
-            }
+            let limits = &ctx.deps.limits;
+            let encoded = encode(&encoder, table, limits, &records, &fates, &rejected);
             count(&mut report, &encoded);
             if ctx.options.dry_run {
                 report.status = ObjectStatus::Counted;
@@ -365,16 +352,10 @@ async fn write_pending(
     table: &TableName,
     encoded: &Encoded,
 ) -> Result<Written, BackfillError> {
+    let (cuts, requests) =
+        send::cut_requests(&encoded.rows, Some(0), encoder, &ctx.deps.limits, table)?;
+    let ranges: Vec<Range<usize>> = cuts.into_iter().map(|c| c.rows).collect();
     let (stream, mut appender) = create_pending(ctx, encoder, table).await?;
-    let ranges = cut(ctx, encoder, table, &encoded.rows).map_err(|rows| {
-        // `fresh` checked the cut before creating the stream.
-        BackfillError::RowTooLarge(rows.len())
-    })?;
-    let mut requests = Vec::with_capacity(ranges.len());
-    for range in &ranges {
-        let rows = encoded.rows.get(range.clone()).unwrap_or_default();
-        requests.push(batch::build_request(encoder, rows, Some(range.start as i64))?);
-    }
     let deadline = tokio::time::Instant::now() + ctx.deps.append_timeout;
     let outcomes = appender.append_all(requests, deadline).await;
     finalize_pending(ctx, stream, &ranges, outcomes, encoded.rows.len()).await
@@ -403,7 +384,7 @@ async fn stream_pending(
     )
     .await?;
     if let Some(e) = streamed.error {
-        return Err(e.into());
+        return Err(BackfillError::Encode(e));
     }
     let encoded = streamed.encoded;
     let Some(stream) = streamed.stream else {
@@ -472,27 +453,6 @@ async fn finalize_pending(
     }
     ctx.crash(CrashPoint::AfterFinalize)?;
     Ok(Written::Finalized { stream, row_count })
-}
-
-/// Row ranges of AppendRows requests under the run's limits, or the rows
-/// (indexes into `rows`) too large for any request.
-pub(super) fn cut(
-    ctx: &Ctx<'_>,
-    encoder: &Encoder,
-    table: &TableName,
-    rows: &[Bytes],
-) -> Result<Vec<Range<usize>>, Vec<usize>> {
-    // The one request budget: stream name, writer schema and envelope count.
-    let budget = RequestBudget::new(&ctx.deps.limits, encoder, table);
-    let mut ranges = Vec::new();
-    let mut too_large = Vec::new();
-    for piece in budget.cut(encoder, rows.iter().map(Bytes::len)) {
-        match piece {
-            Piece::Request(range) => ranges.push(range),
-            Piece::TooLarge { index, .. } => too_large.push(index),
-        }
-    }
-    if too_large.is_empty() { Ok(ranges) } else { Err(too_large) }
 }
 
 /// BatchCommitWriteStreams of one stream; a stream some earlier call

@@ -10,17 +10,18 @@
 
 use std::ops::Range;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::BackfillError;
-use super::encode::{Encoded, dead_letter, to_encode};
+use super::encode::{Encoded, to_encode};
 use super::resolve::Fate;
-use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
-use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
-use crate::dlq::{Cause, DeadLetter};
-use crate::rows::{EncodeError, Encoder, RecordMeta};
+use crate::batch::{BatchLimits, RequestBudget};
+use crate::bigquery::{AppendOutcome, Appender};
+use crate::delivery::plan::Kind;
+use crate::delivery::streaming::{self, Produced, Role};
+use crate::dlq::DeadLetter;
+use crate::rows::{EncodeError, Encoder};
 use crate::source::SourceRecord;
 use crate::table::TableName;
 
@@ -42,8 +43,10 @@ pub(super) struct Streamed {
 
 /// Encodes the records whose fate is [`Fate::Replay`] and that are not in
 /// `excluded`, appending their rows at explicit offsets to the stream
-/// `open` creates. `open` runs when the first request is cut, so an object
-/// whose records all turn out to be dead letters creates no stream.
+/// `open` creates, with the Lambda's streamed producer
+/// (`delivery::streaming::produce`): every row goes, from offset 0. `open`
+/// runs when the first request is cut, so an object whose records all turn
+/// out to be dead letters creates no stream.
 ///
 /// # Errors
 /// What `open` returned; the records are still all encoded.
@@ -63,7 +66,12 @@ where
     Opened: Future<Output = Result<(String, Appender), BackfillError>>,
 {
     let (tx, mut cut) = mpsc::unbounded_channel();
-    let produce = produce(encoder, table, limits, records, fates, excluded, tx);
+    let budget = RequestBudget::new(limits, encoder, table);
+    let inputs = to_encode(records, fates, excluded);
+    let every_row = |item: &crate::delivery::prepare::Item<'_>| {
+        if item.kind == Kind::Good { Role::Row } else { Role::Skip }
+    };
+    let produce = streaming::produce(inputs, encoder, budget, table, Some(0), every_row, tx, None);
     let append = async {
         type Appended = (Option<String>, Vec<AppendOutcome>);
         let Some(first) = cut.recv().await else {
@@ -84,79 +92,11 @@ where
         let ((), outcomes) = tokio::join!(forward, appender.append_stream(requests, deadline));
         Ok((Some(stream), outcomes))
     };
-    let ((encoded, ranges, error), appended) = tokio::join!(produce, append);
+    let (produced, appended) = tokio::join!(produce, append);
     let (stream, outcomes) = appended?;
+    // Every good item is a row, in order: indexes into `segment` are row
+    // indexes, and offsets.
+    let Produced { items, requests: ranges, error, .. } = produced;
+    let encoded = Encoded::from_items(items, fates, excluded);
     Ok(Streamed { encoded, stream, ranges, outcomes, error })
-}
-
-async fn produce(
-    encoder: &Encoder,
-    table: &TableName,
-    limits: &BatchLimits,
-    records: &[SourceRecord],
-    fates: &[Fate],
-    excluded: &[(usize, DeadLetter)],
-    tx: mpsc::UnboundedSender<AppendRequest>,
-) -> (Encoded, Vec<Range<usize>>, Option<EncodeError>) {
-    let budget = RequestBudget::new(limits, encoder, table);
-    let mut out = Encoded::start(records, fates, excluded);
-    let mut sender = Sender { tx: Some(tx), ranges: Vec::new(), error: None };
-    let mut batcher: Batcher<usize> = Batcher::new(budget.row_limits());
-    for (index, record) in to_encode(records, fates, excluded) {
-        let mut row = Vec::new();
-        match encoder.encode(&record.data, &RecordMeta::from(record), &mut row) {
-            Err(err) => out.dead.push(dead_letter(record, table, &err)),
-            Ok(()) if !budget.fits(encoder, row.len()) => {
-                out.dead.push(DeadLetter::of(record, table, Cause::RowTooLarge(None)));
-            }
-            Ok(()) => {
-                let at = out.rows.len();
-                let bytes = encoder.row_bytes(row.len());
-                out.rows.push(Bytes::from(row));
-                out.record_of_row.push(index);
-                let now = Instant::now();
-                if let Ok(Some(full)) = batcher.push(at, bytes, now) {
-                    sender.send(encoder, &out.rows, &full).await;
-                }
-                if batcher.is_due(now) {
-                    sender.send(encoder, &out.rows, &batcher.take()).await;
-                }
-            }
-        }
-    }
-    if !batcher.is_empty() {
-        sender.send(encoder, &out.rows, &batcher.take()).await;
-    }
-    (out, sender.ranges, sender.error)
-}
-
-struct Sender {
-    tx: Option<mpsc::UnboundedSender<AppendRequest>>,
-    ranges: Vec<Range<usize>>,
-    error: Option<EncodeError>,
-}
-
-impl Sender {
-    /// Sends the request of consecutive rows `batch` at their offset, then
-    /// yields so the appender (same task) puts it on the wire.
-    async fn send(&mut self, encoder: &Encoder, rows: &[Bytes], batch: &[usize]) {
-        let (Some(tx), Some(&first), Some(&last)) = (&self.tx, batch.first(), batch.last()) else {
-            return;
-        };
-        let range = first..last + 1;
-        let built = build_request(encoder, rows.get(range.clone()).unwrap_or_default(), {
-            Some(first as i64)
-        });
-        match built {
-            Ok(request) => match tx.send(request) {
-                Ok(()) => self.ranges.push(range),
-                Err(_) => self.tx = None,
-            },
-            Err(e) => {
-                self.error = Some(e);
-                self.tx = None;
-            }
-        }
-        tokio::task::yield_now().await;
-    }
 }

@@ -81,16 +81,20 @@ pub(crate) async fn deliver(
                 Some(first) => first,
                 None if pending.is_empty() => break,
                 None => {
-                    let lens: Vec<usize> =
-                        pending.iter().filter_map(|&i| items.get(i)).map(|i| i.row.len()).collect();
-                    let cuts = send::cut(&lens, 0, &encoder, &deps.limits, batch.table);
-                    let requests = match send::requests(&cuts, &pending, &items, &encoder, false) {
-                        Ok(requests) => requests,
-                        Err(e) => {
-                            last_error = e.to_string();
-                            break;
-                        }
-                    };
+                    let rows: Vec<bytes::Bytes> = pending
+                        .iter()
+                        .filter_map(|&i| items.get(i))
+                        .map(|i| i.row.clone())
+                        .collect();
+                    let (limits, table) = (&deps.limits, batch.table);
+                    let (cuts, requests) =
+                        match send::cut_requests(&rows, None, &encoder, limits, table) {
+                            Ok(round) => round,
+                            Err(e) => {
+                                last_error = e.to_string();
+                                break;
+                            }
+                        };
                     stats.requests += requests.len();
                     let mut appender = deps.take_appender(&stream, &encoder).await;
                     let sent = send::send(&mut appender, requests, work_deadline, hook).await;

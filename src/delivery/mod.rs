@@ -17,12 +17,12 @@ mod exactly_once;
 mod outage;
 pub mod outcome;
 pub mod plan;
-mod prepare;
-mod send;
+pub(crate) mod prepare;
+pub(crate) mod send;
 pub mod spill_manifest;
 pub mod state;
 pub mod store;
-mod streaming;
+pub(crate) mod streaming;
 
 pub use crash::{Boundary, Crash, CrashPoints};
 pub use deps::{DeliveryDeps, DeliveryMode, EncoderCell, SPILL_RESERVE};

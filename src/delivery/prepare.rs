@@ -215,9 +215,8 @@ fn encode_one<'a>(
         }
         Ok(()) => (Kind::Good, None),
         Err(e) => {
-            let kind = if bad_by_bytes(&record.data) { Kind::PureBad } else { Kind::SchemaBad };
-            let cause = Cause::Encode { error: &e, not_json: kind == Kind::PureBad };
-            (kind, Some(DeadLetter::of(record, table, cause)))
+            let (kind, letter) = refused(record, table, &e);
+            (kind, Some(letter))
         }
     };
     let item = Item {
@@ -230,6 +229,20 @@ fn encode_one<'a>(
         waits: false,
     };
     (item, start..buffer.len())
+}
+
+/// The kind and dead letter of a record the encoder refused with `error`,
+/// the same on every path (Lambda, backfill, redrive): `invalid_json` when
+/// its bytes alone rule it out under every schema, whatever the encoder
+/// stopped at first.
+pub(crate) fn refused(
+    record: &SourceRecord,
+    table: &TableName,
+    error: &crate::rows::RowError,
+) -> (Kind, DeadLetter) {
+    let kind = if bad_by_bytes(&record.data) { Kind::PureBad } else { Kind::SchemaBad };
+    let cause = Cause::Encode { error, not_json: kind == Kind::PureBad };
+    (kind, DeadLetter::of(record, table, cause))
 }
 
 /// Whether the bytes alone rule the record out under every schema: not JSON,

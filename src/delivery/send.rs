@@ -8,7 +8,6 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::crash::{self, Boundary, Crash, CrashPoints};
-use super::prepare::Item;
 use crate::batch::{self, BatchLimits, Piece, RequestBudget};
 use crate::bigquery::{
     AppendError, AppendOutcome, AppendRequest, Appender, Class, Classify, RowError,
@@ -31,53 +30,53 @@ impl Cut {
     }
 }
 
+/// The one pre-cut append round of every path (exactly-once's later rounds,
+/// at-least-once's re-sends, the backfill's encode-first replay): encoded
+/// `rows` cut under `limits` into requests of `table`, at consecutive
+/// offsets from `first_offset`, or at the stream's end without one (the
+/// cuts then count from 0). Returns each request with its cut.
+///
+/// # Errors
+/// [`EncodeError`] when the encoder cannot build a request of its own rows
+/// (only an Arrow library failure can do that).
+pub(crate) fn cut_requests(
+    rows: &[Bytes],
+    first_offset: Option<i64>,
+    encoder: &Encoder,
+    limits: &BatchLimits,
+    table: &TableName,
+) -> Result<(Vec<Cut>, Vec<AppendRequest>), EncodeError> {
+    let cuts = cut(rows.iter().map(Bytes::len), first_offset.unwrap_or(0), encoder, limits, table);
+    let requests = cuts
+        .iter()
+        .map(|c| {
+            let rows = rows.get(c.rows.clone()).unwrap_or_default();
+            batch::build_request(encoder, rows, first_offset.map(|_| c.offset))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((cuts, requests))
+}
+
 /// Cuts rows of these encoded lengths, starting at `first_offset`, into
 /// requests of `table` under `limits` (the micro-batcher's deterministic cut,
 /// with the one request budget). Rows too large for a request were
 /// dead-lettered when they were encoded; one that slipped through still gets
 /// a request of its own, for BigQuery to refuse.
-pub(crate) fn cut(
-    row_lens: &[usize],
+fn cut(
+    row_lens: impl Iterator<Item = usize>,
     first_offset: i64,
     encoder: &Encoder,
     limits: &BatchLimits,
     table: &TableName,
 ) -> Vec<Cut> {
     RequestBudget::new(limits, encoder, table)
-        .cut(encoder, row_lens.iter().copied())
+        .cut(encoder, row_lens)
         .into_iter()
         .map(|piece| match piece {
             Piece::Request(rows) => rows,
             Piece::TooLarge { index, .. } => index..index + 1,
         })
         .map(|rows| Cut { offset: first_offset + rows.start as i64, rows })
-        .collect()
-}
-
-/// The requests for `cuts` of the rows of `order` (indexes into `items`),
-/// sharing the items' row bytes; `with_offsets` for a stream with offsets.
-///
-/// # Errors
-/// [`EncodeError`] when the encoder cannot build a request of its own rows
-/// (only an Arrow library failure can do that).
-pub(crate) fn requests(
-    cuts: &[Cut],
-    order: &[usize],
-    items: &[Item<'_>],
-    encoder: &Encoder,
-    with_offsets: bool,
-) -> Result<Vec<AppendRequest>, EncodeError> {
-    cuts.iter()
-        .map(|c| {
-            let rows: Vec<Bytes> = order
-                .get(c.rows.clone())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|&i| items.get(i))
-                .map(|i| i.row.clone())
-                .collect();
-            batch::build_request(encoder, &rows, with_offsets.then_some(c.offset))
-        })
         .collect()
 }
 

@@ -20,7 +20,7 @@ use super::plan::Kind;
 use super::prepare::{Input, Item, ItemEncoder};
 use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
 use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
-use crate::rows::Encoder;
+use crate::rows::{EncodeError, Encoder};
 use crate::table::TableName;
 
 /// What the streamed round produced.
@@ -61,7 +61,7 @@ pub(crate) async fn stream_round<'a>(
         items: p.items,
         outcomes,
         crashed: p.crashed,
-        error: p.error,
+        error: p.error.map(|e| format!("building a request failed: {e}")),
     }
 }
 
@@ -91,7 +91,7 @@ pub(crate) struct Produced<'a> {
     /// A crash point stopped the sending (test hook).
     pub crashed: Option<String>,
     /// A request could not be built; nothing was sent after it.
-    pub error: Option<String>,
+    pub error: Option<EncodeError>,
 }
 
 /// The one producer of every streamed round: encodes `inputs` in order and
@@ -197,7 +197,7 @@ impl Outbox<'_, '_> {
                 Err(_) => self.tx = None,
             },
             Err(e) => {
-                out.error = Some(format!("building a request failed: {e}"));
+                out.error = Some(e);
                 self.tx = None;
             }
         }

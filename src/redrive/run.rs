@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::letters::{Identity, Letters, LettersError, Received};
 use crate::backfill::{self, BackfillDeps, BackfillError, BackfillOptions, Progress};
 use crate::dlq::{DeadLetter, Payload, Reason};
-use crate::rows::{Encoder, RecordMeta, RowErrorKind};
+use crate::rows::{Encoder, RecordMeta};
 use crate::source::SourceRecord;
 use crate::spill::{SpillError, SpillFilter, SpillReason, SpilledBatch, SpilledRecord};
 use crate::table::TableName;
@@ -166,16 +166,14 @@ pub async fn run(
                 remove.push(handle);
             }
             Err(e) => {
-                let reason = match e.kind {
-                    RowErrorKind::InvalidJson => Reason::InvalidJson,
-                    RowErrorKind::UnknownField => Reason::UnknownField,
-                    _ => Reason::SchemaMismatch,
-                };
-                *summary.still.entry(reason_name(reason)).or_default() += 1;
+                // The letter the Lambda would write today, keeping the
+                // original's identity and payload.
+                let (_, today) = crate::delivery::prepare::refused(&record, &letter.table, &e);
+                *summary.still.entry(reason_name(today.reason)).or_default() += 1;
                 let mut fresh = letter.clone();
-                fresh.reason = reason;
-                fresh.error = e.to_string();
-                fresh.field_path = (!e.path.is_empty()).then(|| e.path.clone());
+                fresh.reason = today.reason;
+                fresh.error = today.error;
+                fresh.field_path = today.field_path;
                 fresh.dead_lettered_at = Utc::now();
                 replace.insert(handle, fresh);
             }

@@ -158,6 +158,35 @@ async fn records_that_cannot_be_rows_are_dead_lettered() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A record is lettered for the same reason by the backfill as by the
+/// Lambda: bytes that are not a JSON object are `invalid_json` even where
+/// the encoder stops at an unknown field before the syntax error (the
+/// outage path spills records raw, so such a record reaches the backfill).
+#[tokio::test]
+async fn records_that_are_not_json_objects_are_lettered_as_the_lambda_letters_them()
+-> anyhow::Result<()> {
+    let World { h, table, dir, spill } = World::start().await?;
+    let recs = vec![
+        record("shardId-000000000000", 0, br#"{"nope": 1, "event_id": "trunc"#.to_vec()),
+        record("shardId-000000000000", 1, br#"[{"event_id": "in-an-array"}]"#.to_vec()),
+        record("shardId-000000000000", 2, br#"{"event_id": "x", "nope": 1}"#.to_vec()),
+    ];
+    spill.spill(&spilled(&table, &recs)).await?;
+    let dlq_path = dir.path().join("dlq.ndjson");
+    let deps = deps(&h.emulator, spill.clone(), Some(file_dlq(&dlq_path))).await;
+    let summary = run(&deps, &options()).await;
+    assert!(!summary.left_behind(), "{:?}", summary.failures);
+    let mut reasons: Vec<(String, Reason)> = letters(&dlq_path)
+        .into_iter()
+        .map(|l| (l.sequence_number.as_str().to_string(), l.reason))
+        .collect();
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    let reasons: Vec<Reason> = reasons.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(reasons, [Reason::InvalidJson, Reason::InvalidJson, Reason::UnknownField]);
+    h.shutdown().await;
+    Ok(())
+}
+
 /// An object whose records all turn out to be dead letters is settled
 /// without a write stream: the streamed replay creates its PENDING stream
 /// for the first row, and there is none (no stream left uncommitted).
@@ -396,6 +425,8 @@ async fn a_row_too_large_for_a_request_is_dead_lettered() -> anyhow::Result<()> 
     let letters = letters(&dlq_path);
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason, Reason::RowTooLarge);
+    // The Lambda's letter for the same record: it says what the limit is.
+    assert!(letters[0].error.contains("BATCH_MAX_BYTES"), "{:?}", letters[0].error);
     h.shutdown().await;
     Ok(())
 }

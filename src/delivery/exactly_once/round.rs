@@ -113,19 +113,22 @@ impl Run<'_, '_> {
         else {
             return Ok(Flow::Done);
         };
-        let row_lens: Vec<usize> =
-            segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.len()).collect();
-        let cuts =
-            send::cut(&row_lens, first_offset, &self.encoder, &self.deps.limits, self.batch.table);
-        if let Some(last) = cuts.last() {
-            // Sent or not, a request counts from here: it may land unanswered.
-            self.sent_end = self.sent_end.max(last.end());
-        }
+        // Sent or not, a request counts from here: it may land unanswered.
+        self.sent_end = self.sent_end.max(first_offset + segment.len() as i64);
         self.sent_rows.extend(
             segment.iter().filter_map(|&i| slots.get(i).and_then(Slot::offset).map(|o| (o, i))),
         );
-        let requests = match send::requests(&cuts, &segment, &self.items, &self.encoder, true) {
-            Ok(requests) => requests,
+        let rows: Vec<Bytes> =
+            segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.clone()).collect();
+        let (encoder, limits) = (&self.encoder, &self.deps.limits);
+        let (cuts, requests) = match send::cut_requests(
+            &rows,
+            Some(first_offset),
+            encoder,
+            limits,
+            self.batch.table,
+        ) {
+            Ok(round) => round,
             Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
         };
         self.stats.requests += requests.len();
