@@ -9,14 +9,15 @@
 use tokio::time::Instant;
 
 use super::crash::{self, Boundary};
-use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
+use super::outcome::{self, DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::Kind;
 use super::prepare::{self, Item};
+use super::sinks::{self, SpillOf};
 use super::{DeliveryDeps, ShardBatch};
 use super::{send, streaming};
 use crate::bigquery::AppendOutcome;
 use crate::dlq::{Cause, DeadLetter};
-use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
+use crate::spill::{SpillReason, SpilledRecord};
 
 pub(crate) async fn deliver(
     batch: &ShardBatch<'_>,
@@ -148,19 +149,9 @@ pub(crate) async fn deliver(
         Ok(())
     }
     .await;
-    let mut records = vec![RecordOutcome::NotLanded; batch.records.len()];
     let by_item: Vec<RecordOutcome> =
         landing.iter().map(|l| l.map_or(RecordOutcome::NotLanded, RecordOutcome::Landed)).collect();
-    for (item, outcome) in items.iter().zip(&by_item) {
-        if let Some(slot) = records.get_mut(item.index) {
-            *slot = *outcome;
-        }
-    }
-    for (index, item) in &repeats {
-        if let (Some(slot), Some(o)) = (records.get_mut(*index), by_item.get(*item)) {
-            *slot = *o;
-        }
-    }
+    let records = outcome::per_record(batch.records.len(), &items, &by_item, &repeats);
     if matches!(result, Err(GaveBack::Crashed(_))) {
         deps.forget_appenders().await;
     }
@@ -249,19 +240,13 @@ async fn dead_letter(
     if letters.is_empty() {
         return Ok(());
     }
-    crash::pass(hook, Boundary::BeforeDeadLetter).map_err(|c| GaveBack::Crashed(c.to_string()))?;
-    let failed: Vec<usize> = match deps.dlq.send(&letters).await {
-        Ok(()) => Vec::new(),
-        Err(crate::dlq::DlqError::Partial { failed, .. }) => failed,
-        Err(_) => (0..letters.len()).collect(),
-    };
-    for (k, &i) in ids.iter().enumerate() {
-        if !failed.contains(&k) {
+    let accepted = |k: usize| {
+        if let Some(&i) = ids.get(k) {
             stats.dead_lettered += 1;
             set(landing, i, Landing::DeadLetter);
         }
-    }
-    crash::pass(hook, Boundary::AfterDeadLetter).map_err(|c| GaveBack::Crashed(c.to_string()))
+    };
+    sinks::send_letters(deps.dlq.as_ref(), hook, &letters, accepted).await.map_err(crashed)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -284,17 +269,19 @@ async fn spill(
     if records.is_empty() {
         return Ok(());
     }
-    let mut spilled = SpilledBatch::new(batch.table.clone(), reason, error, &[]);
-    spilled.stream_arn = batch.stream_arn.to_string();
-    spilled.shard_id = batch.shard_id.to_string();
-    spilled.write_mode = Some(deps.mode.write_mode());
-    spilled.records = records;
-    crash::pass(hook, Boundary::BeforeSpill).map_err(|c| GaveBack::Crashed(c.to_string()))?;
-    if deps.spill.spill(&spilled).await.is_ok() {
+    let what = SpillOf { records, reason, error, write_stream: None };
+    let mode = deps.mode.write_mode();
+    let stored =
+        sinks::write_spill(deps.spill.as_ref(), hook, batch, mode, what).await.map_err(crashed)?;
+    if stored.is_some() {
         stats.spilled += which.len();
         for &i in which {
             set(landing, i, Landing::Spill);
         }
     }
-    crash::pass(hook, Boundary::AfterSpill).map_err(|c| GaveBack::Crashed(c.to_string()))
+    crash::pass(hook, Boundary::AfterSpill).map_err(crashed)
+}
+
+fn crashed(c: crash::Crash) -> GaveBack {
+    GaveBack::Crashed(c.to_string())
 }

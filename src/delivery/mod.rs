@@ -8,6 +8,7 @@
 //! - `exactly_once` / `at_least_once`: the drivers for the two `WRITE_MODE`s;
 //! - `send`: cutting rows into requests and judging the answers;
 //! - `outage`: raw spill while BigQuery is out of reach (no schema);
+//! - `sinks`: the one dead-letter send and spill write of every driver;
 //! - [`outcome`]: per-record results; [`crash`]: the crash-point test hook.
 
 mod at_least_once;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod plan;
 pub(crate) mod prepare;
 pub(crate) mod send;
+mod sinks;
 pub mod spill_manifest;
 pub mod state;
 pub mod store;

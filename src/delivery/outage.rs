@@ -28,13 +28,14 @@ use super::crash::{self, Boundary, CrashPoints};
 use super::outcome::{DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::{self, Kind, Slot};
 use super::prepare::{self, Input, Item};
+use super::sinks::{self, SpillOf};
 use super::spill_manifest::{SPILL_LIST_CAP, SpillManifest};
 use super::state::{Claim, ClaimedRows, ShardState, fingerprint, state_key};
 use super::store::{StateStore, StoreError, Version};
 use super::{DeliveryMode, ShardBatch};
-use crate::dlq::{Cause, DeadLetter, DeadLetterSink, DlqError};
+use crate::dlq::{Cause, DeadLetter, DeadLetterSink};
 use crate::source::Position;
-use crate::spill::{SpillReason, SpillSink, SpilledBatch, SpilledRecord};
+use crate::spill::{SpillReason, SpillSink, SpilledRecord};
 use crate::table::TableName;
 
 /// What delivery can use without BigQuery.
@@ -262,30 +263,27 @@ impl Offline<'_, '_> {
         if letters.is_empty() {
             return Ok(self.items.len());
         }
-        self.pass(Boundary::BeforeDeadLetter)?;
-        let failed: Vec<usize> = match self.sinks.dlq.send(letters).await {
-            Ok(()) => Vec::new(),
-            Err(DlqError::Partial { failed, .. }) => failed,
-            Err(e) => {
-                tracing::warn!(error = %e, "dead-letter queue unusable");
-                (0..letters.len()).collect()
-            }
-        };
-        for (k, &i) in which.iter().enumerate() {
-            if !failed.contains(&k)
-                && let Some(l) = self.landing.get_mut(i)
-            {
-                self.stats.dead_lettered += 1;
+        let mut took = vec![false; letters.len()];
+        let (stats, landing) = (&mut self.stats, &mut self.landing);
+        let accepted = |k: usize| {
+            if let Some(l) = which.get(k).and_then(|&i| landing.get_mut(i)) {
+                stats.dead_lettered += 1;
                 *l = Some(Landing::DeadLetter);
             }
-        }
-        self.pass(Boundary::AfterDeadLetter)?;
-        Ok(failed.iter().filter_map(|&k| which.get(k)).min().copied().unwrap_or(self.items.len()))
+            if let Some(t) = took.get_mut(k) {
+                *t = true;
+            }
+        };
+        sinks::send_letters(self.sinks.dlq, self.crash, letters, accepted)
+            .await
+            .map_err(crashed)?;
+        let refused = which.iter().zip(&took).filter(|(_, t)| !**t).map(|(&i, _)| i).min();
+        Ok(refused.unwrap_or(self.items.len()))
     }
 
     /// Passes a crash point (test hook).
     fn pass(&self, boundary: Boundary) -> Result<(), GaveBack> {
-        crash::pass(self.crash, boundary).map_err(|c| GaveBack::Crashed(c.to_string()))
+        crash::pass(self.crash, boundary).map_err(crashed)
     }
 
     /// Only what an earlier invocation delivered counts as landed.
@@ -309,37 +307,22 @@ impl Offline<'_, '_> {
         if records.is_empty() {
             return Ok(None);
         }
-        let mut spilled = SpilledBatch::new(
-            self.batch.table.clone(),
-            reason,
-            format!("BigQuery out of reach: {error}"),
-            &[],
-        );
-        spilled.write_stream = write_stream;
-        spilled.stream_arn = self.batch.stream_arn.to_string();
-        spilled.shard_id = self.batch.shard_id.to_string();
-        spilled.write_mode = Some(self.sinks.mode.write_mode());
         let (which, records): (Vec<usize>, Vec<SpilledRecord>) = records.into_iter().unzip();
-        spilled.records = records;
-        self.pass(Boundary::BeforeSpill)?;
-        match self.sinks.spill.spill(&spilled).await {
-            Ok(key) => {
-                self.pass(Boundary::AfterSpill)?;
-                let path = key.path();
-                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), "spilled raw: BigQuery out of reach");
-                self.stats.spilled += which.len();
-                for i in which {
-                    if let Some(l) = self.landing.get_mut(i) {
-                        *l = Some(Landing::Spill);
-                    }
-                }
-                Ok(Some(path))
-            }
-            Err(e) => {
-                tracing::error!(shard_id = self.batch.shard_id, error = %e, "spillover failed too");
-                Ok(None)
+        let error = format!("BigQuery out of reach: {error}");
+        let what = SpillOf { records, reason, error, write_stream };
+        let mode = self.sinks.mode.write_mode();
+        let stored = sinks::write_spill(self.sinks.spill, self.crash, self.batch, mode, what)
+            .await
+            .map_err(crashed)?;
+        let Some(stored) = stored else { return Ok(None) };
+        self.pass(Boundary::AfterSpill)?;
+        self.stats.spilled += which.len();
+        for i in which {
+            if let Some(l) = self.landing.get_mut(i) {
+                *l = Some(Landing::Spill);
             }
         }
+        Ok(Some(stored.path))
     }
 
     /// One compare-and-swap: `last_position` moves to the end of the landed
@@ -389,22 +372,13 @@ impl Offline<'_, '_> {
     }
 
     fn finish(self, repeats: &[(usize, usize)], gave_back: Option<GaveBack>) -> ShardOutcome {
-        let mut records = vec![RecordOutcome::NotLanded; self.batch.records.len()];
         let by_item: Vec<RecordOutcome> = self
             .landing
             .iter()
             .map(|l| l.map_or(RecordOutcome::NotLanded, RecordOutcome::Landed))
             .collect();
-        for (item, outcome) in self.items.iter().zip(&by_item) {
-            if let Some(slot) = records.get_mut(item.index) {
-                *slot = *outcome;
-            }
-        }
-        for (index, item) in repeats {
-            if let (Some(slot), Some(o)) = (records.get_mut(*index), by_item.get(*item)) {
-                *slot = *o;
-            }
-        }
+        let n = self.batch.records.len();
+        let records = super::outcome::per_record(n, &self.items, &by_item, repeats);
         ShardOutcome { records, gave_back, stats: self.stats }
     }
 }
@@ -457,4 +431,8 @@ fn store_error(e: StoreError) -> GaveBack {
         StoreError::Conflict { .. } => GaveBack::Conflict,
         other => GaveBack::StateStore(other.to_string()),
     }
+}
+
+fn crashed(c: crash::Crash) -> GaveBack {
+    GaveBack::Crashed(c.to_string())
 }

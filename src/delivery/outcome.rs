@@ -94,3 +94,22 @@ impl ShardOutcome {
         self.records.iter().filter(|r| **r == RecordOutcome::Landed(landing)).count()
     }
 }
+
+/// Per record of a batch of `n`, from the outcome of each item (the record
+/// `items[i].index`); a repeat (batch index, item) shares its item's.
+pub(crate) fn per_record(
+    n: usize,
+    items: &[super::prepare::Item<'_>],
+    by_item: &[RecordOutcome],
+    repeats: &[(usize, usize)],
+) -> Vec<RecordOutcome> {
+    let mut records = vec![RecordOutcome::NotLanded; n];
+    let of_items = items.iter().map(|item| item.index).zip(by_item);
+    let of_repeats = repeats.iter().filter_map(|&(index, item)| Some((index, by_item.get(item)?)));
+    for (index, outcome) in of_items.chain(of_repeats) {
+        if let Some(slot) = records.get_mut(index) {
+            *slot = *outcome;
+        }
+    }
+    records
+}

@@ -361,29 +361,21 @@ impl<'a, 'b> Run<'a, 'b> {
 
     /// Per record of the batch: landed only up to the durable state.
     fn finish(self, gave_back: Option<GaveBack>) -> ShardOutcome {
+        let by_item: Vec<RecordOutcome> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let covered = self.durable.as_ref().is_some_and(|d| item.position <= *d);
+                match (covered, self.landing.get(i).copied().flatten()) {
+                    (true, Some(l)) => RecordOutcome::Landed(l),
+                    (true, None) => RecordOutcome::Landed(Landing::Earlier),
+                    (false, _) => RecordOutcome::NotLanded,
+                }
+            })
+            .collect();
         let n = self.batch.records.len();
-        let mut records = vec![RecordOutcome::NotLanded; n];
-        let mut by_item = vec![RecordOutcome::NotLanded; self.items.len()];
-        for (i, item) in self.items.iter().enumerate() {
-            let covered = self.durable.as_ref().is_some_and(|d| item.position <= *d);
-            let landing = self.landing.get(i).copied().flatten();
-            let outcome = match (covered, landing) {
-                (true, Some(l)) => RecordOutcome::Landed(l),
-                (true, None) => RecordOutcome::Landed(Landing::Earlier),
-                (false, _) => RecordOutcome::NotLanded,
-            };
-            if let Some(slot) = by_item.get_mut(i) {
-                *slot = outcome;
-            }
-            if let Some(slot) = records.get_mut(item.index) {
-                *slot = outcome;
-            }
-        }
-        for (index, item) in &self.repeats {
-            if let (Some(slot), Some(o)) = (records.get_mut(*index), by_item.get(*item)) {
-                *slot = *o;
-            }
-        }
+        let records = super::outcome::per_record(n, &self.items, &by_item, &self.repeats);
         ShardOutcome { records, gave_back, stats: self.stats }
     }
 }

@@ -2,15 +2,16 @@
 //! dead-letter queue, a finalized stream's row count and the rotation to a
 //! new stream, and the spillover.
 
-use super::{Flow, Run};
+use super::{Flow, Run, crashed};
 use crate::bigquery::write_stream;
 use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::{GaveBack, Landing};
 use crate::delivery::plan::{self, Slot};
 use crate::delivery::prepare;
+use crate::delivery::sinks::{self, SpillOf, Stored};
 use crate::delivery::state::{Claim, ShardState};
-use crate::dlq::{DeadLetter, DlqError};
-use crate::spill::{SpillReason, SpilledBatch, SpilledRecord};
+use crate::dlq::DeadLetter;
+use crate::spill::{SpillReason, SpilledRecord};
 
 impl Run<'_, '_> {
     /// Sends every record the state excludes to the dead-letter queue
@@ -82,33 +83,26 @@ impl Run<'_, '_> {
         which: Vec<usize>,
         letters: Vec<DeadLetter>,
     ) -> Result<(), GaveBack> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        self.pass(Boundary::BeforeDeadLetter)?;
-        let failed: Vec<usize> = match self.deps.dlq.send(&letters).await {
-            Ok(()) => Vec::new(),
-            Err(DlqError::Partial { failed, cause }) => {
-                tracing::warn!(error = %cause, failed = failed.len(), "dead letters not accepted");
-                failed
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "dead-letter queue unusable");
-                (0..letters.len()).collect()
-            }
-        };
-        self.stats.dead_lettered += letters.len() - failed.len().min(letters.len());
-        for (k, i) in which.iter().enumerate() {
-            if !failed.contains(&k)
-                && let Some(l) = self.lettered.get_mut(*i)
-            {
+        let deps = self.deps;
+        let mut took = vec![false; letters.len()];
+        let (stats, lettered) = (&mut self.stats, &mut self.lettered);
+        let accepted = |k: usize| {
+            stats.dead_lettered += 1;
+            if let Some(l) = which.get(k).and_then(|&i| lettered.get_mut(i)) {
                 *l = true;
             }
+            if let Some(t) = took.get_mut(k) {
+                *t = true;
+            }
+        };
+        sinks::send_letters(deps.dlq.as_ref(), deps.crash.as_deref(), &letters, accepted)
+            .await
+            .map_err(crashed)?;
+        let refused = which.iter().zip(&took).filter(|(_, t)| !**t).map(|(&i, _)| i).min();
+        if let Some(first) = refused {
+            self.limit = self.limit.min(first);
         }
-        if let Some(first) = failed.iter().filter_map(|&f| which.get(f)).min() {
-            self.limit = self.limit.min(*first);
-        }
-        self.pass(Boundary::AfterDeadLetter)
+        Ok(())
     }
 
     /// Finalizes (fences) the state's stream: from then on no older request
@@ -307,35 +301,26 @@ impl Run<'_, '_> {
         reason: SpillReason,
         error: String,
     ) -> Result<bool, GaveBack> {
-        let mut spilled = SpilledBatch::new(self.batch.table.clone(), reason, error, &[]);
-        spilled.stream_arn = self.batch.stream_arn.to_string();
-        spilled.shard_id = self.batch.shard_id.to_string();
-        spilled.write_stream = write_stream.filter(|_| records.iter().any(|r| r.offset.is_some()));
-        spilled.write_mode = Some(crate::delivery::WriteMode::ExactlyOnce);
-        spilled.records = records;
-        self.pass(Boundary::BeforeSpill)?;
-        let stored = match self.deps.spill.spill(&spilled).await {
-            Ok(key) => {
-                let path = key.path();
-                tracing::warn!(shard_id = self.batch.shard_id, key = %path, records = which.len(), reason = ?reason, "spilled");
-                self.stats.spilled += which.len();
-                if let Some(last) = spilled.last_position() {
-                    self.spilled.push((path, last.clone()));
-                }
-                for &i in which {
-                    if let Some(l) = self.landing.get_mut(i) {
-                        *l = Some(Landing::Spill);
-                    }
-                }
-                true
+        let deps = self.deps;
+        let what = SpillOf { records, reason, error, write_stream };
+        let mode = crate::delivery::WriteMode::ExactlyOnce;
+        let stored =
+            sinks::write_spill(deps.spill.as_ref(), deps.crash.as_deref(), self.batch, mode, what)
+                .await
+                .map_err(crashed)?;
+        if let Some(Stored { path, last }) = &stored {
+            self.stats.spilled += which.len();
+            if let Some(last) = last {
+                self.spilled.push((path.clone(), last.clone()));
             }
-            Err(e) => {
-                tracing::error!(shard_id = self.batch.shard_id, error = %e, "spillover failed too");
-                false
+            for &i in which {
+                if let Some(l) = self.landing.get_mut(i) {
+                    *l = Some(Landing::Spill);
+                }
             }
-        };
+        }
         self.pass(Boundary::AfterSpill)?;
-        Ok(stored)
+        Ok(stored.is_some())
     }
 }
 
