@@ -35,7 +35,8 @@
 //!   after the crash, the crash inside an outage on a clean claim, inside
 //!   one that spills an earlier attempt's claimed rows in doubt, and inside
 //!   the one that moves a long outage's spill list into a manifest) × both
-//!   state stores (the long outage on files only).
+//!   state stores (the long outage on S3 for the same-batch retry only);
+//!   proto rows at even boundaries, Arrow record batches at odd ones.
 //!
 //! After the shard is drained (`check.rs`): every good record is exactly
 //! once in the table or in a genuine spillover object (one the final state
@@ -73,6 +74,8 @@ use world::{Store, World};
 pub struct Tally {
     scenarios: usize,
     s3_scenarios: usize,
+    /// Scenarios whose rows are Arrow record batches.
+    arrow_scenarios: usize,
     invocations: usize,
     /// Invocations through the outage path (cold starts in an outage).
     offline: usize,
@@ -98,6 +101,7 @@ impl Tally {
     fn add(&mut self, t: &Tally) {
         self.scenarios += t.scenarios;
         self.s3_scenarios += t.s3_scenarios;
+        self.arrow_scenarios += t.arrow_scenarios;
         self.invocations += t.invocations;
         self.offline += t.offline;
         self.outages += t.outages;
@@ -191,11 +195,12 @@ fn every_record_lands_exactly_once_across_crashes_and_faults() -> anyhow::Result
             || total.partial == 0
             || total.offline == 0
             || total.s3_scenarios == 0
+            || total.arrow_scenarios == 0
             || total.backfilled == 0)
     {
         bail!(
             "scenarios did not reach crashes, spillover, rotation, partial responses, outages, \
-             the S3 store and the backfill: {total:?} (seed {base})"
+             the S3 store, Arrow rows and the backfill: {total:?} (seed {base})"
         );
     }
     Ok(())
@@ -258,15 +263,21 @@ fn every_step_boundary_of_every_batch_shape_under_persistent_faults() -> anyhow:
     }
     let boundaries = std::mem::take(&mut total.boundaries);
     println!(
-        "crash matrix, enumerated: {} cases ({} on S3) in {:.1}s; boundaries per family: \
-         {boundaries:?}; {total:?}",
+        "crash matrix, enumerated: {} cases ({} on S3, {} Arrow) in {:.1}s; boundaries per \
+         family: {boundaries:?}; {total:?}",
         total.scenarios,
         total.s3_scenarios,
+        total.arrow_scenarios,
         started.elapsed().as_secs_f64()
     );
     let single = std::env::var_os("DELIVERY_CASE").is_some();
-    if !single && (total.crashes == 0 || total.offline == 0 || total.lost_streams == 0) {
-        bail!("the enumeration reached no crash, outage or lost stream: {total:?}");
+    let missed = total.crashes == 0
+        || total.offline == 0
+        || total.lost_streams == 0
+        || total.arrow_scenarios == 0
+        || total.s3_scenarios == 0;
+    if !single && missed {
+        bail!("the enumeration reached no crash, outage, lost stream, Arrow rows or S3: {total:?}");
     }
     Ok(())
 }

@@ -44,6 +44,9 @@ pub async fn scenario(world: &World, seed: u64, tally: &mut Tally) -> anyhow::Re
     if store == Store::S3 {
         tally.s3_scenarios += 1;
     }
+    if format == RowFormat::Arrow {
+        tally.arrow_scenarios += 1;
+    }
     let (dlq, spill) = (shard.dlq(), shard.spill.clone());
     let (dead_dlq, dead_spill) = (broken_dlq(), broken_spill());
     let mut deps = shard.container(world)?;
