@@ -12,9 +12,10 @@ use super::crash::{self, Boundary};
 use super::outcome::{self, DeliveryStats, GaveBack, Landing, RecordOutcome, ShardOutcome};
 use super::plan::Kind;
 use super::prepare::{self, Item};
+use super::send::{self, Stopped};
 use super::sinks::{self, SpillOf};
+use super::streaming::{self, Role};
 use super::{DeliveryDeps, ShardBatch};
-use super::{send, streaming};
 use crate::bigquery::AppendOutcome;
 use crate::dlq::{Cause, DeadLetter};
 use crate::spill::{SpillReason, SpilledRecord};
@@ -28,7 +29,7 @@ pub(crate) async fn deliver(
     let hook = deps.crash.as_deref();
     let work_deadline = deadline.checked_sub(deps.spill_reserve).unwrap_or(deadline);
     let stream = batch.table.default_stream();
-    let (items, repeats, mut round, crashed, mut last_error) = if deps.encode_first {
+    let (items, repeats, mut round, crash_at, mut last_error) = if deps.encode_first {
         let prepared = prepare::prepare(super::inputs(batch), &encoder, &deps.limits, batch.table);
         (prepared.items, prepared.repeats, None, None, String::new())
     } else {
@@ -36,20 +37,26 @@ pub(crate) async fn deliver(
         // Round one streams: records are encoded and cut while earlier
         // requests are on the wire (`streaming.rs`); later rounds re-send
         // what is left.
-        let mut appender = deps.take_appender(&stream, &encoder).await;
-        let first = streaming::stream_round(
+        // Every good row goes, at the stream's end.
+        let good = |item: &Item<'_>| if item.kind == Kind::Good { Role::Row } else { Role::Skip };
+        let (first, outcomes) = streaming::stream_round(
+            deps,
+            &stream,
             inputs,
             &encoder,
-            &deps.limits,
             batch.table,
-            &mut appender,
+            None,
+            good,
             work_deadline,
-            hook,
         )
         .await;
-        deps.put_appender(appender).await;
-        let round = Some((first.requests, first.outcomes));
-        (first.items, repeats, round, first.crashed, first.error.unwrap_or_default())
+        let requests = first
+            .requests
+            .iter()
+            .map(|r| first.segment.get(r.clone()).unwrap_or_default().to_vec());
+        let round = Some((requests.collect::<Vec<Vec<usize>>>(), outcomes));
+        let error = first.error.map(|e| format!("building a request failed: {e}"));
+        (first.items, repeats, round, first.crashed, error.unwrap_or_default())
     };
     let mut landing: Vec<Option<Landing>> = vec![None; items.len()];
     let mut stats = DeliveryStats {
@@ -57,12 +64,11 @@ pub(crate) async fn deliver(
         ..DeliveryStats::default()
     };
     let result: Result<(), GaveBack> = async {
-        if let Some(c) = crashed {
+        if let Some(c) = crash_at {
             return Err(GaveBack::Crashed(c));
         }
         if round.is_some() {
-            crash::pass(hook, Boundary::AfterAppendRound)
-                .map_err(|c| GaveBack::Crashed(c.to_string()))?;
+            crash::pass(hook, Boundary::AfterAppendRound).map_err(crashed)?;
         }
         let bad: Vec<usize> = (0..items.len())
             .filter(|&i| items.get(i).is_some_and(|it| it.kind != Kind::Good))
@@ -87,20 +93,19 @@ pub(crate) async fn deliver(
                         .filter_map(|&i| items.get(i))
                         .map(|i| i.row.clone())
                         .collect();
-                    let (limits, table) = (&deps.limits, batch.table);
-                    let (cuts, requests) =
-                        match send::cut_requests(&rows, None, &encoder, limits, table) {
-                            Ok(round) => round,
-                            Err(e) => {
-                                last_error = e.to_string();
-                                break;
-                            }
-                        };
-                    stats.requests += requests.len();
-                    let mut appender = deps.take_appender(&stream, &encoder).await;
-                    let sent = send::send(&mut appender, requests, work_deadline, hook).await;
-                    deps.put_appender(appender).await;
-                    let outcomes = sent.map_err(|c| GaveBack::Crashed(c.to_string()))?;
+                    let (encoder, table) = (&encoder, batch.table);
+                    let sent =
+                        send::round(deps, &stream, encoder, table, &rows, None, work_deadline)
+                            .await;
+                    let (cuts, outcomes) = match sent {
+                        Ok(round) => round,
+                        Err(Stopped::Crashed(c)) => return Err(crashed(c)),
+                        Err(Stopped::Unbuilt(e)) => {
+                            last_error = e.to_string();
+                            break;
+                        }
+                    };
+                    stats.requests += cuts.len();
                     let rows = cuts
                         .iter()
                         .map(|c| pending.get(c.rows.clone()).unwrap_or_default().to_vec())

@@ -6,7 +6,10 @@
 //! - [`plan`]: the pure record → offset mapping and its state transitions;
 //! - [`state`]: what is persisted per (table, Kinesis stream, shard);
 //! - `exactly_once` / `at_least_once`: the drivers for the two `WRITE_MODE`s;
-//! - `send`: cutting rows into requests and judging the answers;
+//! - `streaming` / `send`: the append round of every path (the Lambda's
+//!   modes and the backfill), streamed while records encode or pre-cut from
+//!   rows already encoded; `send` also judges exactly-once's answers;
+//! - `prepare`: records → classified items and their letters, for every path;
 //! - `outage`: raw spill while BigQuery is out of reach (no schema);
 //! - `sinks`: the one dead-letter send and spill write of every driver;
 //! - [`outcome`]: per-record results; [`crash`]: the crash-point test hook.

@@ -1,12 +1,17 @@
-//! One append round: the rows of consecutive offsets cut into AppendRows
-//! requests, sent through the appender, and the answers judged into what the
-//! protocol may conclude about the stream's end (DESIGN.md, invariants 3, 6).
+//! The pre-cut append round, of every path that sends rows already encoded
+//! (exactly-once's later rounds, at-least-once's re-sends, the backfill's
+//! encode-first replay): the rows cut into AppendRows requests at
+//! consecutive offsets (or at the stream's end), sent through the appender;
+//! and, for exactly-once, the answers judged into what the protocol may
+//! conclude about the stream's end (DESIGN.md, invariants 3, 6). Rows
+//! encoded while they are sent go through `streaming.rs`.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::DeliveryDeps;
 use super::crash::{self, Boundary, Crash, CrashPoints};
 use crate::batch::{self, BatchLimits, Piece, RequestBudget};
 use crate::bigquery::{
@@ -78,6 +83,37 @@ fn cut(
         })
         .map(|rows| Cut { offset: first_offset + rows.start as i64, rows })
         .collect()
+}
+
+/// Why a pre-cut round stopped before all its answers were in.
+pub(crate) enum Stopped {
+    /// A crash point (test hook): requests before it were sent and settled.
+    Crashed(Crash),
+    /// A request could not be built; nothing was sent.
+    Unbuilt(EncodeError),
+}
+
+/// A pre-cut round on `stream`, through the deps' appender for it: `rows`
+/// cut and built ([`cut_requests`]) and sent ([`send`]). Returns each
+/// request's cut and answer.
+///
+/// # Errors
+/// [`Stopped`].
+pub(crate) async fn round(
+    deps: &DeliveryDeps,
+    stream: &str,
+    encoder: &Encoder,
+    table: &TableName,
+    rows: &[Bytes],
+    first_offset: Option<i64>,
+    deadline: Instant,
+) -> Result<(Vec<Cut>, Vec<AppendOutcome>), Stopped> {
+    let (cuts, requests) =
+        cut_requests(rows, first_offset, encoder, &deps.limits, table).map_err(Stopped::Unbuilt)?;
+    let mut appender = deps.take_appender(stream, encoder).await;
+    let sent = send(&mut appender, requests, deadline, deps.crash.as_deref()).await;
+    deps.put_appender(appender).await;
+    Ok((cuts, sent.map_err(Stopped::Crashed)?))
 }
 
 /// What a round proves.

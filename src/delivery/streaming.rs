@@ -1,68 +1,54 @@
-//! The streamed first append round, of every write mode (here for
-//! `at_least_once` and `cdc`, with [`produce`] shared by exactly-once):
-//! source → encoder → micro-batcher → appender, concurrently. Records are
-//! encoded one at a time; the [`Batcher`] cuts a request when it is full
+//! The streamed append round, of every path that writes rows: source →
+//! encoder → micro-batcher → appender, concurrently. Records are encoded
+//! one at a time; the [`Batcher`] cuts a request when it is full
 //! (`BATCH_MAX_ROWS`, `BATCH_MAX_BYTES`) or when its oldest row has waited
 //! `BATCH_WINDOW_MS`, and the request goes to the appender at once, so the
 //! first AppendRows is on the wire while later records are still encoded.
 //!
-//! [`produce`] is the one producer of every streamed round: exactly-once's
-//! first round (`exactly_once/stream.rs`) is the same loop with offsets and
-//! a stretch that ends at the first record that is not a row.
+//! [`produce`] is the one producer: at-least-once and CDC send every good
+//! row at the stream's end; exactly-once's first round
+//! (`exactly_once/stream.rs`) sends at offsets, a stretch that ends at the
+//! first record that is not a row; the backfill (`backfill/stream.rs`)
+//! sends every row from offset 0 of its PENDING stream. [`stream_round`]
+//! runs it beside the Lambda's cached appender for a stream. Rows already
+//! encoded go through the pre-cut round (`send.rs`).
 
 use std::ops::Range;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::DeliveryDeps;
 use super::crash::{self, Boundary, CrashPoints};
-use super::plan::Kind;
 use super::prepare::{Input, Item, ItemEncoder};
-use crate::batch::{BatchLimits, Batcher, RequestBudget, build_request};
-use crate::bigquery::{AppendOutcome, AppendRequest, Appender};
+use crate::batch::{Batcher, RequestBudget, build_request};
+use crate::bigquery::{AppendOutcome, AppendRequest};
 use crate::rows::{EncodeError, Encoder};
 use crate::table::TableName;
 
-/// What the streamed round produced.
-pub(crate) struct Streamed<'a> {
-    /// Every input, encoded and classified, in the order given.
-    pub items: Vec<Item<'a>>,
-    /// The rows (indexes into `items`) of each request, in the order sent.
-    pub requests: Vec<Vec<usize>>,
-    /// One outcome per request.
-    pub outcomes: Vec<AppendOutcome>,
-    /// A crash point stopped the round (test hook): requests before it were
-    /// sent and settled, nothing after.
-    pub crashed: Option<String>,
-    /// A request could not be built; nothing was sent after it.
-    pub error: Option<String>,
-}
-
-/// Encodes `inputs` and appends their good rows through `appender` as they
-/// are cut.
+/// The one streamed round of the Lambda's write modes, on `stream` through
+/// the deps' appender for it: [`produce`] and the appender side by side.
+/// `first_offset` and `role` as for [`produce`]. Returns what was produced
+/// and one answer per request the appender took.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream_round<'a>(
+    deps: &DeliveryDeps,
+    stream: &str,
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
-    limits: &BatchLimits,
     table: &TableName,
-    appender: &mut Appender,
+    first_offset: Option<i64>,
+    role: impl FnMut(&Item<'a>) -> Role,
     deadline: Instant,
-    hook: Option<&CrashPoints>,
-) -> Streamed<'a> {
+) -> (Produced<'a>, Vec<AppendOutcome>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let budget = RequestBudget::new(limits, encoder, table);
-    // Every good row goes, at the stream's end.
-    let good = |item: &Item<'a>| if item.kind == Kind::Good { Role::Row } else { Role::Skip };
-    let producing = produce(inputs, encoder, budget, table, None, good, tx, hook);
-    let (p, outcomes) = tokio::join!(producing, appender.append_stream(rx, deadline));
-    let requests = p.requests.iter().map(|r| p.segment.get(r.clone()).unwrap_or_default().to_vec());
-    Streamed {
-        requests: requests.collect(),
-        items: p.items,
-        outcomes,
-        crashed: p.crashed,
-        error: p.error.map(|e| format!("building a request failed: {e}")),
-    }
+    let budget = RequestBudget::new(&deps.limits, encoder, table);
+    let hook = deps.crash.as_deref();
+    let mut appender = deps.take_appender(stream, encoder).await;
+    let producing = produce(inputs, encoder, budget, table, first_offset, role, tx, hook);
+    let round = tokio::join!(producing, appender.append_stream(rx, deadline));
+    deps.put_appender(appender).await;
+    round
 }
 
 /// What the streamed producer does with an encoded item.

@@ -10,7 +10,7 @@ use crate::delivery::outcome::GaveBack;
 use crate::delivery::plan::Kind;
 use crate::delivery::plan::{self, Slot};
 use crate::delivery::prepare;
-use crate::delivery::send::{self, Cut, Verdict};
+use crate::delivery::send::{self, Cut, Stopped, Verdict};
 use crate::delivery::state::{Exclusion, ExclusionReason};
 use crate::dlq::{Cause, DeadLetter};
 
@@ -120,23 +120,26 @@ impl Run<'_, '_> {
         );
         let rows: Vec<Bytes> =
             segment.iter().filter_map(|&i| self.items.get(i)).map(|i| i.row.clone()).collect();
-        let (encoder, limits) = (&self.encoder, &self.deps.limits);
-        let (cuts, requests) = match send::cut_requests(
+        let stream = self.state.write_stream.clone();
+        let (encoder, table) = (&self.encoder, self.batch.table);
+        let sent = send::round(
+            self.deps,
+            &stream,
+            encoder,
+            table,
             &rows,
             Some(first_offset),
-            encoder,
-            limits,
-            self.batch.table,
-        ) {
+            self.work_deadline,
+        )
+        .await;
+        let (cuts, outcomes) = match sent {
             Ok(round) => round,
-            Err(e) => return self.resolve(format!("building a request failed: {e}")).await,
+            Err(Stopped::Crashed(c)) => return Err(crashed(c)),
+            Err(Stopped::Unbuilt(e)) => {
+                return self.resolve(format!("building a request failed: {e}")).await;
+            }
         };
-        self.stats.requests += requests.len();
-        let stream = self.state.write_stream.clone();
-        let mut appender = self.deps.take_appender(&stream, &self.encoder).await;
-        let sent = send::send(&mut appender, requests, self.work_deadline, self.hook()).await;
-        self.deps.put_appender(appender).await;
-        let outcomes = sent.map_err(crashed)?;
+        self.stats.requests += cuts.len();
         let round = Round { segment, upto, first_bad, probe, more: false };
         self.settle_round(&slots, round, &cuts, &outcomes).await
     }

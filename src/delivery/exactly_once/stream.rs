@@ -29,11 +29,8 @@
 //! Any other state (a first invocation, a claim left by an earlier attempt,
 //! a finalized stream) takes the encode-first path.
 
-use tokio::sync::mpsc;
-
 use super::round::Round;
 use super::{Flow, Run};
-use crate::batch::RequestBudget;
 use crate::bigquery::AppendOutcome;
 use crate::delivery::crash::Boundary;
 use crate::delivery::outcome::GaveBack;
@@ -93,10 +90,7 @@ impl<'a> Run<'a, '_> {
         self.sent_end = self.state.next_offset;
 
         let encoder = std::sync::Arc::clone(&self.encoder);
-        let budget = RequestBudget::new(&self.deps.limits, &encoder, self.batch.table);
         let stream = self.state.write_stream.clone();
-        let mut appender = self.deps.take_appender(&stream, &encoder).await;
-        let (tx, rx) = mpsc::unbounded_channel();
         let state = &self.state;
         // The slot `plan::map` gives each record, for the stretch: earlier,
         // a row to send, or the stop.
@@ -110,19 +104,18 @@ impl<'a> Run<'a, '_> {
             }
         };
         let first_offset = Some(state.next_offset);
-        let producing = streaming::produce(
+        let (deps, table, deadline) = (self.deps, self.batch.table, self.work_deadline);
+        let (produced, mut outcomes) = streaming::stream_round(
+            deps,
+            &stream,
             inputs,
             &encoder,
-            budget,
-            self.batch.table,
+            table,
             first_offset,
             role,
-            tx,
-            self.hook(),
-        );
-        let (produced, mut outcomes) =
-            tokio::join!(producing, appender.append_stream(rx, self.work_deadline));
-        self.deps.put_appender(appender).await;
+            deadline,
+        )
+        .await;
 
         let Produced { items, mut segment, requests, stop, crashed: crash_at, error } = produced;
         if let Some(e) = error {
