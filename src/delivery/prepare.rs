@@ -45,16 +45,6 @@ pub(crate) enum Input<'a> {
     },
 }
 
-/// The batch, prepared.
-pub(crate) struct Prepared<'a> {
-    /// Ascending by position, one per distinct position.
-    pub items: Vec<Item<'a>>,
-    /// Batch indexes of repeated positions, with the item they repeat: they
-    /// share its outcome (Kinesis never repeats a record within a batch; this
-    /// keeps the mapping sound if one ever did).
-    pub repeats: Vec<(usize, usize)>,
-}
-
 /// Room for the metadata columns a row may add beyond its JSON's length.
 const ROW_SLACK: usize = 128;
 
@@ -89,19 +79,9 @@ pub(crate) fn order(mut inputs: Vec<(usize, Input<'_>)>) -> Ordered<'_> {
     (kept, repeats)
 }
 
-/// Encodes and classifies every input, all before the first request (the
-/// encode-first paths: exactly-once when it may not stream, benchmarks).
-pub(crate) fn prepare<'a>(
-    inputs: Vec<(usize, Input<'a>)>,
-    encoder: &Encoder,
-    limits: &BatchLimits,
-    table: &TableName,
-) -> Prepared<'a> {
-    let (inputs, repeats) = order(inputs);
-    Prepared { items: prepare_ordered(inputs, encoder, limits, table), repeats }
-}
-
-/// [`prepare`] of inputs already in [`order`].
+/// Encodes and classifies every input, in [`order`], all before the
+/// first request (the encode-first paths: exactly-once when it may not
+/// stream, the batching bench's baseline, the backfill's encode-first replay).
 pub(crate) fn prepare_ordered<'a>(
     inputs: Vec<(usize, Input<'a>)>,
     encoder: &Encoder,
