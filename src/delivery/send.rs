@@ -285,6 +285,48 @@ mod tests {
         AppendError::Rejected(ServerStatus { code, message: "x".into(), storage: None })
     }
 
+    /// The pre-cut round every path shares: cuts cover the rows in order
+    /// under `BATCH_MAX_ROWS`, each request carries its cut's offset only
+    /// when the round has offsets (a `_default` stream refuses them).
+    #[test]
+    fn cut_requests_cover_every_row_at_its_offset_or_none() {
+        use crate::pb::storage::table_field_schema::{Mode, Type};
+        use crate::pb::storage::{TableFieldSchema, TableSchema};
+        use crate::rows::{EncoderOptions, RecordMeta};
+        let schema = TableSchema {
+            fields: vec![TableFieldSchema {
+                name: "id".into(),
+                r#type: Type::Int64 as i32,
+                mode: Mode::Nullable as i32,
+                ..Default::default()
+            }],
+        };
+        let encoder = Encoder::new(&schema, EncoderOptions::default()).expect("schema");
+        let table = TableName::new("p", "d", "t").expect("table");
+        let rows: Vec<Bytes> = (0..7)
+            .map(|i| {
+                let mut row = Vec::new();
+                let json = format!(r#"{{"id":{i}}}"#);
+                encoder.encode(json.as_bytes(), &RecordMeta::default(), &mut row).expect("row");
+                Bytes::from(row)
+            })
+            .collect();
+        let limits = BatchLimits { max_rows: 3, ..BatchLimits::default() };
+        for first in [Some(40), None] {
+            let (cuts, requests) =
+                cut_requests(&rows, first, &encoder, &limits, &table).expect("requests");
+            let ranges: Vec<Range<usize>> = cuts.iter().map(|c| c.rows.clone()).collect();
+            assert_eq!(ranges, [0..3, 3..6, 6..7]);
+            let offsets: Vec<Option<i64>> = requests.iter().map(|r| r.offset).collect();
+            let counts: Vec<usize> = requests.iter().map(|r| r.row_count).collect();
+            assert_eq!(counts, [3, 3, 1]);
+            match first {
+                Some(_) => assert_eq!(offsets, [Some(40), Some(43), Some(46)]),
+                None => assert_eq!(offsets, [None, None, None]),
+            }
+        }
+    }
+
     #[test]
     fn all_appended_proves_the_end() {
         let c = cuts(&[2, 3], 10);
