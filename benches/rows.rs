@@ -13,8 +13,10 @@
 //! `prost_reflect::DynamicMessage` → encode, each value converted by its
 //! column's type). Targets (issue 16): proto ≥ 0.6× parse-only and ≥ 10×
 //! naive, Arrow ≥ 0.4× parse-only. After each group it prints the median
-//! throughput of each path and those ratios, all from this run's samples,
-//! and at the end a table of every shape's ratios.
+//! throughput of each path and those ratios from criterion's samples, then
+//! again from rounds that alternate the paths (the ones that count: on a
+//! shared machine, load changes between criterion's per-path stretches),
+//! and at the end a table of every shape's interleaved ratios.
 //!
 //! Then (filter `types`, or no filter) a per-type breakdown: ns per value
 //! for each BigQuery column type, 20 columns of one type per row, medians
@@ -177,6 +179,8 @@ struct Paths<'a> {
     naive: Naive,
     meta: RecordMeta<'static>,
     out: Vec<u8>,
+    /// The Arrow path's row buffer, kept across runs like `out`.
+    batch: Vec<u8>,
     rows: Vec<bytes::Bytes>,
 }
 
@@ -191,6 +195,7 @@ impl<'a> Paths<'a> {
             naive,
             meta: RecordMeta::default(),
             out: Vec::with_capacity(4096),
+            batch: Vec::new(),
             rows: Vec::new(),
         };
         // Sanity: every record encodes, and the naive path keeps the fields.
@@ -224,15 +229,19 @@ impl<'a> Paths<'a> {
     }
 
     /// As the handler does it: every row into one buffer, rows sliced out
-    /// of it (no copy), one record batch for the set.
+    /// of it (no copy), one record batch for the set. The row buffer is
+    /// reused across runs (its allocation taken back once the rows are
+    /// dropped), as the proto path reuses `out`: allocating a fresh buffer
+    /// of the whole set per run charged only this path with page faults
+    /// for memory the other paths get outside the timed loop.
     fn arrow(&mut self) {
-        let mut buf = Vec::with_capacity(self.out.capacity());
+        let mut buf = std::mem::take(&mut self.batch);
+        buf.clear();
         let mut ends = Vec::with_capacity(self.records.len());
         for r in self.records {
             self.arrow.encode(r.as_bytes(), &self.meta, &mut buf).unwrap();
             ends.push(buf.len());
         }
-        let cap = buf.capacity();
         let all = bytes::Bytes::from(buf);
         self.rows.clear();
         let mut start = 0;
@@ -241,7 +250,16 @@ impl<'a> Paths<'a> {
             start = end;
         }
         black_box(self.arrow.request_rows(&self.rows, false).unwrap());
-        self.out = Vec::with_capacity(cap);
+        self.rows.clear();
+        // The slices are gone: the buffer is unique again and comes back
+        // whole (cleared first, so nothing is copied).
+        self.batch = match all.try_into_mut() {
+            Ok(mut m) => {
+                m.clear();
+                m.into()
+            }
+            Err(_) => Vec::new(),
+        };
     }
 
     fn naive(&mut self) {
@@ -291,8 +309,22 @@ fn bench_shape(c: &mut Criterion, shape: &shapes::Shape, n: u64) -> Option<Ratio
         });
     }
     g.finish();
-    samples.report(shape.name, bytes)
+    samples.report(shape.name, "criterion's samples, each path in one stretch", bytes);
+    // The ratios that count come from rounds that alternate the paths: on a
+    // shared machine, load that comes and goes then hits every path alike,
+    // where criterion times each path in its own stretch of seconds (ratios
+    // of the same code moved up to 2x between runs that way).
+    let mut rounds = Samples::default();
+    for _ in 0..INTERLEAVED_ROUNDS {
+        for path in PATHS {
+            rounds.time(path, 1, || paths.run(path));
+        }
+    }
+    rounds.report(shape.name, "interleaved rounds", bytes)
 }
+
+/// Rounds of every path in turn, per shape, for the reported ratios.
+const INTERLEAVED_ROUNDS: usize = 41;
 
 /// Per-iteration times of each path, as criterion's samples ran them.
 #[derive(Default)]
@@ -326,9 +358,9 @@ impl Samples {
         Some(self.median(b)?.as_secs_f64() / self.median(a)?.as_secs_f64())
     }
 
-    fn report(&self, set: &'static str, bytes: usize) -> Option<Ratios> {
+    fn report(&self, set: &'static str, how: &str, bytes: usize) -> Option<Ratios> {
         let mib_s = |d: Duration| bytes as f64 / d.as_secs_f64() / (1024.0 * 1024.0);
-        println!("{set}: median throughput (MiB/s of JSON) and ratios, this run:");
+        println!("{set}: median throughput (MiB/s of JSON) and ratios, this run, {how}:");
         for (path, _) in &self.0 {
             if let Some(d) = self.median(path) {
                 println!("  {path:30} {:8.1} MiB/s", mib_s(d));
@@ -360,7 +392,9 @@ fn summary(all: &[Ratios]) {
     if all.is_empty() {
         return;
     }
-    println!("\nrows: every shape, medians of this run (x = times the other path's speed)");
+    println!(
+        "\nrows: every shape, medians of this run's interleaved rounds (x = times the other path's speed)"
+    );
     println!(
         "  {:18} {:>10} {:>14} {:>14} {:>14}",
         "shape", "proto MiB/s", "proto/parse", "proto/naive", "arrow/parse"

@@ -25,7 +25,7 @@ use arrow_array::{
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer, i256};
 use arrow_ipc::writer::{
-    DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message,
+    DictionaryTracker, IpcDataGenerator, IpcWriteOptions, StreamEncoder, write_message,
 };
 use arrow_schema::{
     ArrowError, DataType, Field as ArrowField, Fields as ArrowFields, Schema, SchemaRef, TimeUnit,
@@ -92,10 +92,12 @@ pub(crate) struct Foreign {
     pub why: &'static str,
 }
 
-/// Rows → one IPC-encapsulated RecordBatch message.
+/// Rows → one IPC-encapsulated RecordBatch message. `schema_message` is
+/// [`schema_message`]`(schema)`, which the stream encoder writes first.
 pub(crate) fn batch_message(
     fields: &Fields,
     schema: &SchemaRef,
+    schema_message: &[u8],
     rows: &[&[u8]],
 ) -> Result<Vec<u8>, BatchError> {
     let mut cols: Vec<Col> = fields.fields.iter().map(|f| Col::new(f, rows.len())).collect();
@@ -110,13 +112,42 @@ pub(crate) fn batch_message(
         .map(|(c, f)| c.finish(f))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
-    let options = IpcWriteOptions::default();
-    let mut tracker = DictionaryTracker::new(false);
-    let mut context = IpcWriteContext::default();
-    let (_dicts, encoded) =
-        IpcDataGenerator::default().encode(&batch, &mut tracker, &options, &mut context)?;
-    let mut out = Vec::new();
-    write_message(&mut out, encoded, &options)?;
+    Ok(record_batch_message(&batch, schema_message)?)
+}
+
+/// The encapsulated RecordBatch message of `batch`, in one buffer sized
+/// once. `StreamEncoder` hands out the column buffers themselves, so they
+/// are copied once, into the message; `IpcDataGenerator::encode` and
+/// `write_message` copied every byte twice (into its body, then into the
+/// message) through two growing buffers. The encoder's first output is the
+/// stream's Schema message, identical to `schema_message` (checked: it is
+/// the same writer with the same options), which is left out.
+fn record_batch_message(batch: &RecordBatch, schema_message: &[u8]) -> Result<Vec<u8>, ArrowError> {
+    let mut encoder = StreamEncoder::try_new(&batch.schema())?;
+    let parts = encoder.encode(batch)?;
+    let total: usize = parts.iter().map(Buffer::len).sum();
+    let Some(body_len) = total.checked_sub(schema_message.len()) else {
+        return Err(ArrowError::IpcError("IPC stream shorter than its schema message".into()));
+    };
+    let mut out = Vec::with_capacity(body_len);
+    // Bytes of the Schema message still to skip (and compare).
+    let mut schema_left = schema_message;
+    for part in &parts {
+        let mut bytes = part.as_slice();
+        if !schema_left.is_empty() {
+            let n = schema_left.len().min(bytes.len());
+            let (head, rest) = bytes.split_at(n);
+            let (want, left) = schema_left.split_at(n);
+            if head != want {
+                return Err(ArrowError::IpcError(
+                    "IPC stream does not start with the schema message".into(),
+                ));
+            }
+            schema_left = left;
+            bytes = rest;
+        }
+        out.extend_from_slice(bytes);
+    }
     Ok(out)
 }
 
@@ -466,39 +497,4 @@ fn slots(fields: &Fields, ratio: &mut usize, nodes: &mut usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parts(strs: &[&[u8]]) -> (OffsetBuffer<i32>, Buffer) {
-        let mut offsets = vec![0i32];
-        let mut data = Vec::new();
-        for s in strs {
-            data.extend_from_slice(s);
-            offsets.push(data.len() as i32);
-        }
-        (OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(data))
-    }
-
-    #[test]
-    fn string_array_refuses_what_try_new_refuses() {
-        let cases: &[&[&[u8]]] = &[
-            &[b"plain", "Grüße 東京 😀".as_bytes(), b""],
-            &[b"ok", b"\xff\xfe"],
-            // One valid character split across two strings.
-            &[&[0xC3], &[0xA9]],
-        ];
-        for strs in cases {
-            let (o, d) = parts(strs);
-            let ours = string_array(o.clone(), d.clone(), None)
-                .map(|a| a.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>());
-            let theirs = StringArray::try_new(o, d, None)
-                .map(|a| a.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>());
-            assert_eq!(ours.is_ok(), theirs.is_ok(), "{strs:?}");
-            if let (Ok(a), Ok(b)) = (ours, theirs) {
-                assert_eq!(a, b);
-            }
-        }
-        let (o, d) = parts(&[b"a", b"b"]);
-        assert!(string_array(o, d, Some(NullBuffer::from(vec![true]))).is_err(), "null count");
-    }
-}
+mod tests;

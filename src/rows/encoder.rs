@@ -197,8 +197,8 @@ impl Encoder {
             })),
             Some(a) => {
                 let rows: Vec<&[u8]> = rows.iter().map(|r| &r[..]).collect();
-                let batch =
-                    arrow::batch_message(&self.fields, &a.schema, &rows).map_err(|e| match e {
+                let batch = arrow::batch_message(&self.fields, &a.schema, &a.schema_message, &rows)
+                    .map_err(|e| match e {
                         BatchError::Foreign(f) => {
                             EncodeError::ForeignRow { index: f.index, why: f.why }
                         }
