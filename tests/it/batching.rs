@@ -7,7 +7,7 @@
 //! encoded, so a window of 0 (every row already waited long enough) and one
 //! of 300 s (never reached) are the two deterministic ends.
 
-use crate::common::{col, key_pad_table};
+use crate::common::{col, key_pad_delivery};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,17 +15,12 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use kinesis_bigquery::batch::{BatchLimits, MIN_BATCH_MAX_BYTES};
-use kinesis_bigquery::bigquery::{AppendOutcome, WriteClient};
-use kinesis_bigquery::delivery::{
-    DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch, deliver,
-};
-use kinesis_bigquery::dlq::FileDeadLetter;
-use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, ReceivedAppend};
+use kinesis_bigquery::bigquery::AppendOutcome;
+use kinesis_bigquery::delivery::{DeliveryMode, Landing, RecordOutcome, ShardBatch, deliver};
+use kinesis_bigquery::emulator::{Emulator, ReceivedAppend};
 use kinesis_bigquery::pb::storage::TableSchema;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
-use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
 use kinesis_bigquery::source::SourceRecord;
-use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/batching";
@@ -48,27 +43,17 @@ fn record(seq: u64) -> SourceRecord {
 /// emulator whose request limit is `limits.max_bytes`; returns the requests
 /// it received. Every record must land in the table.
 async fn requests_under(limits: BatchLimits) -> anyhow::Result<Vec<ReceivedAppend>> {
-    let (table, schema) = key_pad_table("batching")?;
+    let dir = tempfile::tempdir()?;
     // The emulator refuses any request over BATCH_MAX_BYTES, as the service
     // refuses one over its own limit.
-    let emu = emulator::start(EmulatorConfig {
-        tables: vec![(table.clone(), schema.clone())],
-        max_request_bytes: limits.max_bytes,
-        ..Default::default()
-    })
-    .await?;
-    let client = WriteClient::connect(&emu.endpoint()).await?;
-    let dir = tempfile::tempdir()?;
-    let options =
-        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
-    let mut deps = DeliveryDeps::new(
-        client,
-        EncoderCell::new(Encoder::new(&schema, options)?, options),
+    let (table, emu, deps) = key_pad_delivery(
+        "batching",
         DeliveryMode::AtLeastOnce,
-        Arc::new(FileSpill::new(dir.path().join("spill"))),
-        Arc::new(FileDeadLetter::new(dir.path().join("dlq.ndjson"))),
-    );
-    deps.limits = limits;
+        dir.path(),
+        limits,
+        Some(limits.max_bytes),
+    )
+    .await?;
     let records: Vec<_> = (1..=RECORDS).map(|s| Ok(record(s))).collect();
     let batch = ShardBatch { table: &table, stream_arn: ARN, shard_id: SHARD, records: &records };
     let outcome = deliver(batch, &deps, Instant::now() + Duration::from_secs(60)).await;

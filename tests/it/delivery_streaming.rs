@@ -6,24 +6,20 @@
 //! claim, then the commit). The tokio clock is paused: a window of 0 cuts
 //! every row on its own, one of 300 s never fires.
 
-use crate::common::{key_pad_table, source_record};
+use crate::common::{key_pad_delivery, source_record};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use kinesis_bigquery::batch::BatchLimits;
-use kinesis_bigquery::bigquery::WriteClient;
 use kinesis_bigquery::delivery::store::FileStateStore;
 use kinesis_bigquery::delivery::{
-    CrashPoints, DeliveryDeps, DeliveryMode, EncoderCell, Landing, RecordOutcome, ShardBatch,
-    ShardOutcome, WriteMode, deliver,
+    CrashPoints, DeliveryDeps, DeliveryMode, Landing, RecordOutcome, ShardBatch, ShardOutcome,
+    WriteMode, deliver,
 };
-use kinesis_bigquery::dlq::FileDeadLetter;
-use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig, ReceivedAppend};
-use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
+use kinesis_bigquery::emulator::{Emulator, ReceivedAppend};
 use kinesis_bigquery::source::{BadRecord, SourceRecord};
-use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/eo-streaming";
@@ -46,26 +42,11 @@ impl Shard {
     /// An exactly-once shard whose stream exists: record 1 was delivered
     /// (a shard's first invocation creates its stream, encoding first).
     async fn start(limits: BatchLimits) -> anyhow::Result<Self> {
-        let (table, schema) = key_pad_table("eo")?;
-        let emu = emulator::start(EmulatorConfig {
-            tables: vec![(table.clone(), schema.clone())],
-            ..Default::default()
-        })
-        .await?;
-        let client = WriteClient::connect(&emu.endpoint()).await?;
         let dir = tempfile::tempdir()?;
-        let options =
-            EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
         let state = Arc::new(FileStateStore::new(dir.path().join("state")));
+        let mode = DeliveryMode::of(WriteMode::ExactlyOnce, state);
+        let (table, emu, deps) = key_pad_delivery("eo", mode, dir.path(), limits, None).await?;
         let dlq = dir.path().join("dlq.ndjson");
-        let mut deps = DeliveryDeps::new(
-            client,
-            EncoderCell::new(Encoder::new(&schema, options)?, options),
-            DeliveryMode::of(WriteMode::ExactlyOnce, state),
-            Arc::new(FileSpill::new(dir.path().join("spill"))),
-            Arc::new(FileDeadLetter::new(dlq.clone())),
-        );
-        deps.limits = limits;
         let shard = Self { emu, table, deps, dlq, _dir: dir };
         let first = shard.deliver(&[Ok(record(1, 10))]).await;
         assert_eq!(first.records, vec![RecordOutcome::Landed(Landing::Table)]);

@@ -18,12 +18,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use kinesis_bigquery::bigquery::RetryPolicy;
+use kinesis_bigquery::batch::BatchLimits;
+use kinesis_bigquery::bigquery::{RetryPolicy, WriteClient};
+use kinesis_bigquery::delivery::{DeliveryDeps, DeliveryMode, EncoderCell};
+use kinesis_bigquery::dlq::FileDeadLetter;
 use kinesis_bigquery::emulator::{self, Emulator, EmulatorConfig};
 use kinesis_bigquery::pb::storage::big_query_write_client::BigQueryWriteClient;
 use kinesis_bigquery::pb::storage::table_field_schema::{Mode, Type};
 use kinesis_bigquery::pb::storage::{TableFieldSchema, TableSchema};
+use kinesis_bigquery::rows::{Encoder, EncoderOptions, RowFormat, UnknownFields};
 use kinesis_bigquery::source::{Position, SequenceNumber, SourceRecord};
+use kinesis_bigquery::spill::FileSpill;
 use kinesis_bigquery::table::TableName;
 use std::sync::Arc;
 use tonic::transport::Channel;
@@ -161,6 +166,38 @@ pub fn key_pad_table(dataset: &str) -> anyhow::Result<(TableName, TableSchema)> 
     };
     let table = TableName::new("p", dataset, &format!("t{}", uuid::Uuid::new_v4().simple()))?;
     Ok((table, schema))
+}
+
+/// Delivery to a fresh key/pad table ([`key_pad_table`]) in `dataset`,
+/// served by a fresh emulator (refusing requests over `max_request_bytes`,
+/// when given): deps of `mode` under `limits`, proto rows, the spillover in
+/// `dir/spill` and the dead-letter queue in `dir/dlq.ndjson`.
+pub async fn key_pad_delivery(
+    dataset: &str,
+    mode: DeliveryMode,
+    dir: &Path,
+    limits: BatchLimits,
+    max_request_bytes: Option<usize>,
+) -> anyhow::Result<(TableName, Emulator, DeliveryDeps)> {
+    let (table, schema) = key_pad_table(dataset)?;
+    let mut config =
+        EmulatorConfig { tables: vec![(table.clone(), schema.clone())], ..Default::default() };
+    if let Some(max) = max_request_bytes {
+        config.max_request_bytes = max;
+    }
+    let emu = emulator::start(config).await?;
+    let client = WriteClient::connect(&emu.endpoint()).await?;
+    let options =
+        EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let mut deps = DeliveryDeps::new(
+        client,
+        EncoderCell::new(Encoder::new(&schema, options)?, options),
+        mode,
+        Arc::new(FileSpill::new(dir.join("spill"))),
+        Arc::new(FileDeadLetter::new(dir.join("dlq.ndjson"))),
+    );
+    deps.limits = limits;
+    Ok((table, emu, deps))
 }
 
 /// A column of a table schema.
