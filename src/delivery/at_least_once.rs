@@ -263,7 +263,8 @@ impl<'a> Run<'a, '_> {
             }
         };
         let hook = deps.crash.as_deref();
-        sinks::send_letters(deps.dlq.as_ref(), hook, &letters, accepted).await.map_err(crashed)
+        sinks::send_letters(deps.dlq.as_ref(), hook, &letters, accepted).await.map_err(crashed)?;
+        Ok(())
     }
 
     /// Spills the records of items `which` in one object.

@@ -260,25 +260,17 @@ impl Offline<'_, '_> {
         which: &[usize],
         letters: &[DeadLetter],
     ) -> Result<usize, GaveBack> {
-        if letters.is_empty() {
-            return Ok(self.items.len());
-        }
-        let mut took = vec![false; letters.len()];
         let (stats, landing) = (&mut self.stats, &mut self.landing);
         let accepted = |k: usize| {
             if let Some(l) = which.get(k).and_then(|&i| landing.get_mut(i)) {
                 stats.dead_lettered += 1;
                 *l = Some(Landing::DeadLetter);
             }
-            if let Some(t) = took.get_mut(k) {
-                *t = true;
-            }
         };
-        sinks::send_letters(self.sinks.dlq, self.crash, letters, accepted)
+        let took = sinks::send_letters(self.sinks.dlq, self.crash, letters, accepted)
             .await
             .map_err(crashed)?;
-        let refused = which.iter().zip(&took).filter(|(_, t)| !**t).map(|(&i, _)| i).min();
-        Ok(refused.unwrap_or(self.items.len()))
+        Ok(sinks::first_refused(which, &took).unwrap_or(self.items.len()))
     }
 
     /// Passes a crash point (test hook).

@@ -11,8 +11,9 @@ use crate::source::Position;
 use crate::spill::{SpillReason, SpillSink, SpilledBatch, SpilledRecord};
 
 /// Sends `letters` to the queue; `accepted(k)` for each letter it took,
-/// before the `AfterDeadLetter` boundary. A letter refused stays unsettled
-/// (logged); the caller decides what that costs.
+/// before the `AfterDeadLetter` boundary. Returns, per letter, whether the
+/// queue took it. A letter refused stays unsettled (logged); the caller
+/// decides what that costs.
 ///
 /// # Errors
 /// [`Crash`] from the hook.
@@ -21,9 +22,9 @@ pub(crate) async fn send_letters(
     hook: Option<&CrashPoints>,
     letters: &[DeadLetter],
     mut accepted: impl FnMut(usize),
-) -> Result<(), Crash> {
+) -> Result<Vec<bool>, Crash> {
     if letters.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     crash::pass(hook, Boundary::BeforeDeadLetter)?;
     let failed: Vec<usize> = match dlq.send(letters).await {
@@ -37,8 +38,16 @@ pub(crate) async fn send_letters(
             (0..letters.len()).collect()
         }
     };
-    (0..letters.len()).filter(|k| !failed.contains(k)).for_each(&mut accepted);
-    crash::pass(hook, Boundary::AfterDeadLetter)
+    let took: Vec<bool> = (0..letters.len()).map(|k| !failed.contains(&k)).collect();
+    took.iter().enumerate().filter(|(_, t)| **t).for_each(|(k, _)| accepted(k));
+    crash::pass(hook, Boundary::AfterDeadLetter)?;
+    Ok(took)
+}
+
+/// The least of `which` whose letter the queue did not take (`took` as
+/// [`send_letters`] returned it), if any.
+pub(crate) fn first_refused(which: &[usize], took: &[bool]) -> Option<usize> {
+    which.iter().zip(took).filter(|(_, t)| !**t).map(|(&i, _)| i).min()
 }
 
 /// A spillover object written ([`write_spill`]).
@@ -91,5 +100,18 @@ pub(crate) async fn write_spill(
             tracing::error!(shard_id = batch.shard_id, error = %e, "spillover failed too");
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_refused;
+
+    #[test]
+    fn the_first_refused_is_the_least_item_whatever_the_letter_order() {
+        assert_eq!(first_refused(&[7, 3, 9], &[true, false, false]), Some(3));
+        assert_eq!(first_refused(&[7, 3, 9], &[false, true, true]), Some(7));
+        assert_eq!(first_refused(&[7, 3], &[true, true]), None);
+        assert_eq!(first_refused(&[], &[]), None);
     }
 }

@@ -84,22 +84,18 @@ impl Run<'_, '_> {
         letters: Vec<DeadLetter>,
     ) -> Result<(), GaveBack> {
         let deps = self.deps;
-        let mut took = vec![false; letters.len()];
         let (stats, lettered) = (&mut self.stats, &mut self.lettered);
         let accepted = |k: usize| {
             stats.dead_lettered += 1;
             if let Some(l) = which.get(k).and_then(|&i| lettered.get_mut(i)) {
                 *l = true;
             }
-            if let Some(t) = took.get_mut(k) {
-                *t = true;
-            }
         };
-        sinks::send_letters(deps.dlq.as_ref(), deps.crash.as_deref(), &letters, accepted)
-            .await
-            .map_err(crashed)?;
-        let refused = which.iter().zip(&took).filter(|(_, t)| !**t).map(|(&i, _)| i).min();
-        if let Some(first) = refused {
+        let took =
+            sinks::send_letters(deps.dlq.as_ref(), deps.crash.as_deref(), &letters, accepted)
+                .await
+                .map_err(crashed)?;
+        if let Some(first) = sinks::first_refused(&which, &took) {
             self.limit = self.limit.min(first);
         }
         Ok(())
