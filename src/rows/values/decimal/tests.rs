@@ -22,6 +22,16 @@ fn eight_digits_matches_the_byte_loop() {
     }
 }
 
+/// `digits` with `stray`'s byte inserted at its place (wrapped to the run).
+fn with_stray(digits: String, stray: Option<(usize, u8)>) -> Vec<u8> {
+    let mut b = digits.into_bytes();
+    if let Some((at, byte)) = stray {
+        let at = at % (b.len() + 1);
+        b.insert(at, byte);
+    }
+    b
+}
+
 proptest::proptest! {
     /// digits_u64 (eight at a time, then bytes) agrees with the standard
     /// parser on digit runs of every length and on runs with one stray byte.
@@ -30,11 +40,7 @@ proptest::proptest! {
         digits in "[0-9]{0,21}",
         stray in proptest::option::of((0usize..21, proptest::num::u8::ANY)),
     ) {
-        let mut b = digits.into_bytes();
-        if let Some((at, byte)) = stray {
-            let at = at % (b.len() + 1);
-            b.insert(at, byte);
-        }
+        let b = with_stray(digits, stray);
         let want = if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
             None
         } else {
@@ -54,11 +60,7 @@ proptest::proptest! {
         digits in "[0-9]{0,40}",
         stray in proptest::option::of((0usize..40, proptest::num::u8::ANY)),
     ) {
-        let mut b = digits.into_bytes();
-        if let Some((at, byte)) = stray {
-            let at = at % (b.len() + 1);
-            b.insert(at, byte);
-        }
+        let b = with_stray(digits, stray);
         let want = if b.is_empty() {
             Some(0)
         } else if b.len() > 38 || !b.iter().all(u8::is_ascii_digit) {
