@@ -290,17 +290,11 @@ mod tests {
     /// when the round has offsets (a `_default` stream refuses them).
     #[test]
     fn cut_requests_cover_every_row_at_its_offset_or_none() {
+        use crate::pb::storage::TableSchema;
         use crate::pb::storage::table_field_schema::{Mode, Type};
-        use crate::pb::storage::{TableFieldSchema, TableSchema};
+        use crate::rows::tests::col;
         use crate::rows::{EncoderOptions, RecordMeta};
-        let schema = TableSchema {
-            fields: vec![TableFieldSchema {
-                name: "id".into(),
-                r#type: Type::Int64 as i32,
-                mode: Mode::Nullable as i32,
-                ..Default::default()
-            }],
-        };
+        let schema = TableSchema { fields: vec![col("id", Type::Int64, Mode::Nullable)] };
         let encoder = Encoder::new(&schema, EncoderOptions::default()).expect("schema");
         let table = TableName::new("p", "d", "t").expect("table");
         let rows: Vec<Bytes> = (0..7)

@@ -18,7 +18,7 @@ mod meta;
 mod scalar;
 mod schema;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod values;
 mod wire;
 

@@ -11,7 +11,8 @@ use super::*;
 use crate::pb::storage::table_field_schema::{FieldElementType, Mode as M, Type as T};
 use crate::pb::storage::{TableFieldSchema, TableSchema};
 
-fn col(name: &str, ty: T, mode: M) -> TableFieldSchema {
+/// A column of a table schema, for the crate's unit tests.
+pub(crate) fn col(name: &str, ty: T, mode: M) -> TableFieldSchema {
     TableFieldSchema {
         name: name.into(),
         r#type: ty as i32,

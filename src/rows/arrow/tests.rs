@@ -19,12 +19,7 @@ fn parts(strs: &[&[u8]]) -> (OffsetBuffer<i32>, Buffer) {
 fn record_batch_message_matches_the_generator() {
     use crate::pb::storage::TableSchema;
     use crate::pb::storage::table_field_schema::{Mode as M, Type as T};
-    let col = |name: &str, ty: T, mode: M| crate::pb::storage::TableFieldSchema {
-        name: name.into(),
-        r#type: ty as i32,
-        mode: mode as i32,
-        ..Default::default()
-    };
+    use crate::rows::tests::col;
     let mut rec = col("r", T::Struct, M::Nullable);
     rec.fields = vec![col("x", T::Int64, M::Nullable), col("l", T::String, M::Repeated)];
     let table = TableSchema {
