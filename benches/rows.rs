@@ -182,6 +182,10 @@ struct Paths<'a> {
     /// The Arrow path's row buffer, kept across runs like `out`.
     batch: Vec<u8>,
     rows: Vec<bytes::Bytes>,
+    /// Row ends in `batch` after [`Self::arrow_rows`].
+    ends: Vec<usize>,
+    /// A copy of those rows for [`Self::arrow_batch`].
+    kept: Vec<bytes::Bytes>,
 }
 
 impl<'a> Paths<'a> {
@@ -197,6 +201,8 @@ impl<'a> Paths<'a> {
             out: Vec::with_capacity(4096),
             batch: Vec::new(),
             rows: Vec::new(),
+            ends: Vec::new(),
+            kept: Vec::new(),
         };
         // Sanity: every record encodes, and the naive path keeps the fields.
         for r in records {
@@ -262,6 +268,36 @@ impl<'a> Paths<'a> {
         };
     }
 
+    /// The Arrow path's first half alone: every row encoded into the row
+    /// buffer (as [`Self::arrow`] does), and the rows kept for
+    /// [`Self::arrow_batch`]: where the Arrow path's time goes.
+    fn arrow_rows(&mut self) {
+        let mut buf = std::mem::take(&mut self.batch);
+        buf.clear();
+        let mut ends = Vec::with_capacity(self.records.len());
+        for r in self.records {
+            self.arrow.encode(r.as_bytes(), &self.meta, &mut buf).unwrap();
+            ends.push(buf.len());
+        }
+        black_box(&buf);
+        self.batch = buf;
+        self.ends = ends;
+    }
+
+    /// The Arrow path's second half alone: the record batch and its IPC
+    /// message from the rows [`Self::arrow_rows`] left.
+    fn arrow_batch(&mut self) {
+        if self.kept.is_empty() {
+            let all = bytes::Bytes::copy_from_slice(&self.batch);
+            let mut start = 0;
+            for &end in &self.ends {
+                self.kept.push(all.slice(start..end));
+                start = end;
+            }
+        }
+        black_box(self.arrow.request_rows(&self.kept, false).unwrap());
+    }
+
     fn naive(&mut self) {
         for r in self.records {
             black_box(self.naive.encode(r.as_bytes()));
@@ -273,12 +309,18 @@ impl<'a> Paths<'a> {
             BASELINE => self.baseline(),
             "proto" => self.proto(),
             "arrow" => self.arrow(),
+            ARROW_ROWS => self.arrow_rows(),
+            ARROW_BATCH => self.arrow_batch(),
             _ => self.naive(),
         }
     }
 }
 
 const PATHS: [&str; 4] = [BASELINE, "proto", "arrow", NAIVE];
+
+/// The Arrow path's two halves, timed apart in the interleaved rounds only.
+const ARROW_ROWS: &str = "arrow: rows only";
+const ARROW_BATCH: &str = "arrow: batch only";
 
 /// One shape's ratios, for the closing table.
 struct Ratios {
@@ -316,7 +358,7 @@ fn bench_shape(c: &mut Criterion, shape: &shapes::Shape, n: u64) -> Option<Ratio
     // of the same code moved up to 2x between runs that way).
     let mut rounds = Samples::default();
     for _ in 0..INTERLEAVED_ROUNDS {
-        for path in PATHS {
+        for path in PATHS.into_iter().chain([ARROW_ROWS, ARROW_BATCH]) {
             rounds.time(path, 1, || paths.run(path));
         }
     }
