@@ -92,7 +92,15 @@ impl<'a> WireReader<'a> {
         WireReader { buf, pos: 0 }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, &'static str> {
+        // Keys and most small values are one byte: no loop for them.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
@@ -106,6 +114,7 @@ impl<'a> WireReader<'a> {
     }
 
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub(crate) fn next(&mut self) -> Result<Option<(u32, WireValue<'a>)>, &'static str> {
         if self.pos >= self.buf.len() {
             return Ok(None);
