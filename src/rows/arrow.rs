@@ -235,7 +235,7 @@ impl Col {
     /// Makes `slot` the one the next value goes to: pads the slots before
     /// it, and for a scalar refuses a slot already filled.
     #[inline]
-    fn to_slot(&mut self, slot: usize) -> Result<(), &'static str> {
+    fn open_slot(&mut self, slot: usize) -> Result<(), &'static str> {
         match &mut self.offsets {
             None => {
                 let len = self.nulls.len();
@@ -276,7 +276,7 @@ impl Col {
         }
     }
 
-    /// Appends one element (after [`Col::to_slot`]).
+    /// Appends one element (after [`Col::open_slot`]).
     #[inline]
     fn push(&mut self, ty: &Ty, v: WireValue) -> Result<(), &'static str> {
         const BAD: &str = "wire type does not match the column";
@@ -455,7 +455,7 @@ fn push_message(
         let (Some(col), Some(f)) = (cols.get_mut(i), fields.fields.get(i)) else {
             return Err("unknown field number");
         };
-        col.to_slot(slot)?;
+        col.open_slot(slot)?;
         col.push(&f.ty, v)?;
     }
     Ok(())

@@ -213,7 +213,7 @@ fn lazy_record(seed: u64) -> String {
         ("name", name, true),
         ("addr", addrs, false),
         ("score", json!(format!("-{}.5", seed % 1000)), false),
-        ("ok", json!(seed % 2 == 0), true),
+        ("ok", json!(seed.is_multiple_of(2)), true),
     ]);
     let evs = p.array(|p| {
         let kind = p.text();
@@ -224,7 +224,7 @@ fn lazy_record(seed: u64) -> String {
     let nums = p.array(|p| json!(p.below(1000) as i64 - 500));
     let s = p.text();
     p.object(vec![
-        ("b", json!(seed % 3 == 0), false),
+        ("b", json!(seed.is_multiple_of(3)), false),
         ("i", json!(seed as i64 >> 3), false),
         ("f", json!((seed % 1000) as f64 / 8.0), false),
         ("s", s, false),
