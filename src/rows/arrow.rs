@@ -35,7 +35,7 @@ use arrow_schema::{
 
 use super::schema::{Field, Fields, Mode, Ty};
 use super::values::{decimal, time};
-use super::wire::{WireReader, WireValue};
+use super::wire::WireReader;
 
 /// The Arrow schema of the table.
 pub(crate) fn schema(fields: &Fields) -> SchemaRef {
@@ -276,22 +276,31 @@ impl Col {
         }
     }
 
-    /// Appends one element (after [`Col::open_slot`]).
+    /// Reads one element of wire type `wire` from `r` and appends it (after
+    /// [`Col::open_slot`]). The column says what to read, so no value is
+    /// decoded into a general form and matched again.
     #[inline]
-    fn push(&mut self, ty: &Ty, v: WireValue) -> Result<(), &'static str> {
+    fn read(&mut self, ty: &Ty, wire: u8, r: &mut WireReader) -> Result<(), &'static str> {
         const BAD: &str = "wire type does not match the column";
-        match (&mut self.values, v) {
-            (Values::Bool(vals), WireValue::Varint(x)) => vals.append(x != 0),
-            (Values::I64(vals), WireValue::Varint(x)) => vals.push(match ty {
-                Ty::Time => time::time_to_micros(&time::unpack_time(x as i64)?),
-                Ty::DateTime => time::datetime_to_micros(&time::unpack_datetime(x as i64)?),
-                _ => x as i64,
-            }),
-            (Values::I32(vals), WireValue::Varint(x)) => {
-                vals.push(i32::try_from(x as i64).map_err(|_| BAD)?)
+        const VARINT: u8 = 0;
+        const FIXED64: u8 = 1;
+        const LEN: u8 = 2;
+        match (&mut self.values, wire) {
+            (Values::Bool(vals), VARINT) => vals.append(r.varint()? != 0),
+            (Values::I64(vals), VARINT) => {
+                let x = r.varint()? as i64;
+                vals.push(match ty {
+                    Ty::Time => time::time_to_micros(&time::unpack_time(x)?),
+                    Ty::DateTime => time::datetime_to_micros(&time::unpack_datetime(x)?),
+                    _ => x,
+                })
             }
-            (Values::F64(vals), WireValue::Fixed64(x)) => vals.push(f64::from_bits(x)),
-            (Values::Bin { offsets, data }, WireValue::Bytes(b)) => {
+            (Values::I32(vals), VARINT) => {
+                vals.push(i32::try_from(r.varint()? as i64).map_err(|_| BAD)?)
+            }
+            (Values::F64(vals), FIXED64) => vals.push(f64::from_bits(r.fixed64()?)),
+            (Values::Bin { offsets, data }, LEN) => {
+                let b = r.bytes()?;
                 if data.capacity() == 0 {
                     // Sized once from the first value, for every row like it
                     // (never past all the rows' bytes), instead of a dozen
@@ -301,15 +310,15 @@ impl Col {
                 data.extend_from_slice(b);
                 offsets.push(i32::try_from(data.len()).map_err(|_| TOO_LARGE)?);
             }
-            (Values::D128(vals), WireValue::Bytes(b)) => {
-                vals.push(numeric_from_wire(b).ok_or("bad NUMERIC bytes")?)
+            (Values::D128(vals), LEN) => {
+                vals.push(numeric_from_wire(r.bytes()?).ok_or("bad NUMERIC bytes")?)
             }
-            (Values::D256(vals), WireValue::Bytes(b)) => {
-                vals.push(decimal::from_wire(b).ok_or("bad BIGNUMERIC bytes")?)
+            (Values::D256(vals), LEN) => {
+                vals.push(decimal::from_wire(r.bytes()?).ok_or("bad BIGNUMERIC bytes")?)
             }
-            (Values::Struct(children), WireValue::Bytes(b)) => {
+            (Values::Struct(children), LEN) => {
                 let (Ty::Struct(sub) | Ty::Range(sub)) = ty else { return Err(BAD) };
-                push_message(children, sub, b, self.nulls.len())?;
+                push_message(children, sub, r.bytes()?, self.nulls.len())?;
             }
             _ => return Err(BAD),
         }
@@ -450,13 +459,14 @@ fn push_message(
     slot: usize,
 ) -> Result<(), &'static str> {
     let mut r = WireReader::new(bytes);
-    while let Some((number, v)) = r.next()? {
+    while !r.is_done() {
+        let (number, wire) = r.key()?;
         let i = (number as usize).checked_sub(1).ok_or("field number 0")?;
         let (Some(col), Some(f)) = (cols.get_mut(i), fields.fields.get(i)) else {
             return Err("unknown field number");
         };
         col.open_slot(slot)?;
-        col.push(&f.ty, v)?;
+        col.read(&f.ty, wire, &mut r)?;
     }
     Ok(())
 }

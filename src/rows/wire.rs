@@ -92,8 +92,14 @@ impl<'a> WireReader<'a> {
         WireReader { buf, pos: 0 }
     }
 
+    /// Whether every field has been read.
     #[inline]
-    fn varint(&mut self) -> Result<u64, &'static str> {
+    pub(crate) fn is_done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    #[inline]
+    pub(crate) fn varint(&mut self) -> Result<u64, &'static str> {
         // Keys and most small values are one byte: no loop for them.
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
@@ -113,30 +119,43 @@ impl<'a> WireReader<'a> {
         Err("varint too long")
     }
 
-    #[allow(clippy::should_implement_trait)]
+    /// The next field's number and wire type (0 varint, 1 fixed64, 2 bytes).
     #[inline]
-    pub(crate) fn next(&mut self) -> Result<Option<(u32, WireValue<'a>)>, &'static str> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
-        }
+    pub(crate) fn key(&mut self) -> Result<(u32, u8), &'static str> {
         let key = self.varint()?;
         let number = u32::try_from(key >> 3).map_err(|_| "field number too large")?;
-        let value = match key & 7 {
+        Ok((number, (key & 7) as u8))
+    }
+
+    #[inline]
+    pub(crate) fn fixed64(&mut self) -> Result<u64, &'static str> {
+        let b = self.buf.get(self.pos..self.pos + 8).ok_or("truncated fixed64")?;
+        self.pos += 8;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// A length-delimited value's bytes.
+    #[inline]
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
+        let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
+        let end = self.pos.checked_add(len).ok_or("length too large")?;
+        let b = self.buf.get(self.pos..end).ok_or("truncated bytes")?;
+        self.pos = end;
+        Ok(b)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub(crate) fn next(&mut self) -> Result<Option<(u32, WireValue<'a>)>, &'static str> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        let (number, wire) = self.key()?;
+        let value = match wire {
             0 => WireValue::Varint(self.varint()?),
-            1 => {
-                let b = self.buf.get(self.pos..self.pos + 8).ok_or("truncated fixed64")?;
-                self.pos += 8;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                WireValue::Fixed64(u64::from_le_bytes(a))
-            }
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
-                let end = self.pos.checked_add(len).ok_or("length too large")?;
-                let b = self.buf.get(self.pos..end).ok_or("truncated bytes")?;
-                self.pos = end;
-                WireValue::Bytes(b)
-            }
+            1 => WireValue::Fixed64(self.fixed64()?),
+            2 => WireValue::Bytes(self.bytes()?),
             _ => return Err("unsupported wire type"),
         };
         Ok(Some((number, value)))
