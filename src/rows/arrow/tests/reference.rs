@@ -13,7 +13,7 @@ use arrow_schema::{Field as ArrowField, SchemaRef};
 use crate::rows::arrow::{arrow_fields, element_type};
 use crate::rows::schema::{Field, Fields, Mode, Ty};
 use crate::rows::values::{decimal, time};
-use crate::rows::wire::{WireReader, WireValue};
+use crate::rows::wire::WireReader;
 
 /// Rows → a record batch, the slow and plain way.
 pub(super) fn batch(fields: &Fields, schema: &SchemaRef, rows: &[&[u8]]) -> RecordBatch {
@@ -63,22 +63,22 @@ impl Col {
         Col { valid: vec![], values, list }
     }
 
-    fn push(&mut self, ty: &Ty, v: WireValue) {
+    fn push(&mut self, ty: &Ty, v: V) {
         match (&mut self.values, v) {
-            (Values::Bool(vals), WireValue::Varint(x)) => vals.push(x != 0),
-            (Values::I64(vals), WireValue::Varint(x)) => vals.push(match ty {
+            (Values::Bool(vals), V::Varint(x)) => vals.push(x != 0),
+            (Values::I64(vals), V::Varint(x)) => vals.push(match ty {
                 Ty::Time => time::time_to_micros(&time::unpack_time(x as i64).unwrap()),
                 Ty::DateTime => time::datetime_to_micros(&time::unpack_datetime(x as i64).unwrap()),
                 _ => x as i64,
             }),
-            (Values::I32(vals), WireValue::Varint(x)) => vals.push(x as i64 as i32),
-            (Values::F64(vals), WireValue::Fixed64(x)) => vals.push(f64::from_bits(x)),
-            (Values::Bin(vals), WireValue::Bytes(b)) => vals.push(b.to_vec()),
-            (Values::D128(vals), WireValue::Bytes(b)) => {
+            (Values::I32(vals), V::Varint(x)) => vals.push(x as i64 as i32),
+            (Values::F64(vals), V::Fixed64(x)) => vals.push(f64::from_bits(x)),
+            (Values::Bin(vals), V::Bytes(b)) => vals.push(b.to_vec()),
+            (Values::D128(vals), V::Bytes(b)) => {
                 vals.push(decimal::from_wire(b).unwrap().to_i128().unwrap())
             }
-            (Values::D256(vals), WireValue::Bytes(b)) => vals.push(decimal::from_wire(b).unwrap()),
-            (Values::Struct(children), WireValue::Bytes(b)) => {
+            (Values::D256(vals), V::Bytes(b)) => vals.push(decimal::from_wire(b).unwrap()),
+            (Values::Struct(children), V::Bytes(b)) => {
                 let (Ty::Struct(sub) | Ty::Range(sub)) = ty else { panic!("not a struct") };
                 push_message(children, sub, b);
             }
@@ -188,10 +188,23 @@ impl Col {
     }
 }
 
+/// One field's value, read the general way.
+enum V<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+}
+
 fn push_message(cols: &mut [Col], fields: &Fields, bytes: &[u8]) {
     let mut seen = vec![false; cols.len()];
     let mut r = WireReader::new(bytes);
-    while let Some((number, v)) = r.next().unwrap() {
+    while !r.is_done() {
+        let (number, wire) = r.key().unwrap();
+        let v = match wire {
+            0 => V::Varint(r.varint().unwrap()),
+            1 => V::Fixed64(r.fixed64().unwrap()),
+            _ => V::Bytes(r.bytes().unwrap()),
+        };
         let i = number as usize - 1;
         let (col, f) = (&mut cols[i], &fields.fields[i]);
         match &mut col.list {
