@@ -150,12 +150,12 @@ fn short_parts(neg: bool, int: &[u8], frac: &[u8], spec: DecimalSpec) -> Option<
         None => u128::from(digits_u64(frac)?),
     };
     // frac · 10^(wire_scale − len) < 10^wire_scale ≤ 10^38: exact in u128.
-    let frac = frac.checked_mul(*POW10.get(wire_scale - frac_len)?)?;
+    let frac = mul_u128(frac, *POW10.get(wire_scale - frac_len)?)?;
     let pow = *POW10.get(wire_scale)?;
     if pow <= u128::from(u64::MAX) {
         // NUMERIC's 10^9: the value in a u128 (29 integer digits and 9
         // fractional ones stay below 10^38 < 2^127).
-        let v = i128::try_from(int.checked_mul(pow)?.checked_add(frac)?).ok()?;
+        let v = i128::try_from(mul_u128(int, pow)?.checked_add(frac)?).ok()?;
         if !spec.big && v > NUMERIC_MAX {
             return None;
         }
@@ -169,6 +169,17 @@ fn short_parts(neg: bool, int: &[u8], frac: &[u8], spec: DecimalSpec) -> Option<
     // gets here (its 10^9 takes the branch above).
     let v = i256::from_parts(low, i128::try_from(high).ok()?);
     Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// `a · b`, `None` on overflow: one 64×64-bit multiply when both fit in 64
+/// bits (nearly always here), where u128's checked multiply was three
+/// multiplies and its overflow logic.
+#[inline]
+fn mul_u128(a: u128, b: u128) -> Option<u128> {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => Some(u128::from(a) * u128::from(b)),
+        _ => a.checked_mul(b),
+    }
 }
 
 /// 10^38 − 1, [`max_numeric`] as an i128.

@@ -235,6 +235,13 @@ fn to_wire_by_walking(v: i256, out: &mut Vec<u8>) {
 }
 
 proptest::proptest! {
+    /// The 64-bit shortcut multiplies as u128's checked multiply does.
+    #[test]
+    fn mul_u128_is_checked_mul(a in proptest::num::u128::ANY, b in proptest::num::u128::ANY, sa in 0u32..128, sb in 0u32..128) {
+        let (a, b) = (a >> sa, b >> sb);
+        proptest::prop_assert_eq!(mul_u128(a, b), a.checked_mul(b));
+    }
+
     /// The limb product is the exact 256-bit product.
     #[test]
     fn mul_wide_is_the_full_product(a in proptest::num::u128::ANY, b in proptest::num::u128::ANY) {
