@@ -14,7 +14,6 @@ use super::meta::{MetaColumn, RecordMeta};
 use super::scalar::encode_value;
 use super::schema::{Field, Fields, Mode};
 use super::values::time;
-use super::wire::{put_bytes, put_key, put_varint};
 
 /// A failure on its way up: the path is collected innermost first, so the
 /// success path never builds strings.
@@ -156,17 +155,16 @@ fn encode_meta(fields: &Fields, meta: &RecordMeta, out: &mut Vec<u8>) -> R<()> {
         let at = || Seg::Name(f.name.clone());
         match f.meta {
             Some(MetaColumn::SequenceNumber) => {
-                put_bytes(out, &f.key, meta.sequence_number.as_bytes())
+                f.key.put_bytes(out, meta.sequence_number.as_bytes())
             }
-            Some(MetaColumn::PartitionKey) => put_bytes(out, &f.key, meta.partition_key.as_bytes()),
-            Some(MetaColumn::ShardId) => put_bytes(out, &f.key, meta.shard_id.as_bytes()),
+            Some(MetaColumn::PartitionKey) => f.key.put_bytes(out, meta.partition_key.as_bytes()),
+            Some(MetaColumn::ShardId) => f.key.put_bytes(out, meta.shard_id.as_bytes()),
             Some(MetaColumn::SubSequenceNumber) => {
                 let Ok(v) = i64::try_from(meta.sub_sequence_number) else {
                     return fail(RowErrorKind::Metadata, "sub-sequence number exceeds INT64")
                         .at(at);
                 };
-                put_key(out, &f.key);
-                put_varint(out, v as u64);
+                f.key.put_varint(out, v as u64);
             }
             Some(MetaColumn::ApproximateArrival) => match meta.arrival_micros {
                 Some(us) => {
@@ -177,8 +175,7 @@ fn encode_meta(fields: &Fields, meta: &RecordMeta, out: &mut Vec<u8>) -> R<()> {
                         )
                         .at(at);
                     };
-                    put_key(out, &f.key);
-                    put_varint(out, us as u64);
+                    f.key.put_varint(out, us as u64);
                 }
                 None if f.mode == Mode::Required => {
                     return fail(

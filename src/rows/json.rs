@@ -277,6 +277,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes after the opening quote of the string at the cursor
+    /// (whitespace skipped), through the end of the input; `None` if the
+    /// next value is not a string. For a parser that finds a short value's
+    /// closing quote in the pass that reads it, then calls
+    /// [`take_str_body`](Self::take_str_body).
+    #[inline]
+    pub(crate) fn str_body(&mut self) -> Option<&'a [u8]> {
+        self.skip_ws();
+        match self.buf.get(self.pos..) {
+            Some([b'"', body @ ..]) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Consumes the string whose [`str_body`](Self::str_body) has `len`
+    /// bytes before its closing quote. The caller has seen those bytes to be
+    /// printable ASCII without a `\\` or `"` (so the string is valid JSON and
+    /// UTF-8, with no escape to decode) and the quote after them.
+    #[inline]
+    pub(crate) fn take_str_body(&mut self, len: usize) {
+        self.pos += len + 2;
+    }
+
     /// A string's raw bytes, NOT checked for UTF-8 when unescaped: for object
     /// keys, which are compared with column names (valid UTF-8) and checked
     /// only when they match none. Escaped strings are always checked.
@@ -310,6 +333,10 @@ impl<'a> Reader<'a> {
             }
             _ => {
                 scratch.clear();
+                // The caller's scratch starts empty for each record: room
+                // for the rest of the record (up to a page) up front, not
+                // a reallocation each time the decoded text doubles.
+                scratch.reserve(self.buf.len().saturating_sub(start).min(4096));
                 self.pos = start;
                 self.decode_escaped(scratch)?;
                 Ok((scratch.as_slice(), true))

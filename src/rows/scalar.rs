@@ -7,7 +7,7 @@ use super::error::RowErrorKind;
 use super::json::{Kind, Reader};
 use super::schema::{DecimalSpec, Field, Fields, Ty};
 use super::values::{self, decimal, time};
-use super::wire::{WireReader, WireValue, begin_len, end_len, put_bytes, put_key, put_varint};
+use super::wire::{WireReader, WireValue, end_len};
 
 /// `expected INT64, got "abc"`: quotes strings (shortened) and numbers' text.
 fn mismatch<T>(ty: &Ty, kind: Kind, text: Option<&str>) -> R<T> {
@@ -52,7 +52,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             if kind != Kind::Object {
                 return mismatch(ty, kind, None);
             }
-            let at = begin_len(out, &f.key);
+            let at = f.key.begin_len(out);
             encode_message(cx, sub, out)?;
             end_len(out, at);
         }
@@ -72,7 +72,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                 }
                 _ => return mismatch(ty, kind, None),
             };
-            put_key(out, &f.key);
+            f.key.put(out);
             out.push(u8::from(v));
         }
         Ty::Int64 => {
@@ -85,8 +85,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                 }
                 return mismatch(ty, kind, Some(text));
             };
-            put_key(out, &f.key);
-            put_varint(out, v as u64);
+            f.key.put_varint(out, v as u64);
         }
         Ty::Float64 => {
             let raw = scalar_bytes!(cx, ty, kind);
@@ -100,7 +99,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                     return mismatch(ty, kind, std::str::from_utf8(raw).ok());
                 }
             };
-            put_key(out, &f.key);
+            f.key.put(out);
             out.extend_from_slice(&v.to_le_bytes());
         }
         Ty::String(max) => match kind {
@@ -117,7 +116,7 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                         );
                     }
                 }
-                put_bytes(out, &f.key, s);
+                f.key.put_bytes(out, s);
             }
             // JsonStreamWriter turns integers and booleans into their text, not doubles.
             Kind::Number => {
@@ -125,24 +124,63 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
                 if t.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
                     return mismatch(ty, kind, Some(t));
                 }
-                put_bytes(out, &f.key, t.as_bytes());
+                f.key.put_bytes(out, t.as_bytes());
             }
             Kind::Bool => {
                 let b = cx.r.read_bool()?;
-                put_bytes(out, &f.key, if b { b"true" } else { b"false" });
+                f.key.put_bytes(out, if b { b"true" } else { b"false" });
             }
             _ => return mismatch(ty, kind, None),
         },
         Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
             let raw = scalar_bytes!(cx, ty, kind);
             let v = civil_value(ty, kind, raw)?;
-            put_key(out, &f.key);
-            put_varint(out, v as u64);
+            f.key.put_varint(out, v as u64);
         }
+        Ty::Decimal(spec) => return encode_decimal(cx, f, *spec, kind, out),
         // Rarer types out of line: the common ones keep a small frame.
         _ => return encode_rare(cx, f, kind, out),
     }
     Ok(())
+}
+
+/// NUMERIC and BIGNUMERIC, out of [`encode_value`]'s frame and out of
+/// [`encode_rare`]'s large one (numeric records are mostly decimals). A
+/// decimal string in the common form is parsed where it stands, in one
+/// pass over its text; anything else goes the general way, out of line so
+/// this frame stays small.
+#[inline(never)]
+fn encode_decimal(
+    cx: &mut Ctx,
+    f: &Field,
+    spec: DecimalSpec,
+    kind: Kind,
+    out: &mut Vec<u8>,
+) -> R<()> {
+    let quoted = match kind {
+        Kind::String => cx.r.str_body().and_then(|body| decimal::parse_quoted(body, spec)),
+        _ => None,
+    };
+    // The quoted form has at most 38 integer digits, so |v| < 10^76: inside
+    // decimal256(76, 38), no Arrow check.
+    let v = match quoted {
+        Some((v, len)) => {
+            cx.r.take_str_body(len);
+            v
+        }
+        None => general_decimal(cx, &f.ty, spec, kind)?,
+    };
+    f.key.put(out);
+    decimal::put_wire(v, out);
+    Ok(())
+}
+
+/// [`encode_decimal`]'s value from any text [`parse_decimal`] takes.
+#[cold]
+#[inline(never)]
+fn general_decimal(cx: &mut Ctx, ty: &Ty, spec: DecimalSpec, kind: Kind) -> R<arrow_buffer::i256> {
+    let raw = scalar_bytes!(cx, ty, kind);
+    parse_decimal(ty, spec, kind, raw, cx.arrow)
 }
 
 /// [`encode_value`] for the less common types.
@@ -153,14 +191,14 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
     match ty {
         Ty::Range(bounds) => match kind {
             Kind::Object => {
-                let at = begin_len(out, &f.key);
+                let at = f.key.begin_len(out);
                 encode_message(cx, bounds, out)?;
                 check_range_order(out.get(at..).unwrap_or_default())?;
                 end_len(out, at);
             }
             Kind::String => {
                 let text = cx.r.read_str(&mut cx.scratch)?.to_owned();
-                let at = begin_len(out, &f.key);
+                let at = f.key.begin_len(out);
                 encode_range_literal(bounds, &text, out)?;
                 check_range_order(out.get(at..).unwrap_or_default())?;
                 end_len(out, at);
@@ -183,22 +221,14 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
             if *max > 0 && cx.bytes.len() > *max as usize {
                 return fail(OutOfRange, format!("BYTES longer than max_length {max}"));
             }
-            put_bytes(out, &f.key, &cx.bytes);
-        }
-        Ty::Decimal(spec) => {
-            let raw = scalar_bytes!(cx, ty, kind);
-            let v = parse_decimal(ty, *spec, kind, raw, cx.arrow)?;
-            // At most 32 bytes: a one-byte length, written straight to the row.
-            put_key(out, &f.key);
-            out.push(decimal::wire_len(v) as u8);
-            decimal::to_wire(v, out);
+            f.key.put_bytes(out, &cx.bytes);
         }
         Ty::Interval => {
             if kind != Kind::String {
                 return mismatch(ty, kind, None);
             }
             let s = cx.r.read_str(&mut cx.scratch)?;
-            put_bytes(out, &f.key, s.as_bytes());
+            f.key.put_bytes(out, s.as_bytes());
         }
         Ty::Geography => match kind {
             Kind::String => {
@@ -207,7 +237,7 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
                     let s = s.to_owned();
                     return invalid(InvalidValue, ty, &s, "expected WKT or GeoJSON");
                 }
-                put_bytes(out, &f.key, s.as_bytes());
+                f.key.put_bytes(out, s.as_bytes());
             }
             // A GeoJSON geometry given as an object: its text.
             Kind::Object => {
@@ -218,7 +248,7 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
                         "invalid GEOGRAPHY: a GeoJSON object needs a string \"type\"",
                     );
                 }
-                put_bytes(out, &f.key, raw);
+                f.key.put_bytes(out, raw);
             }
             _ => return mismatch(ty, kind, None),
         },
@@ -236,10 +266,10 @@ fn encode_rare(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8>) -> R<()> 
                         "a string for a JSON column must hold JSON text",
                     );
                 }
-                put_bytes(out, &f.key, s.as_bytes());
+                f.key.put_bytes(out, s.as_bytes());
             } else {
                 let raw = cx.r.skip_value()?;
-                put_bytes(out, &f.key, raw);
+                f.key.put_bytes(out, raw);
             }
         }
         _ => return mismatch(ty, kind, None),
@@ -389,8 +419,10 @@ fn encode_range_literal(bounds: &Fields, text: &str, out: &mut Vec<u8>) -> R<()>
             continue;
         }
         let p = civil_value(&f.ty, Kind::String, v.as_bytes()).at(|| Seg::Name(f.name.clone()))?;
-        put_key(out, &f.key);
-        put_varint(out, p as u64);
+        f.key.put_varint(out, p as u64);
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

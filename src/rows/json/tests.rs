@@ -249,3 +249,22 @@ fn take_key_consumes_only_the_exact_raw_key() {
     assert_eq!(r.read_number().unwrap(), "3");
     assert!(r.take_key(&mut first, b"ab").is_err(), "missing ':'");
 }
+
+/// Taking a plain string by its body leaves the cursor where reading it
+/// does; a value that is not a string has no body.
+#[test]
+fn str_body_then_take_is_read_str() {
+    for s in [&br#" "12.5" ,1"#[..], br#""" ]"#, br#""-0.5"}"#] {
+        let mut read = Reader::new(s);
+        let text = read.read_str(&mut Vec::new()).map(str::len);
+        let mut taken = Reader::new(s);
+        let body = taken.str_body().expect("a string");
+        let len = body.iter().position(|&c| c == b'"').expect("closed");
+        taken.take_str_body(len);
+        assert_eq!(text, Ok(len));
+        assert_eq!(taken.pos(), read.pos(), "{}", String::from_utf8_lossy(s));
+    }
+    for s in [&b" 12"[..], b"null", b"", b"{\"a\":1}"] {
+        assert_eq!(Reader::new(s).str_body(), None);
+    }
+}

@@ -60,8 +60,8 @@ fn digits_u64(d: &[u8]) -> Option<u64> {
 
 /// Up to 38 digits as a u128 (an empty run is 0), or `None` for more digits
 /// or a non-digit: the last 19 and the rest through [`digits_u64`] (its
-/// eight-at-a-time steps), joined with one multiply. Integer parts longer
-/// than [`short`] takes (BIGNUMERIC ledger totals) spent their time in a
+/// eight-at-a-time steps), joined with one multiply. Integer parts over
+/// 19 digits (BIGNUMERIC ledger totals) spent their time in a
 /// digit-at-a-time u128 loop.
 #[inline]
 fn digits_u128(d: &[u8]) -> Option<u128> {
@@ -97,10 +97,10 @@ fn eight_digits(word: [u8; 8]) -> Option<u64> {
     Some((v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff)
 }
 
-/// The form amounts and rates come in, `[+-]int[.frac]` with at most 19
-/// integer and 38 fractional digits (no more than the scale), computed in
-/// 64×64- and 64×128-bit multiplies instead of [`plain`]'s u128 digit loop
-/// and 256-bit multiply. `None` for anything else, which [`plain`] or
+/// The form amounts and rates come in, `[+-]int[.frac]` with at most 38
+/// integer and 38 fractional digits (no more than the scale or the column's
+/// integer digits), computed in 64-bit limb multiplies instead of
+/// [`plain`]'s i256 multiply. `None` for anything else, which [`plain`] or
 /// [`general`] parse with the same result (property-tested).
 #[inline]
 fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
@@ -113,6 +113,15 @@ fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
         Some(at) => (b.get(..at)?, b.get(at + 1..)?),
         None => (b, &[][..]),
     };
+    short_parts(neg, int, frac, spec)
+}
+
+/// [`short`] on text already split at its sign and point (`int` and
+/// `frac` may still hold non-digits, which give `None`): shared with
+/// [`parse_quoted`], which finds the split in its one pass. Always
+/// inlined: as a call, its `Option<i256>` came back through memory.
+#[inline(always)]
+fn short_parts(neg: bool, int: &[u8], frac: &[u8], spec: DecimalSpec) -> Option<i256> {
     let scale = spec.scale as usize;
     let wire_scale = spec.wire_scale as usize;
     if (int.is_empty() && frac.is_empty()) || frac.len() > scale || scale > wire_scale {
@@ -126,7 +135,12 @@ fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
     {
         return None;
     }
-    let int = digits_u64(int)?;
+    // Up to 19 digits in the eight-at-a-time u64 parse; up to 38 (BIGNUMERIC
+    // ledger totals) as a u128.
+    let int = match digits_u64(int) {
+        Some(v) => u128::from(v),
+        None => digits_u128(int)?,
+    };
     let frac_len = frac.len();
     // Up to 38 fractional digits (BIGNUMERIC's scale) as two 19-digit runs.
     let frac = match frac.split_at_checked(19) {
@@ -136,21 +150,100 @@ fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
         None => u128::from(digits_u64(frac)?),
     };
     // frac · 10^(wire_scale − len) < 10^wire_scale ≤ 10^38: exact in u128.
-    let frac = frac.checked_mul(*POW10.get(wire_scale - frac_len)?)?;
+    let frac = mul_u128(frac, *POW10.get(wire_scale - frac_len)?)?;
     let pow = *POW10.get(wire_scale)?;
-    // int · 10^wire_scale < 2^64 · 2^127: as 64 low bits × pow plus the
-    // high product, a 192-bit value in (low u128, high u128).
-    let (pow_lo, pow_hi) = (pow as u64, (pow >> 64) as u64);
-    let lo = u128::from(int) * u128::from(pow_lo);
-    let mid = u128::from(int) * u128::from(pow_hi) + (lo >> 64);
-    let low = (lo as u64 as u128) | (mid << 64);
-    let high = mid >> 64;
+    if pow <= u128::from(u64::MAX) {
+        // NUMERIC's 10^9: the value in a u128 (29 integer digits and 9
+        // fractional ones stay below 10^38 < 2^127).
+        let v = i128::try_from(mul_u128(int, pow)?.checked_add(frac)?).ok()?;
+        if !spec.big && v > NUMERIC_MAX {
+            return None;
+        }
+        return Some(i256::from_i128(if neg { -v } else { v }));
+    }
+    // int · 10^wire_scale < 10^38 · 10^38 < 2^253: the full 256-bit product.
+    let (low, high) = mul_wide(int, pow);
     let (low, carry) = low.overflowing_add(frac);
-    let high = high + u128::from(carry);
-    // high < 2^64: the value is far inside i256; NUMERIC's bound is 10^38 − 1,
-    // which 19 integer digits (< 10^19 · 10^9) never reach.
+    let high = high.checked_add(u128::from(carry))?;
+    // high < 2^125: inside i256 (and decimal256(76, 38)); NUMERIC never
+    // gets here (its 10^9 takes the branch above).
     let v = i256::from_parts(low, i128::try_from(high).ok()?);
     Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// `a · b`, `None` on overflow: one 64×64-bit multiply when both fit in 64
+/// bits (nearly always here), where u128's checked multiply was three
+/// multiplies and its overflow logic.
+#[inline]
+fn mul_u128(a: u128, b: u128) -> Option<u128> {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => Some(u128::from(a) * u128::from(b)),
+        _ => a.checked_mul(b),
+    }
+}
+
+/// 10^38 − 1, [`max_numeric`] as an i128.
+const NUMERIC_MAX: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+/// The full product of two u128s as (low, high) halves, from four 64×64-bit
+/// multiplies (i256's general multiply was [`plain`]'s cost).
+#[inline]
+fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    let (a0, a1) = (a as u64 as u128, a >> 64);
+    let (b0, b1) = (b as u64 as u128, b >> 64);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    // Three terms below 2^64 each: no overflow.
+    let mid = (p00 >> 64) + (p01 as u64 as u128) + (p10 as u64 as u128);
+    let low = (p00 as u64 as u128) | (mid << 64);
+    let high = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    (low, high)
+}
+
+/// The body of a JSON string holding a decimal (`body` starts after the
+/// opening quote): its value and the body's length, found in one pass
+/// (sign, digit runs, closing quote) instead of the string scan, the
+/// search for the point and the digit checks each walking the text.
+/// `None` for anything but [`short`]'s form directly followed by the
+/// closing quote — escapes, exponents, longer runs — which the caller
+/// parses the general way, to the same value (property-tested). What it
+/// takes is ASCII digits, a sign and a point: plain JSON string text.
+#[inline]
+pub(crate) fn parse_quoted(body: &[u8], spec: DecimalSpec) -> Option<(i256, usize)> {
+    let (neg, start) = match body.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    };
+    let int_end = start + digit_run(body.get(start..)?);
+    let (frac_start, end) = match body.get(int_end) {
+        Some(b'.') => (int_end + 1, int_end + 1 + digit_run(body.get(int_end + 1..)?)),
+        _ => (int_end, int_end),
+    };
+    if body.get(end) != Some(&b'"') {
+        return None;
+    }
+    let v = short_parts(neg, body.get(start..int_end)?, body.get(frac_start..end)?, spec)?;
+    Some((v, end))
+}
+
+/// How many ASCII digits `b` starts with, eight bytes at a time: the flag
+/// of [`eight_digits`]'s test is exact at the lowest non-digit (borrows and
+/// carries only reach the bytes above it).
+#[inline]
+fn digit_run(b: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(word) = b.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let v = u64::from_le_bytes(*word).wrapping_sub(0x3030_3030_3030_3030);
+        let not_digit = (v | v.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0;
+        if not_digit != 0 {
+            return n + (not_digit.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while b.get(n).is_some_and(u8::is_ascii_digit) {
+        n += 1;
+    }
+    n
 }
 
 /// 10^k for k in 0..=38, exact in u128.
@@ -311,7 +404,7 @@ fn general(b: &[u8], spec: DecimalSpec, round: bool) -> Result<i256, DecError> {
 
 /// 10^38 − 1: NUMERIC's unscaled bound (±99999999999999999999999999999.999999999).
 fn max_numeric() -> i256 {
-    i256::from_i128(99_999_999_999_999_999_999_999_999_999_999_999_999)
+    i256::from_i128(NUMERIC_MAX)
 }
 
 /// Whether a BIGNUMERIC fits Arrow's decimal256(76, 38): |unscaled| < 10^76.
@@ -322,14 +415,16 @@ pub(crate) fn fits_decimal256(v: i256) -> bool {
     v < max && v > max.wrapping_neg()
 }
 
-/// The minimal two's-complement little-endian bytes (at least one).
+/// The minimal two's-complement little-endian bytes (at least one), for
+/// tests that build expected rows.
+#[cfg(test)]
 pub(crate) fn to_wire(v: i256, out: &mut Vec<u8>) -> usize {
     let n = wire_len(v);
     out.extend_from_slice(v.to_le_bytes().get(..n).unwrap_or_default());
     n
 }
 
-/// How many bytes [`to_wire`] writes: the value's significant bits plus a
+/// How many bytes [`put_wire`] writes after the length: the value's significant bits plus a
 /// sign bit, rounded up to bytes (leading-zero counts, not a byte walk).
 #[inline]
 pub(crate) fn wire_len(v: i256) -> usize {
@@ -342,6 +437,19 @@ pub(crate) fn wire_len(v: i256) -> usize {
         256 - (high ^ sign).leading_zeros() as usize
     };
     (bits + 1).div_ceil(8)
+}
+
+/// The one-byte length (at most 32), then the minimal two's-complement
+/// little-endian bytes (at least one) of `v`: all 32
+/// copied and cut back, a few vector moves where a copy of the value's own
+/// length was a libc memmove call.
+#[inline]
+pub(crate) fn put_wire(v: i256, out: &mut Vec<u8>) {
+    let n = wire_len(v);
+    let at = out.len();
+    out.push(n as u8);
+    out.extend_from_slice(&v.to_le_bytes());
+    out.truncate(at + 1 + n);
 }
 
 /// Wire bytes → unscaled integer (sign-extended); `None` if longer than 32 bytes.

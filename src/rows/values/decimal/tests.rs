@@ -143,7 +143,7 @@ proptest::proptest! {
     /// on valid and malformed text alike.
     #[test]
     fn short_matches_the_general_parser(
-        s in "[+-]?[0-9]{0,22}(\\.[0-9]{0,40})?|[+-]?[0-9.eE+x -]{0,12}",
+        s in "[+-]?[0-9]{0,41}(\\.[0-9]{0,40})?|[+-]?[0-9.eE+x -]{0,12}",
         which in 0usize..4,
         round in proptest::bool::ANY,
     ) {
@@ -160,6 +160,95 @@ proptest::proptest! {
     fn wire_len_matches_the_byte_walk(lo in proptest::num::u128::ANY, hi in proptest::num::i128::ANY, shift in 0u8..=255) {
         let v = i256::from_parts(lo, hi) >> shift;
         proptest::prop_assert_eq!(wire_len(v), wire_len_by_walking(v), "{:?}", v);
+        let (mut put, mut want) = (vec![7], vec![7, wire_len(v) as u8]);
+        put_wire(v, &mut put);
+        to_wire_by_walking(v, &mut want);
+        proptest::prop_assert_eq!(put, want, "{:?}", v);
+    }
+}
+
+proptest::proptest! {
+    /// The one-pass quoted form gives the general parser's exact value for
+    /// the text before the closing quote, or defers, on valid and
+    /// malformed text (escapes, stray quotes, bytes past the quote) alike.
+    #[test]
+    fn parse_quoted_matches_the_general_parser(
+        s in "[+-]?[0-9]{0,41}(\\.[0-9]{0,40})?|[+-]?[0-9.eE+x\\\\ -]{0,12}",
+        which in 0usize..4,
+        tail in "\"?[0-9\"}]{0,3}",
+    ) {
+        let spec = [NUMERIC, BIG, NUMERIC_10_2, NUMERIC_5_0][which];
+        let body = format!("{s}{tail}");
+        if let Some((fast, len)) = parse_quoted(body.as_bytes(), spec) {
+            proptest::prop_assert_eq!(body.as_bytes().get(len), Some(&b'"'), "{}", body);
+            let text = &body.as_bytes()[..len];
+            proptest::prop_assert!(!text.contains(&b'"') && !text.contains(&b'\\'), "{}", body);
+            proptest::prop_assert_eq!(Ok(fast), general(text, spec, false), "{}", body);
+        }
+    }
+
+    /// digit_run (eight at a time, then bytes) counts what a byte walk does.
+    #[test]
+    fn digit_run_matches_the_byte_walk(
+        digits in "[0-9]{0,30}",
+        stray in proptest::option::of((0usize..30, proptest::num::u8::ANY)),
+    ) {
+        let b = with_stray(digits, stray);
+        let want = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        proptest::prop_assert_eq!(digit_run(&b), want, "{:?}", b);
+    }
+}
+
+#[test]
+fn parse_quoted_takes_only_its_form() {
+    for (body, spec, want) in [
+        ("12.5\"", NUMERIC, "12.5"),
+        ("-0.000000001\",", NUMERIC, "-0.000000001"),
+        ("5.\"", NUMERIC, "5."),
+        (".5\"}", BIG, ".5"),
+        ("+0000000000000000001\"", NUMERIC_5_0, "+0000000000000000001"),
+    ] {
+        let (v, len) = parse_quoted(body.as_bytes(), spec).expect(body);
+        assert_eq!(len, want.len(), "{body}");
+        assert_eq!(Ok(v), general(want.as_bytes(), spec, false), "{body}");
+    }
+    for (body, spec) in [
+        ("12.5", NUMERIC),
+        ("1e3\"", NUMERIC),
+        ("1\\u0032\"", NUMERIC),
+        ("0.0000000001\"", NUMERIC),
+        ("\"", NUMERIC),
+        (".\"", NUMERIC),
+        ("-\"", NUMERIC),
+        ("1.2.3\"", NUMERIC),
+        (" 1\"", NUMERIC),
+        ("123456\"", NUMERIC_5_0),
+    ] {
+        assert_eq!(parse_quoted(body.as_bytes(), spec), None, "{body}");
+    }
+}
+
+/// The value's bytes as the original code wrote them: little-endian, cut
+/// to the byte walk's length.
+fn to_wire_by_walking(v: i256, out: &mut Vec<u8>) {
+    out.extend_from_slice(&v.to_le_bytes()[..wire_len_by_walking(v)]);
+}
+
+proptest::proptest! {
+    /// The 64-bit shortcut multiplies as u128's checked multiply does.
+    #[test]
+    fn mul_u128_is_checked_mul(a in proptest::num::u128::ANY, b in proptest::num::u128::ANY, sa in 0u32..128, sb in 0u32..128) {
+        let (a, b) = (a >> sa, b >> sb);
+        proptest::prop_assert_eq!(mul_u128(a, b), a.checked_mul(b));
+    }
+
+    /// The limb product is the exact 256-bit product.
+    #[test]
+    fn mul_wide_is_the_full_product(a in proptest::num::u128::ANY, b in proptest::num::u128::ANY) {
+        let (low, high) = mul_wide(a, b);
+        // The true product is below 2^256: i256's wrapping product has its bits.
+        let want = i256::from_parts(a, 0).wrapping_mul(i256::from_parts(b, 0));
+        proptest::prop_assert_eq!(i256::from_parts(low, high as i128), want);
     }
 }
 
@@ -182,12 +271,16 @@ const NUMERIC_5_0: DecimalSpec = DecimalSpec { wire_scale: 9, scale: 0, int_digi
 
 #[test]
 fn short_takes_only_its_form() {
+    let twenty = "1".repeat(20);
+    let big_int = format!("-{}.5", "9".repeat(38));
     for (s, spec) in [
         ("12.5", NUMERIC),
         ("-0.000000001", NUMERIC),
         ("5.", NUMERIC),
         (".5", BIG),
         ("0000000000000000001", NUMERIC_5_0),
+        (twenty.as_str(), NUMERIC),
+        (big_int.as_str(), BIG),
     ] {
         assert_eq!(
             short(s.as_bytes(), spec).map(Ok),
@@ -195,9 +288,11 @@ fn short_takes_only_its_form() {
             "{s}"
         );
     }
-    let twenty = "1".repeat(20);
+    let thirty = "1".repeat(30);
+    let thirty_nine = "1".repeat(39);
     for (s, spec) in [
-        (twenty.as_str(), NUMERIC),
+        (thirty.as_str(), NUMERIC),
+        (thirty_nine.as_str(), BIG),
         ("123456", NUMERIC_5_0),
         ("1e3", NUMERIC),
         ("0.0000000001", NUMERIC),
@@ -240,7 +335,8 @@ fn plain_takes_only_the_plain_form() {
 fn wire_bytes_are_minimal_twos_complement() {
     let w = |v: i128| {
         let mut out = vec![];
-        to_wire(i256::from_i128(v), &mut out);
+        put_wire(i256::from_i128(v), &mut out);
+        assert_eq!(usize::from(out.remove(0)), out.len());
         out
     };
     assert_eq!(w(0), vec![0]);
@@ -255,7 +351,8 @@ fn wire_bytes_are_minimal_twos_complement() {
         assert_eq!(from_wire(&w(v)), Some(i256::from_i128(v)));
     }
     let mut out = vec![];
-    to_wire(i256::MIN, &mut out);
+    put_wire(i256::MIN, &mut out);
+    assert_eq!(out.remove(0), 32);
     assert_eq!(out.len(), 32);
     assert_eq!(from_wire(&out), Some(i256::MIN));
 }
