@@ -7,7 +7,7 @@ use super::error::RowErrorKind;
 use super::json::{Kind, Reader};
 use super::schema::{DecimalSpec, Field, Fields, Ty};
 use super::values::{self, decimal, time};
-use super::wire::{WireReader, WireValue, end_len};
+use super::wire::{WireReader, end_len};
 
 /// `expected INT64, got "abc"`: quotes strings (shortened) and numbers' text.
 fn mismatch<T>(ty: &Ty, kind: Kind, text: Option<&str>) -> R<T> {
@@ -391,7 +391,9 @@ fn civil_value(ty: &Ty, kind: Kind, text: &[u8]) -> R<i64> {
 fn check_range_order(body: &[u8]) -> R<()> {
     let mut r = WireReader::new(body);
     let (mut start, mut end) = (None, None);
-    while let Ok(Some((n, WireValue::Varint(v)))) = r.next() {
+    // The bounds are the body's only fields, both varints.
+    while let Ok((n, 0)) = r.key() {
+        let Ok(v) = r.varint() else { break };
         if n == 1 { start = Some(v as i64) } else { end = Some(v as i64) }
     }
     match (start, end) {

@@ -74,14 +74,8 @@ pub(crate) fn end_len(out: &mut Vec<u8>, body_start: usize) {
     }
 }
 
-/// One field read back from row bytes.
-pub(crate) enum WireValue<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Bytes(&'a [u8]),
-}
-
-/// Reads fields in order; `None` at the end, `Err` on malformed bytes.
+/// Reads fields in order: a [`key`](Self::key), then its value as the
+/// wire type says; `Err` on malformed bytes.
 pub(crate) struct WireReader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -145,21 +139,6 @@ impl<'a> WireReader<'a> {
         self.pos = end;
         Ok(b)
     }
-
-    #[allow(clippy::should_implement_trait)]
-    pub(crate) fn next(&mut self) -> Result<Option<(u32, WireValue<'a>)>, &'static str> {
-        if self.is_done() {
-            return Ok(None);
-        }
-        let (number, wire) = self.key()?;
-        let value = match wire {
-            0 => WireValue::Varint(self.varint()?),
-            1 => WireValue::Fixed64(self.fixed64()?),
-            2 => WireValue::Bytes(self.bytes()?),
-            _ => return Err("unsupported wire type"),
-        };
-        Ok(Some((number, value)))
-    }
 }
 
 #[cfg(test)]
@@ -182,11 +161,9 @@ mod tests {
             out.extend(std::iter::repeat_n(7u8, n));
             end_len(&mut out, at);
             let mut r = WireReader::new(out.get(1..).unwrap());
-            match r.next().unwrap() {
-                Some((3, WireValue::Bytes(b))) => assert_eq!(b.len(), n),
-                _ => panic!("bad field"),
-            }
-            assert!(r.next().unwrap().is_none());
+            assert_eq!(r.key(), Ok((3, 2)));
+            assert_eq!(r.bytes().map(<[u8]>::len), Ok(n));
+            assert!(r.is_done());
         }
     }
 }
