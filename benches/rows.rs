@@ -241,17 +241,11 @@ impl<'a> Paths<'a> {
     /// of the whole set per run charged only this path with page faults
     /// for memory the other paths get outside the timed loop.
     fn arrow(&mut self) {
-        let mut buf = std::mem::take(&mut self.batch);
-        buf.clear();
-        let mut ends = Vec::with_capacity(self.records.len());
-        for r in self.records {
-            self.arrow.encode(r.as_bytes(), &self.meta, &mut buf).unwrap();
-            ends.push(buf.len());
-        }
-        let all = bytes::Bytes::from(buf);
+        self.arrow_rows();
+        let all = bytes::Bytes::from(std::mem::take(&mut self.batch));
         self.rows.clear();
         let mut start = 0;
-        for end in ends {
+        for &end in &self.ends {
             self.rows.push(all.slice(start..end));
             start = end;
         }

@@ -14,6 +14,19 @@ fn parts(strs: &[&[u8]]) -> (OffsetBuffer<i32>, Buffer) {
     (OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(data))
 }
 
+/// The compiled table, its Arrow schema, and an Arrow-mode encoder for it.
+fn arrow_parts(
+    table: &crate::pb::storage::TableSchema,
+) -> (Fields, SchemaRef, super::super::Encoder) {
+    let fields = super::super::schema::compile(table).unwrap();
+    let schema = schema(&fields);
+    let options = super::super::EncoderOptions {
+        format: super::super::RowFormat::Arrow,
+        ..Default::default()
+    };
+    (fields, schema, super::super::Encoder::new(table, options).unwrap())
+}
+
 /// The one-copy message is byte for byte what `IpcDataGenerator::encode`
 /// and `write_message` write (the reference it replaced), on a batch with
 /// nulls, lists, structs, decimals and text.
@@ -35,17 +48,8 @@ fn record_batch_message_matches_the_generator() {
             rec,
         ],
     };
-    let fields = super::super::schema::compile(&table).unwrap();
-    let schema = schema(&fields);
+    let (fields, schema, enc) = arrow_parts(&table);
     let schema_bytes = schema_message(&schema);
-    let enc = super::super::Encoder::new(
-        &table,
-        super::super::EncoderOptions {
-            format: super::super::RowFormat::Arrow,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let records = [
         r#"{"s":"Grüße","n":"1.5","b":"-2","t":1,"f":[1.5,2],"ok":true,"r":{"x":3,"l":["a","東"]}}"#,
         r#"{"s":null,"f":[],"r":null}"#,
@@ -253,16 +257,7 @@ proptest::proptest! {
         seeds in proptest::collection::vec(proptest::num::u64::ANY, 0..24)
     ) {
         let table = lazy_schema();
-        let fields = super::super::schema::compile(&table).unwrap();
-        let schema = schema(&fields);
-        let enc = super::super::Encoder::new(
-            &table,
-            super::super::EncoderOptions {
-                format: super::super::RowFormat::Arrow,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let (fields, schema, enc) = arrow_parts(&table);
         let mut rows = Vec::new();
         for seed in &seeds {
             let record = lazy_record(*seed);
