@@ -123,7 +123,8 @@ impl Key {
         Key { bytes, len }
     }
 
-    #[inline]
+    /// The key's bytes (tests: what [`put`](Self::put) must write).
+    #[cfg(test)]
     pub(crate) fn as_slice(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or(&self.bytes)
     }
@@ -138,54 +139,24 @@ impl Key {
         out.truncate(at + usize::from(self.len));
     }
 
-    /// The key, then `v` as a varint, both written the way [`put`](Self::put)
-    /// writes the key: the varint's bytes are built in a register-sized
-    /// array, not pushed one by one (a capacity check each).
+    /// The key, then `v` as a varint.
     #[inline]
     pub(crate) fn put_varint(&self, out: &mut Vec<u8>, v: u64) {
         self.put(out);
-        put_varint_fixed(out, v);
+        super::wire::put_varint(out, v);
     }
 
-    /// Starts a length-delimited field whose length is not known yet, as
-    /// `wire::begin_len` does (one length byte reserved, for `wire::end_len`
-    /// to fill or widen), with the key written by [`put`](Self::put).
+    /// Starts a length-delimited field: see `wire::begin_len`.
     #[inline]
     pub(crate) fn begin_len(&self, out: &mut Vec<u8>) -> usize {
-        self.put(out);
-        out.push(0);
-        out.len()
+        super::wire::begin_len(out, self)
     }
 
     /// The key, the length and the bytes of a length-delimited field.
     #[inline]
     pub(crate) fn put_bytes(&self, out: &mut Vec<u8>, bytes: &[u8]) {
-        self.put(out);
-        put_varint_fixed(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
+        super::wire::put_bytes(out, self, bytes);
     }
-}
-
-/// `v` as a varint (protobuf encoding spec). One byte (most lengths, many
-/// integers) is a push; longer ones are built without a branch per byte,
-/// copied as ten bytes and cut back to their length (see [`Key::put`]).
-#[inline]
-fn put_varint_fixed(out: &mut Vec<u8>, v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
-    }
-    let mut buf = [0u8; 10];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (v >> (7 * i)) as u8 | 0x80;
-    }
-    let n = super::wire::varint_len(v);
-    if let Some(last) = buf.get_mut(n - 1) {
-        *last &= 0x7f;
-    }
-    let at = out.len();
-    out.extend_from_slice(&buf);
-    out.truncate(at + n);
 }
 
 /// One column.
@@ -506,34 +477,6 @@ mod tests {
 
     fn col(name: &str, ty: tfs::Type, mode: tfs::Mode) -> TableFieldSchema {
         test_column(name, ty, mode, vec![])
-    }
-
-    proptest::proptest! {
-        /// Key::put_* write exactly what the wire helpers write, after
-        /// whatever the buffer already held.
-        #[test]
-        fn key_writes_match_the_wire_helpers(
-            number in 1u32..(1 << 29),
-            shift in 0u32..64,
-            v in proptest::num::u64::ANY,
-            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
-            prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..3),
-        ) {
-            use crate::rows::wire::{put_bytes, put_key, put_varint};
-            let key = Key::new(number, WT_VARINT);
-            let v = v >> shift;
-            let (mut want, mut got) = (prefix.clone(), prefix.clone());
-            put_key(&mut want, &key);
-            key.put(&mut got);
-            put_key(&mut want, &key);
-            put_varint(&mut want, v);
-            key.put_varint(&mut got, v);
-            put_bytes(&mut want, &key, &bytes);
-            key.put_bytes(&mut got, &bytes);
-            let at = crate::rows::wire::begin_len(&mut want, &key);
-            proptest::prop_assert_eq!(key.begin_len(&mut got), at);
-            proptest::prop_assert_eq!(got, want);
-        }
     }
 
     #[test]
