@@ -133,8 +133,24 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             _ => return mismatch(ty, kind, None),
         },
         Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
-            let raw = scalar_bytes!(cx, ty, kind);
-            let v = civil_value(ty, kind, raw)?;
+            // A string in the common spelling is read where it stands, in
+            // one pass (`time::quoted`); any other text the general way.
+            let quoted = match kind {
+                Kind::String => cx.r.str_body().and_then(|body| match ty {
+                    Ty::Timestamp => time::quoted::timestamp(body),
+                    Ty::Date => time::quoted::date_days(body),
+                    Ty::DateTime => time::quoted::datetime(body),
+                    _ => time::quoted::time_of_day(body),
+                }),
+                _ => None,
+            };
+            let v = match quoted {
+                Some((v, len)) => {
+                    cx.r.take_str_body(len);
+                    v
+                }
+                None => civil_value(ty, kind, scalar_bytes!(cx, ty, kind))?,
+            };
             f.key.put_varint(out, v as u64);
         }
         Ty::Decimal(spec) => return encode_decimal(cx, f, *spec, kind, out),

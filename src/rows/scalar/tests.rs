@@ -41,3 +41,40 @@ fn quoted_decimals_match_the_general_path() {
         }
     }
 }
+
+/// A date or time string read in one pass where it stands writes the bytes
+/// the general path writes for the same text with an escape in it (which
+/// the one-pass reader declines), and the general path's errors stay.
+#[test]
+fn quoted_dates_and_times_match_the_general_path() {
+    let schema = TableSchema {
+        fields: vec![
+            col("ts", Type::Timestamp, Mode::Nullable),
+            col("d", Type::Date, Mode::Nullable),
+            col("dt", Type::Datetime, Mode::Nullable),
+            col("t", Type::Time, Mode::Nullable),
+        ],
+    };
+    let opts = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let e = Encoder::new(&schema, opts).unwrap();
+    for (name, text) in [
+        ("ts", "2024-05-06T07:08:09.123456Z"),
+        ("ts", "2024-05-06 09:08:09.5+02:00"),
+        ("ts", "2024-05-06t07:08:09"),
+        ("ts", "0001-01-01T00:00:00.000000001-00:00"),
+        ("d", "2024-02-29"),
+        ("dt", "2019-11-27T12:34:56.789"),
+        ("t", "23:59:59.999999"),
+    ] {
+        // The escape spells the text's last character.
+        let (head, last) = text.split_at(text.len() - 1);
+        let escaped = format!("{head}\\u00{:02x}", last.as_bytes()[0]);
+        let at = |v: &str| format!(r#"{{"{name}":"{v}"}}"#);
+        assert_eq!(row(&e, &at(text)), row(&e, &at(&escaped)), "{text}");
+    }
+    let mut out = Vec::new();
+    for bad in [r#"{"ts":"2024-02-30T00:00:00Z"}"#, r#"{"d":"2024-13-01"}"#, r#"{"t":"24:00:00"}"#] {
+        let err = e.encode(bad.as_bytes(), &RecordMeta::default(), &mut out).unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{bad}: {err}");
+    }
+}

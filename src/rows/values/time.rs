@@ -6,6 +6,8 @@
 //! BigQuery's: 0001-01-01 to 9999-12-31, TIMESTAMP through 23:59:59.999999 UTC.
 //! Fractions beyond microseconds are truncated (BigQuery keeps microseconds).
 
+pub(crate) mod quoted;
+
 /// Days from 1970-01-01 to 0001-01-01 and to 9999-12-31 (fact sheet §4.1).
 pub(crate) const MIN_DATE: i64 = -719_162;
 pub(crate) const MAX_DATE: i64 = 2_932_896;
