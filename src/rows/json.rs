@@ -240,6 +240,22 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The input from the number at the cursor (whitespace skipped) to its
+    /// end, for a parser that reads a short number where it stands, then
+    /// calls [`take_number`](Self::take_number).
+    #[inline]
+    pub(crate) fn number_body(&mut self) -> &'a [u8] {
+        self.skip_ws();
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Consumes the `len` bytes of [`number_body`](Self::number_body) that
+    /// the caller has seen to be one whole JSON number.
+    #[inline]
+    pub(crate) fn take_number(&mut self, len: usize) {
+        self.pos += len;
+    }
+
     /// The bytes after the opening quote of the string at the cursor
     /// (whitespace skipped), through the end of the input; `None` if the
     /// next value is not a string. For a parser that finds a short value's

@@ -6,7 +6,7 @@ use super::encode::{At, Ctx, R, Seg, encode_message, fail};
 use super::error::RowErrorKind;
 use super::json::{Kind, Reader};
 use super::schema::{DecimalSpec, Field, Fields, Ty};
-use super::values::{self, decimal, time};
+use super::values::{self, decimal, digits, time};
 use super::wire::{WireReader, end_len};
 
 /// `expected INT64, got "abc"`: quotes strings (shortened) and numbers' text.
@@ -76,6 +76,12 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             out.push(u8::from(v));
         }
         Ty::Int64 => {
+            // A JSON integer is read where it stands, in one pass.
+            if let Some((v, len)) = int_number(cx, kind) {
+                cx.r.take_number(len);
+                f.key.put_varint(out, v as u64);
+                return Ok(());
+            }
             let raw = scalar_bytes!(cx, ty, kind);
             let Some(v) = values::parse_i64(raw) else {
                 let text = &*String::from_utf8_lossy(raw);
@@ -135,18 +141,26 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
         Ty::Timestamp | Ty::Date | Ty::Time | Ty::DateTime => {
             // A string in the common spelling is read where it stands, in
             // one pass (`time::quoted`); any other text the general way.
-            let quoted = match kind {
+            let quick = match kind {
                 Kind::String => cx.r.str_body().and_then(|body| match ty {
                     Ty::Timestamp => time::quoted::timestamp(body),
                     Ty::Date => time::quoted::date_days(body),
                     Ty::DateTime => time::quoted::datetime(body),
                     _ => time::quoted::time_of_day(body),
                 }),
+                // Epoch microseconds.
+                _ if matches!(ty, Ty::Timestamp) => {
+                    int_number(cx, kind).filter(|&(us, _)| time::check_timestamp(us).is_ok())
+                }
                 _ => None,
             };
-            let v = match quoted {
+            let v = match quick {
                 Some((v, len)) => {
-                    cx.r.take_str_body(len);
+                    if kind == Kind::String {
+                        cx.r.take_str_body(len);
+                    } else {
+                        cx.r.take_number(len);
+                    }
                     v
                 }
                 None => civil_value(ty, kind, scalar_bytes!(cx, ty, kind))?,
@@ -158,6 +172,16 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
         _ => return encode_rare(cx, f, kind, out),
     }
     Ok(())
+}
+
+/// A JSON integer at the cursor read where it stands (`digits::int_number`):
+/// its value and length, or `None` for other kinds and numbers.
+#[inline]
+fn int_number(cx: &mut Ctx, kind: Kind) -> Option<(i64, usize)> {
+    if kind != Kind::Number {
+        return None;
+    }
+    digits::int_number(cx.r.number_body())
 }
 
 /// NUMERIC and BIGNUMERIC, out of [`encode_value`]'s frame and out of

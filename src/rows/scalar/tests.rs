@@ -73,8 +73,55 @@ fn quoted_dates_and_times_match_the_general_path() {
         assert_eq!(row(&e, &at(text)), row(&e, &at(&escaped)), "{text}");
     }
     let mut out = Vec::new();
-    for bad in [r#"{"ts":"2024-02-30T00:00:00Z"}"#, r#"{"d":"2024-13-01"}"#, r#"{"t":"24:00:00"}"#] {
+    for bad in [r#"{"ts":"2024-02-30T00:00:00Z"}"#, r#"{"d":"2024-13-01"}"#, r#"{"t":"24:00:00"}"#]
+    {
         let err = e.encode(bad.as_bytes(), &RecordMeta::default(), &mut out).unwrap_err();
         assert!(err.to_string().contains("invalid"), "{bad}: {err}");
+    }
+}
+
+/// A JSON integer read where it stands writes what the general path writes
+/// for the same integer as a string (which it reads through `parse_i64`),
+/// up to the 18-digit limit of the one-pass read and past it.
+#[test]
+fn integers_read_in_one_pass_match_the_general_path() {
+    let schema = TableSchema {
+        fields: vec![
+            col("i", Type::Int64, Mode::Nullable),
+            col("ts", Type::Timestamp, Mode::Nullable),
+        ],
+    };
+    let opts = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
+    let e = Encoder::new(&schema, opts).unwrap();
+    for n in [
+        "0",
+        "-0",
+        "7",
+        "-42",
+        "1234567",
+        "12345678",
+        "-123456789",
+        "999999999999999999",
+        "-9223372036854775808",
+        "9223372036854775807",
+    ] {
+        let at = |v: &str| format!(r#"{{"i":{v}}}"#);
+        assert_eq!(row(&e, &at(n)), row(&e, &at(&format!("\"{n}\""))), "{n}");
+        // Epoch microseconds: inside TIMESTAMP's range (below 2.5e17).
+        if n.trim_start_matches('-').len() > 17 {
+            continue;
+        }
+        let at = |v: &str| format!(r#"{{"ts": {v} , "i":1}}"#);
+        assert_eq!(row(&e, &at(n)), row(&e, &at(&format!("\"{n}\""))), "{n}");
+    }
+    let mut out = Vec::new();
+    for bad in [
+        r#"{"i":01}"#,
+        r#"{"i":1.5}"#,
+        r#"{"i":9223372036854775808}"#,
+        r#"{"ts":1.5}"#,
+        r#"{"ts":999999999999999999}"#,
+    ] {
+        assert!(e.encode(bad.as_bytes(), &RecordMeta::default(), &mut out).is_err(), "{bad}");
     }
 }

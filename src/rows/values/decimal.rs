@@ -7,6 +7,7 @@
 
 use arrow_buffer::i256;
 
+use super::digits::{digit_run, eight_digits};
 use crate::rows::schema::DecimalSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,25 +77,6 @@ fn digits_u128(d: &[u8]) -> Option<u128> {
         }
         _ => digits_u64(d).map(u128::from),
     }
-}
-
-/// Eight ASCII digits (most significant first) as their value, or `None`
-/// if any byte is not a digit: SWAR, three multiplies instead of eight
-/// dependent multiply-adds.
-#[inline]
-fn eight_digits(word: [u8; 8]) -> Option<u64> {
-    let x = u64::from_le_bytes(word);
-    let v = x.wrapping_sub(0x3030_3030_3030_3030);
-    // Each byte was a digit iff it was 0x30..=0x39: the subtraction did not
-    // borrow (no high bit) and adding 6 does not carry past 9 (0x0f).
-    let not_digit = (v | v.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0;
-    if not_digit != 0 {
-        return None;
-    }
-    // Pairs, then quads, then the eight: byte 0 is the most significant digit.
-    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
-    Some((v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff)
 }
 
 /// The form amounts and rates come in, `[+-]int[.frac]` with at most 38
@@ -224,26 +206,6 @@ pub(crate) fn parse_quoted(body: &[u8], spec: DecimalSpec) -> Option<(i256, usiz
     }
     let v = short_parts(neg, body.get(start..int_end)?, body.get(frac_start..end)?, spec)?;
     Some((v, end))
-}
-
-/// How many ASCII digits `b` starts with, eight bytes at a time: the flag
-/// of [`eight_digits`]'s test is exact at the lowest non-digit (borrows and
-/// carries only reach the bytes above it).
-#[inline]
-fn digit_run(b: &[u8]) -> usize {
-    let mut n = 0;
-    while let Some(word) = b.get(n..).and_then(<[u8]>::first_chunk::<8>) {
-        let v = u64::from_le_bytes(*word).wrapping_sub(0x3030_3030_3030_3030);
-        let not_digit = (v | v.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0;
-        if not_digit != 0 {
-            return n + (not_digit.trailing_zeros() / 8) as usize;
-        }
-        n += 8;
-    }
-    while b.get(n).is_some_and(u8::is_ascii_digit) {
-        n += 1;
-    }
-    n
 }
 
 /// 10^k for k in 0..=38, exact in u128.

@@ -3,6 +3,7 @@
 //! kinds reach which parser (docs/coercions.md has the full table).
 
 pub(crate) mod decimal;
+pub(crate) mod digits;
 pub(crate) mod time;
 
 use base64::Engine as _;

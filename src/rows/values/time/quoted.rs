@@ -16,7 +16,7 @@ use super::{
     pack_time,
 };
 
-const ZEROS: u64 = 0x3030_3030_3030_3030;
+use crate::rows::values::digits::{ZEROS, combine_eight, not_digit_flags};
 
 /// The little-endian word of `b[at..at + 8]`.
 #[inline]
@@ -37,12 +37,11 @@ fn short_word(b: &[u8], at: usize) -> u64 {
 
 /// `w` with its bytes outside `digits` (a mask of whole bytes) made `'0'`,
 /// minus `'0'` from every byte: the digits' values, or `None` if a byte
-/// inside the mask is not an ASCII digit (the test of
-/// `decimal::eight_digits`: no borrow, and no carry past 9 on adding 6).
+/// inside the mask is not an ASCII digit.
 #[inline]
 fn digit_values(w: u64, digits: u64) -> Option<u64> {
     let v = ((w & digits) | (ZEROS & !digits)).wrapping_sub(ZEROS);
-    ((v | v.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0 == 0).then_some(v)
+    (not_digit_flags(v) == 0).then_some(v)
 }
 
 /// Byte `i` of a word.
@@ -101,9 +100,7 @@ fn fraction(b: &[u8], at: usize) -> Option<(u32, usize)> {
     }
     let w = word(b, at + 1).unwrap_or_else(|| short_word(b, at + 1));
     // Digits at the start of the word: the test flags its lowest non-digit.
-    let v = w.wrapping_sub(ZEROS);
-    let flags = (v | v.wrapping_add(0x0606_0606_0606_0606)) & 0xf0f0_f0f0_f0f0_f0f0;
-    let mut n = (flags.trailing_zeros() / 8) as usize;
+    let mut n = (not_digit_flags(w.wrapping_sub(ZEROS)).trailing_zeros() / 8) as usize;
     if n == 8 && b.get(at + 9).is_some_and(u8::is_ascii_digit) {
         n = 9;
         if b.get(at + 10).is_some_and(u8::is_ascii_digit) {
@@ -116,10 +113,7 @@ fn fraction(b: &[u8], at: usize) -> Option<(u32, usize)> {
     // The first (up to) six digits, padded with zeros to eight: the value
     // is the microseconds times 100.
     let keep = n.min(6) as u32;
-    let v = digit_values(w, (1u64 << (8 * keep)) - 1)?;
-    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
-    let v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff;
+    let v = combine_eight(digit_values(w, (1u64 << (8 * keep)) - 1)?);
     Some((v as u32 / 100, at + 1 + n))
 }
 
