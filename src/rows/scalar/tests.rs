@@ -80,19 +80,24 @@ fn quoted_dates_and_times_match_the_general_path() {
     }
 }
 
-/// A JSON integer read where it stands writes what the general path writes
-/// for the same integer as a string (which it reads through `parse_i64`),
-/// up to the 18-digit limit of the one-pass read and past it.
+/// A JSON number read where it stands writes what the general path writes
+/// for the same number as a string (read through `parse_i64` and
+/// `parse_f64`), up to the one-pass reads' digit limits and past them.
 #[test]
-fn integers_read_in_one_pass_match_the_general_path() {
+fn numbers_read_in_one_pass_match_the_general_path() {
     let schema = TableSchema {
         fields: vec![
             col("i", Type::Int64, Mode::Nullable),
             col("ts", Type::Timestamp, Mode::Nullable),
+            col("f", Type::Double, Mode::Nullable),
         ],
     };
     let opts = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
     let e = Encoder::new(&schema, opts).unwrap();
+    for x in ["0.1", "-0.0", "12.5", "123456789.123456", "1234567890.1234567", "7", "1e300"] {
+        let at = |v: &str| format!(r#"{{"f":{v}}}"#);
+        assert_eq!(row(&e, &at(x)), row(&e, &at(&format!("\"{x}\""))), "{x}");
+    }
     for n in [
         "0",
         "-0",

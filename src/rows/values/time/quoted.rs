@@ -16,23 +16,12 @@ use super::{
     pack_time,
 };
 
-use crate::rows::values::digits::{ZEROS, combine_eight, not_digit_flags};
+use crate::rows::values::digits::{ZEROS, combine_eight, not_digit_flags, word_at};
 
 /// The little-endian word of `b[at..at + 8]`.
 #[inline]
 fn word(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(*b.get(at..)?.first_chunk::<8>()?))
-}
-
-/// [`word`] where fewer than eight bytes remain (a time at the end of
-/// the input), the missing ones zero (not digits).
-#[cold]
-fn short_word(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    for (dst, src) in w.iter_mut().zip(b.get(at..).unwrap_or_default()) {
-        *dst = *src;
-    }
-    u64::from_le_bytes(w)
 }
 
 /// `w` with its bytes outside `digits` (a mask of whole bytes) made `'0'`,
@@ -98,7 +87,7 @@ fn fraction(b: &[u8], at: usize) -> Option<(u32, usize)> {
     if b.get(at) != Some(&b'.') {
         return Some((0, at));
     }
-    let w = word(b, at + 1).unwrap_or_else(|| short_word(b, at + 1));
+    let w = word_at(b, at + 1);
     // Digits at the start of the word: the test flags its lowest non-digit.
     let mut n = (not_digit_flags(w.wrapping_sub(ZEROS)).trailing_zeros() / 8) as usize;
     if n == 8 && b.get(at + 9).is_some_and(u8::is_ascii_digit) {
