@@ -7,6 +7,8 @@
 //! most once, and only values BigQuery accepts for the column's type; any
 //! other input is a [`RowError`] naming the field path, never a panic.
 
+use std::cell::Cell;
+
 use super::UnknownFields;
 use super::error::{RowError, RowErrorKind};
 use super::json::{JsonError, Kind, Reader};
@@ -133,8 +135,8 @@ pub(crate) fn encode_row(
     arrow: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), RowError> {
-    let mut cx =
-        Ctx { r: Reader::new(json), scratch: Vec::new(), bytes: Vec::new(), unknown, arrow };
+    let (scratch, bytes) = SCRATCH.take();
+    let mut cx = Ctx { r: Reader::new(json), scratch, bytes, unknown, arrow };
     let run = |cx: &mut Ctx, out: &mut Vec<u8>| -> R<()> {
         if cx.r.peek()? != Kind::Object {
             // Report a syntax error as such; valid JSON that is not an object after.
@@ -146,8 +148,22 @@ pub(crate) fn encode_row(
         cx.r.finish()?;
         encode_meta(fields, meta, out)
     };
-    run(&mut cx, out).map_err(|f| f.into_row_error())
+    let res = run(&mut cx, out).map_err(|f| f.into_row_error());
+    if cx.scratch.capacity().max(cx.bytes.capacity()) <= SCRATCH_KEPT {
+        SCRATCH.set((cx.scratch, cx.bytes));
+    }
+    res
 }
+
+thread_local! {
+    /// [`Ctx`]'s scratch buffers, kept between records on this thread: a
+    /// record with an escaped string (or BYTES) no longer pays an
+    /// allocation and its free. Both are cleared before each use.
+    static SCRATCH: Cell<(Vec<u8>, Vec<u8>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// The largest scratch buffer kept: one huge record's buffer is dropped.
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 fn encode_meta(fields: &Fields, meta: &RecordMeta, out: &mut Vec<u8>) -> R<()> {
     for &i in &fields.meta {

@@ -312,9 +312,9 @@ impl<'a> Reader<'a> {
             }
             _ => {
                 scratch.clear();
-                // The caller's scratch starts empty for each record: room
-                // for the rest of the record (up to a page) up front, not
-                // a reallocation each time the decoded text doubles.
+                // Room for the rest of the record (up to a page) up front,
+                // not a reallocation each time the decoded text doubles
+                // (nothing once the caller's kept scratch has grown).
                 scratch.reserve(self.buf.len().saturating_sub(start).min(4096));
                 self.pos = start;
                 self.decode_escaped(scratch)?;

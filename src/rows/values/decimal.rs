@@ -184,7 +184,7 @@ fn digit_run_value(b: &[u8]) -> Option<(u128, usize)> {
         }
         // The k digits right-aligned behind zeros (k = 8: the whole word).
         let part = combine_eight(v.checked_shl(8 * (8 - k as u32)).unwrap_or(v));
-        acc = mul_u128(acc, *POW10.get(k)?)? + u128::from(part);
+        acc = mul_u128(acc, *POW10.get(k)?)?.checked_add(u128::from(part))?;
         n += k;
         if n > 38 {
             return None;
@@ -194,11 +194,11 @@ fn digit_run_value(b: &[u8]) -> Option<(u128, usize)> {
         }
     }
     while let Some(&d) = b.get(n).filter(|d| d.is_ascii_digit()) {
-        acc = acc * 10 + u128::from(d - b'0');
-        n += 1;
-        if n > 38 {
+        if n == 38 {
             return None;
         }
+        acc = acc * 10 + u128::from(d - b'0');
+        n += 1;
     }
     Some((acc, n))
 }

@@ -212,6 +212,10 @@ fn parse_quoted_takes_only_its_form() {
         assert_eq!(len, want.len(), "{body}");
         assert_eq!(Ok(v), general(want.as_bytes(), spec, false), "{body}");
     }
+    // Digit runs past 38 at the very end of the input (no whole word left).
+    let nines = "9".repeat(39);
+    assert_eq!(parse_quoted(nines.as_bytes(), BIG), None);
+    assert_eq!(parse_quoted(format!("1.{nines}").as_bytes(), BIG), None);
     for (body, spec) in [
         ("12.5", NUMERIC),
         ("1e3\"", NUMERIC),
