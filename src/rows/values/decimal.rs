@@ -7,9 +7,7 @@
 
 use arrow_buffer::i256;
 
-#[cfg(test)]
-use super::digits::digit_run;
-use super::digits::{ZEROS, combine_eight, eight_digits, not_digit_flags};
+use super::digits::{digit_run, eight_digits, short_run};
 use crate::rows::schema::DecimalSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,39 +166,17 @@ fn from_parts(
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
-/// The digit run `b` starts with, up to 38 digits: its value and length,
-/// in one pass of eight-byte words (a word's leading digits are one
-/// [`combine_eight`]); `None` for a longer run. Near the end of the input,
-/// where no whole word is left, byte by byte.
+/// The digit run `b` starts with, up to 38 digits: its value and length.
+/// Amounts' runs (up to 15 digits) in one pass of at most two eight-byte
+/// words ([`short_run`]); longer ones (BIGNUMERIC) scanned, then parsed in
+/// 19-digit pieces. `None` for a run over 38 digits.
 #[inline]
 fn digit_run_value(b: &[u8]) -> Option<(u128, usize)> {
-    let mut acc = 0u128;
-    let mut n = 0;
-    while let Some(word) = b.get(n..).and_then(<[u8]>::first_chunk::<8>) {
-        let v = u64::from_le_bytes(*word).wrapping_sub(ZEROS);
-        let k = (not_digit_flags(v).trailing_zeros() / 8) as usize;
-        if k == 0 {
-            return Some((acc, n));
-        }
-        // The k digits right-aligned behind zeros (k = 8: the whole word).
-        let part = combine_eight(v.checked_shl(8 * (8 - k as u32)).unwrap_or(v));
-        acc = mul_u128(acc, *POW10.get(k)?)?.checked_add(u128::from(part))?;
-        n += k;
-        if n > 38 {
-            return None;
-        }
-        if k < 8 {
-            return Some((acc, n));
-        }
+    if let Some((v, n)) = short_run(b) {
+        return Some((u128::from(v), n));
     }
-    while let Some(&d) = b.get(n).filter(|d| d.is_ascii_digit()) {
-        if n == 38 {
-            return None;
-        }
-        acc = acc * 10 + u128::from(d - b'0');
-        n += 1;
-    }
-    Some((acc, n))
+    let n = digit_run(b);
+    Some((digits_u128(b.get(..n)?)?, n))
 }
 
 /// `a · b`, `None` on overflow: one 64×64-bit multiply when both fit in 64

@@ -5,6 +5,23 @@
 /// `'0'` in every byte.
 pub(crate) const ZEROS: u64 = 0x3030_3030_3030_3030;
 
+/// 10^k for k in 0..=19 (a variable `10u64.pow(k)` is a loop).
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut k = 1;
+    while k < 20 {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
+/// 10^k for k in 0..=19.
+#[inline]
+fn pow10(k: usize) -> u64 {
+    POW10.get(k).copied().unwrap_or(u64::MAX)
+}
+
 /// The little-endian word of `b[at..at + 8]`; where fewer than eight bytes
 /// remain (a value at the end of the input), the missing ones are zero,
 /// which is not a digit.
@@ -95,7 +112,7 @@ pub(crate) fn int_number(b: &[u8]) -> Option<(i64, usize)> {
             let lo = b.get(start + 8..start + n)?;
             let hi = combine_eight(v);
             let lo = lo.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-            (hi * 10u64.pow(n as u32 - 8) + lo, start + n)
+            (hi * pow10(n - 8) + lo, start + n)
         }
     };
     // A leading zero only alone; the number must end here.
@@ -110,8 +127,8 @@ pub(crate) fn int_number(b: &[u8]) -> Option<(i64, usize)> {
 
 /// The digit run `b` starts with, when it is at most 15 digits: value and
 /// length, from at most two words. `None` otherwise.
-#[inline]
-fn short_run(b: &[u8]) -> Option<(u64, usize)> {
+#[inline(always)]
+pub(crate) fn short_run(b: &[u8]) -> Option<(u64, usize)> {
     let word = |at: usize| Some(word_at(b, at).wrapping_sub(ZEROS));
     // The k leading digits of a word, right-aligned behind zeros.
     let lead = |v: u64| -> (u64, usize) {
@@ -124,7 +141,7 @@ fn short_run(b: &[u8]) -> Option<(u64, usize)> {
         return Some((value, k));
     }
     let (low, k) = lead(word(8)?);
-    (k < 8).then(|| (combine_eight(v) * 10u64.pow(k as u32) + low, 8 + k))
+    (k < 8).then(|| (combine_eight(v) * pow10(k) + low, 8 + k))
 }
 
 /// A JSON number where it stands, for FLOAT64: `-?(0|[1-9]D*)(.D+)?` with
@@ -150,7 +167,7 @@ pub(crate) fn float_number(b: &[u8]) -> Option<(f64, usize)> {
         if len == 0 || int_len + len > 15 {
             return None;
         }
-        (m, frac_len) = (int * 10u64.pow(len as u32) + frac, len);
+        (m, frac_len) = (int * pow10(len) + frac, len);
         end += 1 + len;
     }
     if int_len > 15 || matches!(b.get(end), None | Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
