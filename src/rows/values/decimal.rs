@@ -7,7 +7,7 @@
 
 use arrow_buffer::i256;
 
-use super::digits::{digit_run, eight_digits, short_run};
+use super::digits::{digit_run, eight_digits};
 use crate::rows::schema::DecimalSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,51 +99,38 @@ fn short(b: &[u8], spec: DecimalSpec) -> Option<i256> {
 }
 
 /// [`short`] on text already split at its sign and point (`int` and
-/// `frac` may still hold non-digits, which give `None`).
-#[inline]
+/// `frac` may still hold non-digits, which give `None`): shared with
+/// [`parse_quoted`], which finds the split in its one pass. Always
+/// inlined: as a call, its `Option<i256>` came back through memory.
+#[inline(always)]
 fn short_parts(neg: bool, int: &[u8], frac: &[u8], spec: DecimalSpec) -> Option<i256> {
-    if frac.len() > spec.scale as usize {
+    let scale = spec.scale as usize;
+    let wire_scale = spec.wire_scale as usize;
+    if (int.is_empty() && frac.is_empty()) || frac.len() > scale || scale > wire_scale {
         return None;
     }
-    // Leading zeros past 38 digits are for `plain` to strip.
-    let int_value = match digits_u64(int) {
+    // Leading zeros count toward the 19, so the column's integer-digit
+    // limit (at least 19 unless the column says fewer) needs a look only
+    // when it is smaller.
+    if int.len() > spec.int_digits as usize
+        && int.len() - int.iter().take_while(|&&c| c == b'0').count() > spec.int_digits as usize
+    {
+        return None;
+    }
+    // Up to 19 digits in the eight-at-a-time u64 parse; up to 38 (BIGNUMERIC
+    // ledger totals) as a u128.
+    let int = match digits_u64(int) {
         Some(v) => u128::from(v),
         None => digits_u128(int)?,
     };
+    let frac_len = frac.len();
     // Up to 38 fractional digits (BIGNUMERIC's scale) as two 19-digit runs.
-    let frac_value = match frac.split_at_checked(19) {
+    let frac = match frac.split_at_checked(19) {
         Some((a, b)) => {
             u128::from(digits_u64(a)?) * *POW10.get(b.len())? + u128::from(digits_u64(b)?)
         }
         None => u128::from(digits_u64(frac)?),
     };
-    from_parts(neg, (int_value, int.len()), (frac_value, frac.len()), spec)
-}
-
-/// The unscaled value of `[-](int).(frac)`, each part given as its digits'
-/// value and count (at most 38): shared by [`short`] and [`parse_quoted`],
-/// which reads the digits in its one pass. `None` past the column's digits
-/// or the type's range, for the general path to report. Always inlined: as
-/// a call, its `Option<i256>` came back through memory.
-#[inline(always)]
-fn from_parts(
-    neg: bool,
-    (int, int_len): (u128, usize),
-    (frac, frac_len): (u128, usize),
-    spec: DecimalSpec,
-) -> Option<i256> {
-    let scale = spec.scale as usize;
-    let wire_scale = spec.wire_scale as usize;
-    if (int_len == 0 && frac_len == 0) || frac_len > scale || scale > wire_scale {
-        return None;
-    }
-    // More integer digits than the column takes, unless leading zeros
-    // (`int` < 10^int_digits). BIGNUMERIC's 39 is never reached here.
-    if int_len > spec.int_digits as usize
-        && POW10.get(spec.int_digits as usize).is_none_or(|&p| int >= p)
-    {
-        return None;
-    }
     // frac · 10^(wire_scale − len) < 10^wire_scale ≤ 10^38: exact in u128.
     let frac = mul_u128(frac, *POW10.get(wire_scale - frac_len)?)?;
     let pow = *POW10.get(wire_scale)?;
@@ -164,19 +151,6 @@ fn from_parts(
     // gets here (its 10^9 takes the branch above).
     let v = i256::from_parts(low, i128::try_from(high).ok()?);
     Some(if neg { v.wrapping_neg() } else { v })
-}
-
-/// The digit run `b` starts with, up to 38 digits: its value and length.
-/// Amounts' runs (up to 15 digits) in one pass of at most two eight-byte
-/// words ([`short_run`]); longer ones (BIGNUMERIC) scanned, then parsed in
-/// 19-digit pieces. `None` for a run over 38 digits.
-#[inline]
-fn digit_run_value(b: &[u8]) -> Option<(u128, usize)> {
-    if let Some((v, n)) = short_run(b) {
-        return Some((u128::from(v), n));
-    }
-    let n = digit_run(b);
-    Some((digits_u128(b.get(..n)?)?, n))
 }
 
 /// `a · b`, `None` on overflow: one 64×64-bit multiply when both fit in 64
@@ -222,21 +196,15 @@ pub(crate) fn parse_quoted(body: &[u8], spec: DecimalSpec) -> Option<(i256, usiz
         Some(b'+') => (false, 1),
         _ => (false, 0),
     };
-    let (int, int_len) = digit_run_value(body.get(start..)?)?;
-    let int_end = start + int_len;
-    let (frac, frac_len) = match body.get(int_end) {
-        Some(b'.') => digit_run_value(body.get(int_end + 1..)?)?,
-        _ => (0, 0),
-    };
-    let end = if frac_len > 0 || body.get(int_end) == Some(&b'.') {
-        int_end + 1 + frac_len
-    } else {
-        int_end
+    let int_end = start + digit_run(body.get(start..)?);
+    let (frac_start, end) = match body.get(int_end) {
+        Some(b'.') => (int_end + 1, int_end + 1 + digit_run(body.get(int_end + 1..)?)),
+        _ => (int_end, int_end),
     };
     if body.get(end) != Some(&b'"') {
         return None;
     }
-    let v = from_parts(neg, (int, int_len), (frac, frac_len), spec)?;
+    let v = short_parts(neg, body.get(start..int_end)?, body.get(frac_start..end)?, spec)?;
     Some((v, end))
 }
 
