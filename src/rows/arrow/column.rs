@@ -375,11 +375,11 @@ fn read(
             let b = r.bytes()?;
             if data.capacity() == 0 {
                 // Sized once from the first value, for every row like it
-                // and twice as long (never past all the rows' bytes),
-                // instead of a dozen doublings per column per batch: the
-                // first row's text is often the shortest (counters, ids).
-                let guess = (b.len().saturating_mul(2) + 8).saturating_mul(hint.rows);
-                data.reserve(guess.min(hint.row_bytes));
+                // (never past all the rows' bytes), instead of a dozen
+                // doublings per column per batch. (Twice that, to spare
+                // the regrowth when later values are longer, was slower:
+                // more fresh pages per batch.)
+                data.reserve(b.len().saturating_mul(hint.rows).min(hint.row_bytes));
             }
             data.extend_from_slice(b);
             offsets.push(i32::try_from(data.len()).map_err(|_| TOO_LARGE)?);
