@@ -1,6 +1,7 @@
 //! The Arrow writer against arrow-rs' own checks and writers.
 
 use super::*;
+use arrow_buffer::ScalarBuffer;
 
 mod reference;
 
@@ -63,12 +64,11 @@ fn record_batch_message_matches_the_generator() {
     }
     let rows: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
     for n in [0, 1, rows.len()] {
-        let mut cols: Vec<Col> = fields.fields.iter().map(|f| Col::new(f, n, 1 << 16)).collect();
+        let mut cols = Columns::new(&fields, n, 1 << 16);
         for (slot, row) in rows[..n].iter().enumerate() {
-            assert!(push_message(&mut cols, &fields, row, slot).is_ok());
+            assert!(cols.push_row(row, slot).is_ok());
         }
-        let arrays: Vec<ArrayRef> =
-            cols.into_iter().zip(&fields.fields).map(|(c, f)| c.finish(f, n).unwrap()).collect();
+        let arrays = cols.finish(&fields, n).unwrap();
         let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
         let options = IpcWriteOptions::default();
         let mut context = arrow_ipc::writer::IpcWriteContext::default();
@@ -267,17 +267,18 @@ proptest::proptest! {
             rows.push(row);
         }
         let rows: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-        let mut cols: Vec<Col> = fields.fields.iter().map(|f| Col::new(f, rows.len(), 1 << 16)).collect();
+        let mut cols = Columns::new(&fields, rows.len(), 1 << 16);
         for (slot, row) in rows.iter().enumerate() {
-            proptest::prop_assert!(push_message(&mut cols, &fields, row, slot).is_ok());
+            proptest::prop_assert!(cols.push_row(row, slot).is_ok());
         }
-        let arrays: Vec<ArrayRef> = cols
-            .into_iter()
-            .zip(&fields.fields)
-            .map(|(c, f)| c.finish(f, rows.len()).unwrap())
-            .collect();
-        let lazy = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-        proptest::prop_assert_eq!(lazy, reference::batch(&fields, &schema, &rows));
+        let lazy = RecordBatch::try_new(schema.clone(), cols.finish(&fields, rows.len()).unwrap()).unwrap();
+        let want = reference::batch(&fields, &schema, &rows);
+        // The same message, byte for byte (validity bits, padding values
+        // of null slots and all), not only equal arrays.
+        let schema_bytes = schema_message(&schema);
+        let ours = batch_message(&fields, &schema, &schema_bytes, &rows).ok().unwrap();
+        proptest::prop_assert_eq!(ours, record_batch_message(&want, &schema_bytes).unwrap());
+        proptest::prop_assert_eq!(lazy, want);
     }
 }
 
@@ -288,11 +289,8 @@ fn a_scalar_twice_in_a_row_is_foreign() {
     use crate::rows::tests::col;
     let table = crate::pb::storage::TableSchema { fields: vec![col("i", T::Int64, M::Nullable)] };
     let fields = super::super::schema::compile(&table).unwrap();
-    let mut cols: Vec<Col> = fields.fields.iter().map(|f| Col::new(f, 2, 64)).collect();
+    let mut cols = Columns::new(&fields, 2, 64);
     // Field 1, varint 5, twice.
-    assert!(push_message(&mut cols, &fields, &[8, 5], 0).is_ok());
-    assert_eq!(
-        push_message(&mut cols, &fields, &[8, 5, 8, 6], 1).err(),
-        Some("field repeated in a row")
-    );
+    assert!(cols.push_row(&[8, 5], 0).is_ok());
+    assert_eq!(cols.push_row(&[8, 5, 8, 6], 1).err(), Some("field repeated in a row"));
 }
