@@ -115,6 +115,8 @@ impl<'a> WireReader<'a> {
         WireReader { buf, pos: 0 }
     }
 
+    // Tests only: the reference `arrow::reader` is checked against.
+    #[cfg(test)]
     /// Whether every field has been read.
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
@@ -150,6 +152,8 @@ impl<'a> WireReader<'a> {
         Ok((number, (key & 7) as u8))
     }
 
+    // Tests only: the reference `arrow::reader` is checked against.
+    #[cfg(test)]
     #[inline]
     pub(crate) fn fixed64(&mut self) -> Result<u64, &'static str> {
         let b = self.buf.get(self.pos..self.pos + 8).ok_or("truncated fixed64")?;
@@ -159,6 +163,8 @@ impl<'a> WireReader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    // Tests only: the reference `arrow::reader` is checked against.
+    #[cfg(test)]
     /// A length-delimited value's bytes.
     #[inline]
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], &'static str> {

@@ -128,7 +128,7 @@ pub(crate) fn int_number(b: &[u8]) -> Option<(i64, usize)> {
 /// The digit run `b` starts with, when it is at most 15 digits: value and
 /// length, from at most two words. `None` otherwise.
 #[inline(always)]
-pub(crate) fn short_run(b: &[u8]) -> Option<(u64, usize)> {
+fn short_run(b: &[u8]) -> Option<(u64, usize)> {
     let word = |at: usize| Some(word_at(b, at).wrapping_sub(ZEROS));
     // The k leading digits of a word, right-aligned behind zeros.
     let lead = |v: u64| -> (u64, usize) {
