@@ -6,6 +6,11 @@ use crate::pb::storage::table_field_schema::{Mode, Type};
 use crate::rows::tests::col;
 use crate::rows::{Encoder, EncoderOptions, RecordMeta, RowFormat, UnknownFields};
 
+fn encoder(schema: &TableSchema, format: RowFormat) -> Encoder {
+    let opts = EncoderOptions { format, unknown_fields: UnknownFields::Reject };
+    Encoder::new(schema, opts).unwrap()
+}
+
 fn row(e: &Encoder, json: &str) -> Vec<u8> {
     let mut out = Vec::new();
     match e.encode(json.as_bytes(), &RecordMeta::default(), &mut out) {
@@ -27,8 +32,7 @@ fn quoted_decimals_match_the_general_path() {
     };
     let big = "123456789012345678.12345678901234567890123456789012345678";
     for format in [RowFormat::Proto, RowFormat::Arrow] {
-        let opts = EncoderOptions { format, unknown_fields: UnknownFields::Reject };
-        let e = Encoder::new(&schema, opts).unwrap();
+        let e = encoder(&schema, format);
         for (name, fast, general) in [
             ("n", r#""-12.5""#, r#""-1\u0032.5""#.to_string()),
             ("n", r#""12.50""#, r#""1.25e1""#.to_string()),
@@ -55,8 +59,7 @@ fn quoted_dates_and_times_match_the_general_path() {
             col("t", Type::Time, Mode::Nullable),
         ],
     };
-    let opts = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
-    let e = Encoder::new(&schema, opts).unwrap();
+    let e = encoder(&schema, RowFormat::Proto);
     for (name, text) in [
         ("ts", "2024-05-06T07:08:09.123456Z"),
         ("ts", "2024-05-06 09:08:09.5+02:00"),
@@ -92,8 +95,7 @@ fn numbers_read_in_one_pass_match_the_general_path() {
             col("f", Type::Double, Mode::Nullable),
         ],
     };
-    let opts = EncoderOptions { format: RowFormat::Proto, unknown_fields: UnknownFields::Reject };
-    let e = Encoder::new(&schema, opts).unwrap();
+    let e = encoder(&schema, RowFormat::Proto);
     for x in ["0.1", "-0.0", "12.5", "123456789.123456", "1234567890.1234567", "7", "1e300"] {
         let at = |v: &str| format!(r#"{{"f":{v}}}"#);
         assert_eq!(row(&e, &at(x)), row(&e, &at(&format!("\"{x}\""))), "{x}");
