@@ -181,6 +181,11 @@ pub(crate) fn float_number(b: &[u8]) -> Option<(f64, usize)> {
 mod tests {
     use super::*;
 
+    /// A number's text and what follows it in a record.
+    fn body(text: &str, tail: &str, more: bool) -> String {
+        format!("{text}{tail}{}", if more { ",\"next\":1}" } else { "" })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
 
@@ -192,7 +197,7 @@ mod tests {
             tail in proptest::sample::select(vec!["", ",", "}", "]", " ", "x"]),
             pad in proptest::bool::ANY,
         ) {
-            let body = format!("{text}{tail}{}", if pad { ",\"next\":1}" } else { "" });
+            let body = body(&text, tail, pad);
             let Some((v, len)) = int_number(body.as_bytes()) else {
                 // Declined: fine, except for plain integers with room to read.
                 let digits = text.trim_start_matches('-');
@@ -214,7 +219,7 @@ mod tests {
             tail in proptest::sample::select(vec!["", ",", "}", "]", " ", "x"]),
             pad in proptest::bool::ANY,
         ) {
-            let body = format!("{text}{tail}{}", if pad { ",\"next\":1}" } else { "" });
+            let body = body(&text, tail, pad);
             let Some((v, len)) = float_number(body.as_bytes()) else { return Ok(()) };
             proptest::prop_assert_eq!(&body[..len], text.as_str());
             let general = crate::rows::values::parse_f64(&text, false).map(f64::to_bits);
