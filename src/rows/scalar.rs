@@ -94,15 +94,6 @@ pub(super) fn encode_value(cx: &mut Ctx, f: &Field, kind: Kind, out: &mut Vec<u8
             f.key.put_varint(out, v as u64);
         }
         Ty::Float64 => {
-            // A short JSON number is read where it stands, in one pass.
-            if kind == Kind::Number
-                && let Some((v, len)) = digits::float_number(cx.r.number_body())
-            {
-                cx.r.take_number(len);
-                f.key.put(out);
-                out.extend_from_slice(&v.to_le_bytes());
-                return Ok(());
-            }
             let raw = scalar_bytes!(cx, ty, kind);
             let v = match values::parse_f64(raw, kind == Kind::String) {
                 Ok(v) => v,

@@ -125,58 +125,6 @@ pub(crate) fn int_number(b: &[u8]) -> Option<(i64, usize)> {
     Some((if neg { -value } else { value }, end))
 }
 
-/// The digit run `b` starts with, when it is at most 15 digits: value and
-/// length, from at most two words. `None` otherwise.
-#[inline(always)]
-fn short_run(b: &[u8]) -> Option<(u64, usize)> {
-    let word = |at: usize| Some(word_at(b, at).wrapping_sub(ZEROS));
-    // The k leading digits of a word, right-aligned behind zeros.
-    let lead = |v: u64| -> (u64, usize) {
-        let k = (not_digit_flags(v).trailing_zeros() / 8) as usize;
-        (v.checked_shl(8 * (8 - k as u32)).map_or(0, combine_eight), k)
-    };
-    let v = word(0)?;
-    let (value, k) = lead(v);
-    if k < 8 {
-        return Some((value, k));
-    }
-    let (low, k) = lead(word(8)?);
-    (k < 8).then(|| (combine_eight(v) * pow10(k) + low, 8 + k))
-}
-
-/// A JSON number where it stands, for FLOAT64: `-?(0|[1-9]D*)(.D+)?` with
-/// at most 15 digits and no exponent, not followed by a digit, `.`, `e` or
-/// `E`. The digits as an integer and the power of ten dividing them are
-/// both exact in an f64 and IEEE division rounds correctly, so the quotient
-/// is the correctly rounded value (Clinger's fast path, as `parse_f64`
-/// takes it). Value and length, or `None` for the general path.
-#[inline]
-pub(crate) fn float_number(b: &[u8]) -> Option<(f64, usize)> {
-    const POW10: [f64; 16] =
-        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
-    let neg = b.first() == Some(&b'-');
-    let start = usize::from(neg);
-    let (int, int_len) = short_run(b.get(start..)?)?;
-    if int_len == 0 || (int_len > 1 && b.get(start) == Some(&b'0')) {
-        return None;
-    }
-    let mut end = start + int_len;
-    let (mut m, mut frac_len) = (int, 0);
-    if b.get(end) == Some(&b'.') {
-        let (frac, len) = short_run(b.get(end + 1..)?)?;
-        if len == 0 || int_len + len > 15 {
-            return None;
-        }
-        (m, frac_len) = (int * pow10(len) + frac, len);
-        end += 1 + len;
-    }
-    if int_len > 15 || matches!(b.get(end), None | Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
-        return None;
-    }
-    let v = m as f64 / POW10.get(frac_len)?;
-    Some((if neg { -v } else { v }, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,41 +157,6 @@ mod tests {
             };
             proptest::prop_assert_eq!(&body[..len], text.as_str());
             proptest::prop_assert_eq!(crate::rows::values::parse_i64(&text), Some(v));
-        }
-
-        /// `float_number` takes only JSON numbers without exponents of at
-        /// most 15 digits, with the bits `parse_f64` gives for their text.
-        #[test]
-        fn float_number_matches_the_general_path(
-            text in "-?[0-9]{0,17}(\\.[0-9]{0,17})?[eE.]?",
-            tail in proptest::sample::select(vec!["", ",", "}", "]", " ", "x"]),
-            pad in proptest::bool::ANY,
-        ) {
-            let body = body(&text, tail, pad);
-            let Some((v, len)) = float_number(body.as_bytes()) else { return Ok(()) };
-            proptest::prop_assert_eq!(&body[..len], text.as_str());
-            let general = crate::rows::values::parse_f64(&text, false).map(f64::to_bits);
-            proptest::prop_assert_eq!(general, Ok(v.to_bits()), "{}", text);
-        }
-    }
-
-    #[test]
-    fn float_number_takes_the_common_forms() {
-        for (body, want) in [
-            ("12.5,", Some((12.5, 4))),
-            ("-0.0}", Some((-0.0, 4))),
-            ("0.1]", Some((0.1, 3))),
-            ("123456789012345,", Some((123_456_789_012_345.0, 15))),
-            ("12345678.1234567}", Some((12_345_678.123_456_7, 16))),
-            ("1234567890123456,", None),
-            ("01.5,", None),
-            ("1.,", None),
-            ("1e5,", None),
-            ("1.5", None),
-            ("7}", Some((7.0, 1))),
-        ] {
-            let got = float_number(body.as_bytes()).map(|(v, n)| (v.to_bits(), n));
-            assert_eq!(got, want.map(|(v, n): (f64, usize)| (v.to_bits(), n)), "{body}");
         }
     }
 }
